@@ -1,0 +1,3 @@
+fn main() {
+    forge_build::link_libtorch();
+}

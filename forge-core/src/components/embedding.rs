@@ -1,0 +1,93 @@
+//! `GeneExpressionEmbedding`: turns token ids (and expression values) into
+//! hidden vectors.
+//!
+//! gene Embedding(V,H, padding row 0) + learned position Embedding(S_max,H)
+//! + optional Linear(1,H) of the scalar value, summed, then LayerNorm
+//! (eps 1e-12) and dropout. PyTorch names: `gene_embedding.weight`,
+//! `position_embedding.weight`, `expression_proj.{weight,bias}`,
+//! `layer_norm.{weight,bias}`.
+
+use tch::{Kind, Tensor, nn};
+
+use super::init;
+use crate::batch::special::PAD;
+use crate::params::{Parameters, join};
+
+/// Gene + position (+ value) embedding.
+#[derive(Debug)]
+pub struct GeneExpressionEmbedding {
+    /// Gene token embedding, (V,H); row 0 (PAD) is zero.
+    pub gene_embedding: nn::Embedding,
+    /// Learned position embedding, (max_seq_len,H).
+    pub position_embedding: nn::Embedding,
+    /// Projection of the scalar expression value, when values are used.
+    pub expression_proj: Option<nn::Linear>,
+    /// Final LayerNorm.
+    pub layer_norm: nn::LayerNorm,
+    /// Dropout probability applied after the LayerNorm in training.
+    pub dropout: f64,
+    max_seq_len: i64,
+}
+
+impl GeneExpressionEmbedding {
+    /// Creates the embedding under `path` with scModelForge's init.
+    pub fn new(
+        path: nn::Path,
+        vocab_size: i64,
+        hidden_dim: i64,
+        max_seq_len: i64,
+        dropout: f64,
+        use_expression_values: bool,
+    ) -> Self {
+        GeneExpressionEmbedding {
+            gene_embedding: init::embedding(&path / "gene_embedding", vocab_size, hidden_dim, Some(PAD)),
+            position_embedding: init::embedding(
+                &path / "position_embedding",
+                max_seq_len,
+                hidden_dim,
+                None,
+            ),
+            expression_proj: use_expression_values
+                .then(|| init::linear(&path / "expression_proj", 1, hidden_dim)),
+            layer_norm: init::layer_norm(&path / "layer_norm", hidden_dim),
+            dropout,
+            max_seq_len,
+        }
+    }
+
+    /// Embeds `input_ids` (B,S) and, when this embedding uses them, `values`
+    /// (B,S) into (B,S,H).
+    ///
+    /// # Panics
+    /// When S exceeds `max_seq_len` (batches built by forge's tokenizers
+    /// never do; the message says how to fix a hand-built one).
+    pub fn forward(&self, input_ids: &Tensor, values: Option<&Tensor>, train: bool) -> Tensor {
+        let seq_len = input_ids.size()[1];
+        assert!(
+            seq_len <= self.max_seq_len,
+            "sequence length {seq_len} exceeds model.max_seq_len {}; \
+             lower tokenizer.max_genes or raise model.max_seq_len",
+            self.max_seq_len
+        );
+        let positions = Tensor::arange(seq_len, (Kind::Int64, input_ids.device()));
+        let mut hidden = input_ids.apply(&self.gene_embedding)
+            + positions.apply(&self.position_embedding).unsqueeze(0);
+        if let (Some(proj), Some(values)) = (&self.expression_proj, values) {
+            let values = values.to_kind(hidden.kind()).unsqueeze(-1);
+            hidden += values.apply(proj);
+        }
+        hidden.apply(&self.layer_norm).dropout(self.dropout, train)
+    }
+}
+
+impl Parameters for GeneExpressionEmbedding {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.gene_embedding
+            .visit_parameters(&join(prefix, "gene_embedding"), f);
+        self.position_embedding
+            .visit_parameters(&join(prefix, "position_embedding"), f);
+        self.expression_proj
+            .visit_parameters(&join(prefix, "expression_proj"), f);
+        self.layer_norm.visit_parameters(&join(prefix, "layer_norm"), f);
+    }
+}

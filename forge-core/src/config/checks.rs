@@ -1,0 +1,474 @@
+//! Checks on values (ranges, and rules tying several keys together) that
+//! run once every key of a config has been read with the right type.
+//!
+//! Each check reports under the key a person would edit to fix it, says
+//! what the rule is and what value was found; every failed check is
+//! recorded, not just the first. These checks do not know which models are
+//! registered (`model.architecture` is checked by the registry when a model
+//! is built) and do not touch the file system.
+
+use super::error::ConfigErrors;
+use super::schema::{
+    DataConfig, EvalConfig, FinetuneConfig, ForgeConfig, ModelConfig, TokenizerConfig,
+    TrainingConfig,
+};
+use super::value::join_path;
+
+/// Records problems for keys under one section.
+struct Checker<'a> {
+    section: &'a str,
+    errors: &'a mut ConfigErrors,
+}
+
+impl<'a> Checker<'a> {
+    fn new(section: &'a str, errors: &'a mut ConfigErrors) -> Self {
+        Self { section, errors }
+    }
+
+    fn fail(&mut self, key: &str, message: String) {
+        let path = if key.is_empty() {
+            self.section.to_string()
+        } else {
+            join_path(self.section, key)
+        };
+        self.errors.push(path, message);
+    }
+
+    /// `value >= min`.
+    fn at_least(&mut self, key: &str, value: i64, min: i64) {
+        if value < min {
+            self.fail(key, format!("must be at least {min}, got {value}"));
+        }
+    }
+
+    /// `value >= min` when set.
+    fn at_least_opt(&mut self, key: &str, value: Option<i64>, min: i64) {
+        if let Some(v) = value {
+            self.at_least(key, v, min);
+        }
+    }
+
+    /// `value > 0` and finite.
+    fn positive(&mut self, key: &str, value: f64) {
+        if !(value > 0.0 && value.is_finite()) {
+            self.fail(key, format!("must be a number greater than 0, got {value}"));
+        }
+    }
+
+    /// `value >= 0` and finite.
+    fn non_negative(&mut self, key: &str, value: f64) {
+        if !(value >= 0.0 && value.is_finite()) {
+            self.fail(key, format!("must be a number of at least 0, got {value}"));
+        }
+    }
+
+    /// `value` in [0, 1): a dropout probability or a held-out fraction.
+    fn in_0_1_excl(&mut self, key: &str, value: f64) {
+        if !(0.0..1.0).contains(&value) {
+            self.fail(key, format!("must be in [0, 1) (0 included, 1 excluded), got {value}"));
+        }
+    }
+
+    /// `value` in [0, 1].
+    fn in_0_1_incl(&mut self, key: &str, value: f64) {
+        if !(0.0..=1.0).contains(&value) {
+            self.fail(key, format!("must be in [0, 1], got {value}"));
+        }
+    }
+
+    /// `value` in (0, 1].
+    fn in_excl_0_1(&mut self, key: &str, value: f64) {
+        if !(value > 0.0 && value <= 1.0) {
+            self.fail(key, format!("must be in (0, 1] (0 excluded, 1 included), got {value}"));
+        }
+    }
+
+    fn non_empty(&mut self, key: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.fail(key, "must not be empty".to_string());
+        }
+    }
+}
+
+/// Runs every check on a whole config.
+pub(crate) fn check_config(config: &ForgeConfig, errors: &mut ConfigErrors) {
+    check_data(&config.data, "data", errors);
+    check_tokenizer(&config.tokenizer, "tokenizer", errors);
+    check_model(&config.model, "model", errors);
+    check_training(&config.training, "training", errors);
+    check_eval(&config.eval, "eval", errors);
+    if let Some(finetune) = &config.finetune {
+        check_finetune(finetune, "finetune", errors);
+    }
+}
+
+/// Checks the `data` section found at `section`.
+pub(crate) fn check_data(d: &DataConfig, section: &str, errors: &mut ConfigErrors) {
+    let mut c = Checker::new(section, errors);
+    c.at_least("max_genes", d.max_genes, 1);
+    c.at_least("num_workers", d.num_workers, 0);
+    if let Some(target_sum) = d.preprocessing.target_sum {
+        c.positive("preprocessing.target_sum", target_sum);
+    }
+    c.at_least_opt("preprocessing.hvg_selection", d.preprocessing.hvg_selection, 1);
+    c.at_least("streaming_chunk_size", d.streaming_chunk_size, 1);
+    c.at_least("streaming_shuffle_buffer", d.streaming_shuffle_buffer, 0);
+    for (i, path) in d.paths.iter().enumerate() {
+        c.non_empty(&format!("paths[{i}]"), path);
+    }
+}
+
+/// Checks the `tokenizer` section found at `section`.
+pub(crate) fn check_tokenizer(t: &TokenizerConfig, section: &str, errors: &mut ConfigErrors) {
+    let mut c = Checker::new(section, errors);
+    if t.max_genes < 2 {
+        c.fail(
+            "max_genes",
+            format!(
+                "must be at least 2 (room for the CLS token and one gene), got {}",
+                t.max_genes
+            ),
+        );
+    }
+    c.at_least("n_bins", t.n_bins, 2);
+    c.at_least("embedding_dim", t.embedding_dim, 1);
+    let m = &t.masking;
+    c.in_0_1_incl("masking.mask_ratio", m.mask_ratio);
+    c.in_0_1_incl("masking.random_replace_ratio", m.random_replace_ratio);
+    c.in_0_1_incl("masking.keep_ratio", m.keep_ratio);
+    let sum = m.random_replace_ratio + m.keep_ratio;
+    let parts_ok = (0.0..=1.0).contains(&m.random_replace_ratio) && (0.0..=1.0).contains(&m.keep_ratio);
+    if parts_ok && sum > 1.0 + 1e-9 {
+        c.fail(
+            "masking",
+            format!(
+                "random_replace_ratio ({}) + keep_ratio ({}) must not exceed 1 (the rest of \
+                 the chosen tokens become MASK), got {sum}",
+                m.random_replace_ratio, m.keep_ratio
+            ),
+        );
+    }
+}
+
+/// Checks the `model` section found at `section`.
+pub(crate) fn check_model(m: &ModelConfig, section: &str, errors: &mut ConfigErrors) {
+    let mut c = Checker::new(section, errors);
+    c.non_empty("architecture", &m.architecture);
+    c.at_least("hidden_dim", m.hidden_dim, 1);
+    c.at_least("num_layers", m.num_layers, 1);
+    c.at_least("num_heads", m.num_heads, 1);
+    if m.hidden_dim >= 1 && m.num_heads >= 1 && m.hidden_dim % m.num_heads != 0 {
+        c.fail(
+            "num_heads",
+            format!(
+                "must divide hidden_dim ({}) evenly, got {} (each head gets hidden_dim / \
+                 num_heads dimensions)",
+                m.hidden_dim, m.num_heads
+            ),
+        );
+    }
+    c.at_least_opt("ffn_dim", m.ffn_dim, 1);
+    c.in_0_1_excl("dropout", m.dropout);
+    c.at_least("max_seq_len", m.max_seq_len, 1);
+    c.in_excl_0_1("mask_ratio", m.mask_ratio);
+    if let Some(v) = m.vocab_size
+        && v < 5
+    {
+        c.fail(
+            "vocab_size",
+            format!(
+                "must be at least 5 (4 special tokens PAD, UNK, MASK, CLS and at least one \
+                 gene), got {v}"
+            ),
+        );
+    }
+    c.at_least("n_bins", m.n_bins, 2);
+    c.non_negative("gene_loss_weight", m.gene_loss_weight);
+    c.non_negative("expression_loss_weight", m.expression_loss_weight);
+    if m.architecture == "masked_autoencoder" {
+        check_decoder(m, &mut c);
+    }
+}
+
+/// The decoder keys of `masked_autoencoder`, with their defaults resolved.
+fn check_decoder(m: &ModelConfig, c: &mut Checker<'_>) {
+    let dim = m.decoder_dim_or_default();
+    let heads = m.decoder_heads_or_default();
+    let dim_text = match m.decoder_dim {
+        Some(d) => format!("{d}"),
+        None => format!("{dim}, i.e. hidden_dim / 2"),
+    };
+    let heads_text = match m.decoder_heads {
+        Some(h) => format!("{h}"),
+        None => format!("{heads}, i.e. num_heads"),
+    };
+    let dim_key = if m.decoder_dim.is_some() { "decoder_dim" } else { "hidden_dim" };
+    let heads_key = if m.decoder_heads.is_some() { "decoder_heads" } else { "num_heads" };
+    if dim < 1 {
+        c.fail(dim_key, format!("the decoder width must be at least 1, got {dim_text}"));
+    }
+    if heads < 1 {
+        c.fail(heads_key, format!("the decoder heads must be at least 1, got {heads_text}"));
+    }
+    c.at_least("decoder_layers", m.decoder_layers, 1);
+    if dim >= 1 && heads >= 1 && dim % heads != 0 {
+        c.fail(
+            "decoder_heads",
+            format!(
+                "the decoder heads ({heads_text}) must divide the decoder width \
+                 ({dim_text}) evenly; set decoder_dim or decoder_heads"
+            ),
+        );
+    }
+}
+
+/// Checks the `training` section found at `section`.
+pub(crate) fn check_training(t: &TrainingConfig, section: &str, errors: &mut ConfigErrors) {
+    let mut c = Checker::new(section, errors);
+    c.at_least("batch_size", t.batch_size, 1);
+    c.at_least("max_epochs", t.max_epochs, 1);
+    c.at_least_opt("num_gpus", t.num_gpus, 0);
+    c.positive("optimizer.lr", t.optimizer.lr);
+    c.non_negative("optimizer.weight_decay", t.optimizer.weight_decay);
+    if let Some(s) = &t.scheduler {
+        c.at_least("scheduler.warmup_steps", s.warmup_steps, 0);
+        c.at_least("scheduler.total_steps", s.total_steps, 1);
+    }
+    c.non_negative("gradient_clip", t.gradient_clip);
+    c.at_least("gradient_accumulation", t.gradient_accumulation, 1);
+    c.non_empty("logger", &t.logger);
+    c.at_least("log_every_n_steps", t.log_every_n_steps, 1);
+    c.at_least("save_top_k", t.save_top_k, -1);
+    c.at_least("num_workers", t.num_workers, 0);
+    c.in_0_1_excl("val_split", t.val_split);
+}
+
+/// Checks the `eval` section found at `section`.
+pub(crate) fn check_eval(e: &EvalConfig, section: &str, errors: &mut ConfigErrors) {
+    let mut c = Checker::new(section, errors);
+    c.at_least("every_n_epochs", e.every_n_epochs, 1);
+    c.at_least("batch_size", e.batch_size, 1);
+    for (i, b) in e.benchmarks.iter().enumerate() {
+        c.non_empty(&format!("benchmarks[{i}].name"), &b.name);
+    }
+}
+
+/// Checks the `finetune` section found at `section`.
+pub(crate) fn check_finetune(f: &FinetuneConfig, section: &str, errors: &mut ConfigErrors) {
+    let mut c = Checker::new(section, errors);
+    c.non_empty("label_key", &f.label_key);
+    c.at_least("freeze_backbone_epochs", f.freeze_backbone_epochs, 0);
+    if let Some(lr) = f.backbone_lr {
+        c.positive("backbone_lr", lr);
+    }
+    if let Some(lr) = f.head_lr {
+        c.positive("head_lr", lr);
+    }
+    if let Some(n) = f.head.n_classes
+        && n < 2
+    {
+        c.fail(
+            "head.n_classes",
+            format!("must be at least 2 for classification, got {n}"),
+        );
+    }
+    c.at_least("head.output_dim", f.head.output_dim, 1);
+    c.at_least_opt("head.hidden_dim", f.head.hidden_dim, 1);
+    c.in_0_1_excl("head.dropout", f.head.dropout);
+    c.at_least("lora.rank", f.lora.rank, 1);
+    c.positive("lora.alpha", f.lora.alpha);
+    c.in_0_1_excl("lora.dropout", f.lora.dropout);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema::{BenchmarkSpec, SchedulerConfig};
+    use super::*;
+
+    /// Runs every check on `config` and returns the problems as
+    /// `(path, message)`.
+    fn problems(config: &ForgeConfig) -> Vec<(String, String)> {
+        let mut errors = ConfigErrors::new("<test>");
+        check_config(config, &mut errors);
+        errors
+            .iter()
+            .map(|e| (e.path.clone(), e.message.clone()))
+            .collect()
+    }
+
+    /// Asserts that `edit` makes exactly one check fail, at `path`, with a
+    /// message containing `needle`.
+    fn fails(path: &str, needle: &str, edit: impl FnOnce(&mut ForgeConfig)) {
+        let mut config = ForgeConfig::default();
+        edit(&mut config);
+        let found = problems(&config);
+        assert_eq!(found.len(), 1, "expected one problem at {path}, got {found:?}");
+        assert_eq!(found[0].0, path, "{found:?}");
+        assert!(found[0].1.contains(needle), "{found:?}");
+    }
+
+    #[test]
+    fn defaults_pass() {
+        let mut config = ForgeConfig::default();
+        config.finetune = Some(FinetuneConfig::default());
+        assert_eq!(problems(&config), vec![]);
+    }
+
+    #[test]
+    fn model_checks() {
+        fails("model.hidden_dim", "at least 1, got 0", |c| {
+            c.model.hidden_dim = 0;
+        });
+        fails("model.num_heads", "at least 1, got 0", |c| c.model.num_heads = 0);
+        fails("model.num_heads", "must divide hidden_dim (512) evenly, got 7", |c| {
+            c.model.num_heads = 7;
+        });
+        fails("model.num_layers", "at least 1", |c| c.model.num_layers = 0);
+        fails("model.ffn_dim", "at least 1", |c| c.model.ffn_dim = Some(0));
+        fails("model.dropout", "[0, 1)", |c| c.model.dropout = 1.0);
+        fails("model.dropout", "[0, 1)", |c| c.model.dropout = -0.1);
+        fails("model.dropout", "[0, 1)", |c| c.model.dropout = f64::NAN);
+        fails("model.max_seq_len", "at least 1", |c| c.model.max_seq_len = 0);
+        fails("model.mask_ratio", "(0, 1]", |c| c.model.mask_ratio = 0.0);
+        fails("model.mask_ratio", "(0, 1]", |c| c.model.mask_ratio = 1.5);
+        fails("model.n_bins", "at least 2", |c| c.model.n_bins = 1);
+        fails("model.vocab_size", "4 special tokens", |c| c.model.vocab_size = Some(4));
+        fails("model.gene_loss_weight", "at least 0", |c| c.model.gene_loss_weight = -1.0);
+        fails("model.architecture", "must not be empty", |c| c.model.architecture.clear());
+        let mut ok = ForgeConfig::default();
+        ok.model.mask_ratio = 1.0;
+        ok.model.vocab_size = Some(5);
+        ok.model.dropout = 0.0;
+        assert_eq!(problems(&ok), vec![]);
+    }
+
+    #[test]
+    fn decoder_checks_only_for_masked_autoencoder() {
+        let mae = |c: &mut ForgeConfig| c.model.architecture = "masked_autoencoder".into();
+        // hidden 512 / 2 = 256 and 8 heads: fine; 256 with 7 heads: not.
+        fails("model.decoder_heads", "(7) must divide the decoder width (256, i.e. hidden_dim / 2)", |c| {
+            mae(c);
+            c.model.decoder_heads = Some(7);
+        });
+        fails("model.decoder_heads", "(8, i.e. num_heads) must divide the decoder width (100)", |c| {
+            mae(c);
+            c.model.decoder_dim = Some(100);
+        });
+        fails("model.decoder_dim", "at least 1", |c| {
+            mae(c);
+            c.model.decoder_dim = Some(0);
+        });
+        fails("model.decoder_layers", "at least 1", |c| {
+            mae(c);
+            c.model.decoder_layers = 0;
+        });
+        // Other architectures ignore the decoder keys.
+        let mut other = ForgeConfig::default();
+        other.model.decoder_heads = Some(7);
+        other.model.decoder_layers = 0;
+        assert_eq!(problems(&other), vec![]);
+    }
+
+    #[test]
+    fn tokenizer_and_masking_checks() {
+        fails("tokenizer.max_genes", "at least 2", |c| c.tokenizer.max_genes = 1);
+        fails("tokenizer.n_bins", "at least 2", |c| c.tokenizer.n_bins = 0);
+        fails("tokenizer.masking.mask_ratio", "[0, 1]", |c| {
+            c.tokenizer.masking.mask_ratio = 1.1;
+        });
+        fails("tokenizer.masking.random_replace_ratio", "[0, 1]", |c| {
+            c.tokenizer.masking.random_replace_ratio = -0.1;
+        });
+        fails("tokenizer.masking.keep_ratio", "[0, 1]", |c| {
+            c.tokenizer.masking.keep_ratio = 2.0;
+        });
+        fails("tokenizer.masking", "must not exceed 1", |c| {
+            c.tokenizer.masking.random_replace_ratio = 0.6;
+            c.tokenizer.masking.keep_ratio = 0.5;
+        });
+        let mut edge = ForgeConfig::default();
+        edge.tokenizer.masking.random_replace_ratio = 0.1;
+        edge.tokenizer.masking.keep_ratio = 0.9;
+        assert_eq!(problems(&edge), vec![]);
+    }
+
+    #[test]
+    fn training_checks() {
+        fails("training.batch_size", "at least 1", |c| c.training.batch_size = 0);
+        fails("training.max_epochs", "at least 1", |c| c.training.max_epochs = 0);
+        fails("training.optimizer.lr", "greater than 0", |c| c.training.optimizer.lr = 0.0);
+        fails("training.optimizer.weight_decay", "at least 0", |c| {
+            c.training.optimizer.weight_decay = -1.0;
+        });
+        fails("training.gradient_accumulation", "at least 1", |c| {
+            c.training.gradient_accumulation = 0;
+        });
+        fails("training.val_split", "[0, 1)", |c| c.training.val_split = 1.0);
+        fails("training.scheduler.total_steps", "at least 1", |c| {
+            c.training.scheduler = Some(SchedulerConfig {
+                total_steps: 0,
+                ..SchedulerConfig::default()
+            });
+        });
+        fails("training.save_top_k", "at least -1", |c| c.training.save_top_k = -2);
+        let mut no_scheduler = ForgeConfig::default();
+        no_scheduler.training.scheduler = None;
+        no_scheduler.training.val_split = 0.0;
+        assert_eq!(problems(&no_scheduler), vec![]);
+    }
+
+    #[test]
+    fn data_and_eval_checks() {
+        fails("data.preprocessing.target_sum", "greater than 0", |c| {
+            c.data.preprocessing.target_sum = Some(0.0);
+        });
+        fails("data.paths[1]", "must not be empty", |c| {
+            c.data.paths = vec!["a.h5ad".into(), " ".into()];
+        });
+        fails("eval.batch_size", "at least 1", |c| c.eval.batch_size = 0);
+        fails("eval.benchmarks[0].name", "must not be empty", |c| {
+            c.eval.benchmarks = vec![BenchmarkSpec::named("")];
+        });
+    }
+
+    #[test]
+    fn finetune_checks() {
+        let ft = |c: &mut ForgeConfig| c.finetune.get_or_insert_with(FinetuneConfig::default).clone();
+        fails("finetune.head.n_classes", "at least 2", |c| {
+            let mut f = ft(c);
+            f.head.n_classes = Some(1);
+            c.finetune = Some(f);
+        });
+        fails("finetune.lora.rank", "at least 1", |c| {
+            let mut f = ft(c);
+            f.lora.rank = 0;
+            c.finetune = Some(f);
+        });
+        fails("finetune.head.dropout", "[0, 1)", |c| {
+            let mut f = ft(c);
+            f.head.dropout = 1.0;
+            c.finetune = Some(f);
+        });
+        fails("finetune.backbone_lr", "greater than 0", |c| {
+            let mut f = ft(c);
+            f.backbone_lr = Some(-1e-5);
+            c.finetune = Some(f);
+        });
+        let mut ok = ForgeConfig::default();
+        let mut f = FinetuneConfig::default();
+        f.head.n_classes = Some(2);
+        ok.finetune = Some(f);
+        assert_eq!(problems(&ok), vec![]);
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let mut config = ForgeConfig::default();
+        config.model.hidden_dim = 100;
+        config.model.num_heads = 3;
+        config.model.dropout = 1.5;
+        config.training.batch_size = 0;
+        config.training.optimizer.lr = -1.0;
+        assert_eq!(problems(&config).len(), 4, "{:?}", problems(&config));
+    }
+}

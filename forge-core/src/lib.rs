@@ -1,0 +1,38 @@
+//! forge-core: the pieces every forge model and pipeline is built from.
+//!
+//! - [`model`]: the model contract ([`ForgeModel`], [`Architecture`],
+//!   [`ModelOutput`]).
+//! - [`batch`]: the validated [`Batch`] a model receives.
+//! - [`config`]: scModelForge's YAML config schema, validated.
+//! - [`registry`]: registry name -> model constructor, across crates.
+//! - [`components`]: embedding, heads, pooling, masks, encoder layers.
+//! - [`params`]: parameter names, counts and breakdowns.
+//! - [`state_dict`]: loading PyTorch state dicts, all or nothing.
+//! - [`runtime`]: which libtorch is linked and what it can use.
+
+extern crate self as forge_core;
+
+pub mod batch;
+pub mod components;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod params;
+pub mod registry;
+pub mod runtime;
+pub mod state_dict;
+pub mod suggest;
+
+pub use batch::{Batch, BatchBuilder};
+pub use config::{ForgeConfig, ModelConfig};
+pub use error::{ForgeError, Result};
+pub use model::{Architecture, ForgeModel, ModelOutput};
+/// `#[derive(ForgeModel)]`: see the `forge_macros` crate docs.
+pub use forge_macros::ForgeModel;
+pub use params::{ParameterTable, Parameters};
+
+/// Re-exported for `#[derive(ForgeModel)]`'s generated registration code.
+#[doc(hidden)]
+pub use inventory;
+/// Re-exported so downstream crates use the same libtorch binding.
+pub use tch;

@@ -1,0 +1,51 @@
+//! `forge doctor`: reports which libtorch forge runs on and what is wrong
+//! with the setup, if anything.
+
+use std::process::ExitCode;
+
+use forge_core::runtime::RuntimeInfo;
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let info = RuntimeInfo::detect();
+    let show = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or("(not found)".to_string(), |p| p.display().to_string())
+    };
+    println!("forge        {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "torch        {}",
+        info.torch_version.as_deref().unwrap_or("(unknown)")
+    );
+    println!("libtorch     {}", show(&info.libtorch_lib));
+    println!("built with   {}", show(&info.built_against));
+    println!(
+        "cuda         {} (libtorch_cuda {}, {} device{})",
+        if info.cuda_available {
+            "available"
+        } else {
+            "not available"
+        },
+        if info.cuda_library_loaded {
+            "linked"
+        } else {
+            "not linked"
+        },
+        info.cuda_devices,
+        if info.cuda_devices == 1 { "" } else { "s" }
+    );
+    println!("threads      {}", info.threads);
+    println!(
+        "device       {:?}",
+        forge_core::runtime::RuntimeInfo::default_device()
+    );
+    let problems = info.problems();
+    if problems.is_empty() {
+        println!("status       ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            println!("problem      {p}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per `forge` subcommand. Each exposes `run`, returning the exit
+//! code or an error that `main` prints.
+
+pub mod config;
+pub mod doctor;
+pub mod models;

@@ -1,0 +1,44 @@
+//! `forge`: the command-line front end of forge.
+//!
+//! Each subcommand lives in its own module under `commands/`; this file only
+//! parses arguments and reports errors the same way for all of them.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Single-cell foundation models on libtorch.
+#[derive(Debug, Parser)]
+#[command(name = "forge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the libtorch setup: version, library path, CUDA, threads.
+    Doctor,
+    /// Validate a scModelForge YAML config and print it fully resolved.
+    Config(commands::config::Args),
+    /// List the registered model architectures.
+    Models(commands::models::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Doctor => commands::doctor::run(),
+        Command::Config(args) => commands::config::run(&args),
+        Command::Models(args) => commands::models::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
