@@ -326,7 +326,10 @@ mod tests {
             .build()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`input_ids`") && err.contains("Float"), "{err}");
+        assert!(
+            err.contains("`input_ids`") && err.contains("Float"),
+            "{err}"
+        );
         let err = Batch::builder(Tensor::from_slice(&[1i64, 2]), mask())
             .build()
             .unwrap_err()
@@ -337,6 +340,9 @@ mod tests {
             .build()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`task_labels`") && err.contains("(B)"), "{err}");
+        assert!(
+            err.contains("`task_labels`") && err.contains("(B)"),
+            "{err}"
+        );
     }
 }

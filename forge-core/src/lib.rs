@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: the model contract ([`ForgeModel`], [`Architecture`],
 //!   [`ModelOutput`]).
+//! - [`models`]: the reference models.
 //! - [`batch`]: the validated [`Batch`] a model receives.
 //! - [`config`]: scModelForge's YAML config schema, validated.
 //! - [`registry`]: registry name -> model constructor, across crates.
@@ -15,8 +16,10 @@ extern crate self as forge_core;
 pub mod batch;
 pub mod components;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod model;
+pub mod models;
 pub mod params;
 pub mod registry;
 pub mod runtime;
@@ -26,9 +29,9 @@ pub mod suggest;
 pub use batch::{Batch, BatchBuilder};
 pub use config::{ForgeConfig, ModelConfig};
 pub use error::{ForgeError, Result};
-pub use model::{Architecture, ForgeModel, ModelOutput};
 /// `#[derive(ForgeModel)]`: see the `forge_macros` crate docs.
 pub use forge_macros::ForgeModel;
+pub use model::{Architecture, ForgeModel, ModelOutput};
 pub use params::{ParameterTable, Parameters};
 
 /// Re-exported for `#[derive(ForgeModel)]`'s generated registration code.
@@ -36,3 +39,19 @@ pub use params::{ParameterTable, Parameters};
 pub use inventory;
 /// Re-exported so downstream crates use the same libtorch binding.
 pub use tch;
+
+/// What a model file or model test needs, in one import:
+/// `use forge_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::batch::{Batch, BatchBuilder};
+    pub use crate::components::{
+        BinPredictionHead, Component, ExpressionPredictionHead, GeneExpressionEmbedding,
+        MaskedGenePredictionHead, TransformerEncoder, TransformerEncoderLayer, cls_pool, mean_pool,
+        pool,
+    };
+    pub use crate::config::{Activation, ModelConfig, Pooling};
+    pub use crate::error::{ForgeError, Result};
+    pub use crate::model::{Architecture, ForgeModel, ModelOutput};
+    pub use crate::params::Parameters;
+    pub use tch::{Device, Kind, Tensor, nn};
+}

@@ -39,6 +39,14 @@ pub trait Architecture {
     /// is computed when the batch has targets (`labels`, `masked_positions`).
     fn forward(&self, batch: &Batch, train: bool) -> ModelOutput;
 
+    /// The training loss alone (training mode), or `None` when the batch has
+    /// no targets. Pretraining calls this instead of `forward`. The default
+    /// takes the loss of `forward(batch, true)`; override it to skip work the
+    /// loss does not need, such as vocabulary logits at unlabelled positions.
+    fn loss(&self, batch: &Batch) -> Option<Tensor> {
+        self.forward(batch, true).loss
+    }
+
     /// Cell embeddings (B,H) without prediction heads, in evaluation mode.
     /// Callers wrap it in `tch::no_grad` when they do not need gradients.
     fn encode(&self, batch: &Batch) -> Tensor;
@@ -75,6 +83,9 @@ pub trait ForgeModel: Architecture + Parameters + Send {
 impl<M: ForgeModel + ?Sized> Architecture for Box<M> {
     fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {
         (**self).forward(batch, train)
+    }
+    fn loss(&self, batch: &Batch) -> Option<Tensor> {
+        (**self).loss(batch)
     }
     fn encode(&self, batch: &Batch) -> Tensor {
         (**self).encode(batch)

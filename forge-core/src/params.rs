@@ -95,7 +95,11 @@ impl fmt::Display for ParameterTable {
             .chain([9])
             .max()
             .unwrap_or(9);
-        writeln!(f, "{:<width$}  {:>12}  {:>12}", "submodule", "parameters", "trainable")?;
+        writeln!(
+            f,
+            "{:<width$}  {:>12}  {:>12}",
+            "submodule", "parameters", "trainable"
+        )?;
         for (name, total, trainable) in &self.rows {
             writeln!(f, "{name:<width$}  {total:>12}  {trainable:>12}")?;
         }

@@ -139,13 +139,17 @@ impl Registry {
 static GLOBAL: LazyLock<RwLock<Registry>> = LazyLock::new(|| RwLock::new(Registry::from_linked()));
 
 fn read_global<T>(f: impl FnOnce(&Registry) -> T) -> T {
-    let guard = GLOBAL.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = GLOBAL
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     f(&guard)
 }
 
 /// Adds a registration to the process-wide registry at run time.
 pub fn register(reg: ModelRegistration) -> Result<()> {
-    let mut guard = GLOBAL.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = GLOBAL
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     guard.register(reg)
 }
 

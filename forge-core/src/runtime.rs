@@ -41,7 +41,8 @@ impl RuntimeInfo {
                 .find(|p| Path::new(p).file_name().is_some_and(|f| f == lib))
                 .map(PathBuf::from)
         };
-        let libtorch_lib = loaded("libtorch_cpu.so").and_then(|p| p.parent().map(Path::to_path_buf));
+        let libtorch_lib =
+            loaded("libtorch_cpu.so").and_then(|p| p.parent().map(Path::to_path_buf));
         let torch_version = libtorch_lib
             .as_deref()
             .and_then(|lib| lib.parent())
@@ -75,7 +76,9 @@ impl RuntimeInfo {
             ),
         }
         if self.libtorch_lib.is_none() {
-            out.push("libtorch_cpu.so is not loaded: the binary was not linked against libtorch".into());
+            out.push(
+                "libtorch_cpu.so is not loaded: the binary was not linked against libtorch".into(),
+            );
         }
         let cuda_lib_on_disk = self
             .libtorch_lib

@@ -40,7 +40,10 @@ impl fmt::Display for StateDictMismatch {
             write!(f, "\n  unexpected: {}", self.unexpected.join(", "))?;
         }
         for (name, want, got) in &self.mis_shaped {
-            write!(f, "\n  {name}: model has shape {want:?}, weights have {got:?}")?;
+            write!(
+                f,
+                "\n  {name}: model has shape {want:?}, weights have {got:?}"
+            )?;
         }
         Ok(())
     }

@@ -31,8 +31,14 @@ mod tests {
     #[test]
     fn finds_typos_and_rejects_strangers() {
         let names = ["transformer_encoder", "masked_autoencoder"];
-        assert_eq!(closest("transformer_encodr", names), Some("transformer_encoder"));
-        assert_eq!(closest("Masked_Autoencoder", names), Some("masked_autoencoder"));
+        assert_eq!(
+            closest("transformer_encodr", names),
+            Some("transformer_encoder")
+        );
+        assert_eq!(
+            closest("Masked_Autoencoder", names),
+            Some("masked_autoencoder")
+        );
         assert_eq!(closest("resnet", names), None);
     }
 }

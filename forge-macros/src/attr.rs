@@ -146,9 +146,15 @@ fn unknown_key(
         Some(s) => format!("did you mean `{s}`?"),
         None => format!("accepted {place}: {}", accepted.join(", ")),
     };
-    cx.error_spanned_by(&meta.path, format!("unknown forge attribute `{key}` {place}; {hint}"));
+    cx.error_spanned_by(
+        &meta.path,
+        format!("unknown forge attribute `{key}` {place}; {hint}"),
+    );
     if meta.input.peek(Token![=]) {
-        let _: TokenStream = meta.value()?.parse::<Expr>().map(quote::ToTokens::into_token_stream)?;
+        let _: TokenStream = meta
+            .value()?
+            .parse::<Expr>()
+            .map(quote::ToTokens::into_token_stream)?;
     } else if meta.input.peek(syn::token::Paren) {
         meta.parse_nested_meta(|inner| {
             let _ = inner.value().and_then(|v| v.parse::<Expr>());

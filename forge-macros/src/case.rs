@@ -2,11 +2,11 @@
 
 /// Rust keywords (strict and reserved), which cannot name a module.
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum",
-    "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
-    "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait",
-    "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
-    "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
 ];
 
 /// Why `name` is not a valid registry name, or `None` when it is: a
@@ -37,7 +37,10 @@ pub fn registry_name_problem(name: &str) -> Option<String> {
 
 fn suggestion(snake: &str) -> String {
     let mut out = String::new();
-    for c in snake.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_') {
+    for c in snake
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+    {
         if !(c == '_' && (out.is_empty() || out.ends_with('_'))) {
             out.push(c);
         }
@@ -57,9 +60,21 @@ mod tests {
     fn accepts_snake_case_and_refuses_the_rest() {
         assert_eq!(registry_name_problem("transformer_encoder"), None);
         assert_eq!(registry_name_problem("mae2"), None);
-        for bad in ["MyModel", "my-model", "2model", "my__model", "model_", "", "type"] {
+        for bad in [
+            "MyModel",
+            "my-model",
+            "2model",
+            "my__model",
+            "model_",
+            "",
+            "type",
+        ] {
             assert!(registry_name_problem(bad).is_some(), "{bad}");
         }
-        assert!(registry_name_problem("My-Model").unwrap().contains("\"my_model\""));
+        assert!(
+            registry_name_problem("My-Model")
+                .unwrap()
+                .contains("\"my_model\"")
+        );
     }
 }

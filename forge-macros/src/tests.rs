@@ -81,12 +81,24 @@ fn reports_every_problem_at_once() {
         }
     });
     let all = errs.join("\n");
-    assert!(all.contains("unknown forge attribute `nmae` on a model struct; did you mean `name`?"), "{all}");
-    assert!(all.contains("unknown forge attribute `confg` on a field; did you mean `config`?"), "{all}");
+    assert!(
+        all.contains("unknown forge attribute `nmae` on a model struct; did you mean `name`?"),
+        "{all}"
+    );
+    assert!(
+        all.contains("unknown forge attribute `confg` on a field; did you mean `config`?"),
+        "{all}"
+    );
     assert!(all.contains("`skip` cannot be combined"), "{all}");
-    assert!(all.contains("`default` on `c` needs `config = key`"), "{all}");
+    assert!(
+        all.contains("`default` on `c` needs `config = key`"),
+        "{all}"
+    );
     assert!(all.contains("`d` has both `build` and `config`"), "{all}");
-    assert!(all.contains("missing registry name: add `#[forge(name = \"broken\")]`"), "{all}");
+    assert!(
+        all.contains("missing registry name: add `#[forge(name = \"broken\")]`"),
+        "{all}"
+    );
     assert_eq!(errs.len(), 6, "{all}");
 }
 
@@ -115,10 +127,22 @@ fn refuses_bad_registry_names() {
 #[test]
 fn refuses_non_struct_shapes_and_generics() {
     let cases: [(DeriveInput, &str); 5] = [
-        (parse_quote! { #[forge(name = "m")] enum M { A } }, "not enums"),
-        (parse_quote! { #[forge(name = "m")] union M { a: u32 } }, "not unions"),
-        (parse_quote! { #[forge(name = "m")] struct M(i64); }, "tuple struct"),
-        (parse_quote! { #[forge(name = "m")] struct M; }, "unit struct"),
+        (
+            parse_quote! { #[forge(name = "m")] enum M { A } },
+            "not enums",
+        ),
+        (
+            parse_quote! { #[forge(name = "m")] union M { a: u32 } },
+            "not unions",
+        ),
+        (
+            parse_quote! { #[forge(name = "m")] struct M(i64); },
+            "tuple struct",
+        ),
+        (
+            parse_quote! { #[forge(name = "m")] struct M; },
+            "unit struct",
+        ),
         (
             parse_quote! { #[forge(name = "m")] struct M<T> { #[forge(skip)] t: T } },
             "must be a concrete type",

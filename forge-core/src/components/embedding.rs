@@ -1,9 +1,9 @@
 //! `GeneExpressionEmbedding`: turns token ids (and expression values) into
 //! hidden vectors.
 //!
-//! gene Embedding(V,H, padding row 0) + learned position Embedding(S_max,H)
-//! + optional Linear(1,H) of the scalar value, summed, then LayerNorm
-//! (eps 1e-12) and dropout. PyTorch names: `gene_embedding.weight`,
+//! The sum of a gene Embedding(V,H, padding row 0), a learned position
+//! Embedding(S_max,H) and, optionally, Linear(1,H) of the scalar value;
+//! then LayerNorm (eps 1e-12) and dropout. PyTorch names: `gene_embedding.weight`,
 //! `position_embedding.weight`, `expression_proj.{weight,bias}`,
 //! `layer_norm.{weight,bias}`.
 
@@ -40,7 +40,12 @@ impl GeneExpressionEmbedding {
         use_expression_values: bool,
     ) -> Self {
         GeneExpressionEmbedding {
-            gene_embedding: init::embedding(&path / "gene_embedding", vocab_size, hidden_dim, Some(PAD)),
+            gene_embedding: init::embedding(
+                &path / "gene_embedding",
+                vocab_size,
+                hidden_dim,
+                Some(PAD),
+            ),
             position_embedding: init::embedding(
                 &path / "position_embedding",
                 max_seq_len,
@@ -88,6 +93,7 @@ impl Parameters for GeneExpressionEmbedding {
             .visit_parameters(&join(prefix, "position_embedding"), f);
         self.expression_proj
             .visit_parameters(&join(prefix, "expression_proj"), f);
-        self.layer_norm.visit_parameters(&join(prefix, "layer_norm"), f);
+        self.layer_norm
+            .visit_parameters(&join(prefix, "layer_norm"), f);
     }
 }

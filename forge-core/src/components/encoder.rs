@@ -108,7 +108,12 @@ impl TransformerEncoderLayer {
         activation: Activation,
     ) -> Self {
         TransformerEncoderLayer {
-            self_attn: MultiheadSelfAttention::new(&path / "self_attn", hidden_dim, num_heads, dropout),
+            self_attn: MultiheadSelfAttention::new(
+                &path / "self_attn",
+                hidden_dim,
+                num_heads,
+                dropout,
+            ),
             linear1: init::linear(&path / "linear1", hidden_dim, ffn_dim),
             linear2: init::linear(&path / "linear2", ffn_dim, hidden_dim),
             norm1: init::layer_norm(&path / "norm1", hidden_dim),
@@ -137,7 +142,8 @@ impl TransformerEncoderLayer {
 
 impl Parameters for TransformerEncoderLayer {
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.self_attn.visit_parameters(&join(prefix, "self_attn"), f);
+        self.self_attn
+            .visit_parameters(&join(prefix, "self_attn"), f);
         self.linear1.visit_parameters(&join(prefix, "linear1"), f);
         self.linear2.visit_parameters(&join(prefix, "linear2"), f);
         self.norm1.visit_parameters(&join(prefix, "norm1"), f);
@@ -181,7 +187,13 @@ impl TransformerEncoder {
 
     /// Runs every layer over `x` (B,S,H); padding keys (mask 0) are never
     /// attended to and, with `causal`, neither are later positions.
-    pub fn forward(&self, x: &Tensor, attention_mask: &Tensor, causal: bool, train: bool) -> Tensor {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        attention_mask: &Tensor,
+        causal: bool,
+        train: bool,
+    ) -> Tensor {
         let bias = attention_bias(attention_mask, causal, x.kind());
         self.forward_with_bias(x, Some(&bias), train)
     }
@@ -201,4 +213,3 @@ impl Parameters for TransformerEncoder {
         self.layers.visit_parameters(&join(prefix, "layers"), f);
     }
 }
-

@@ -48,7 +48,8 @@ impl MaskedGenePredictionHead {
 impl Parameters for MaskedGenePredictionHead {
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         self.dense.visit_parameters(&join(prefix, "dense"), f);
-        self.layer_norm.visit_parameters(&join(prefix, "layer_norm"), f);
+        self.layer_norm
+            .visit_parameters(&join(prefix, "layer_norm"), f);
         self.decoder.visit_parameters(&join(prefix, "decoder"), f);
     }
 }

@@ -29,5 +29,6 @@ pub fn attention_bias(attention_mask: &Tensor, causal: bool, kind: Kind) -> Tens
         let lower = Tensor::ones([s, s], (Kind::Bool, attention_mask.device())).tril(0);
         allowed = allowed.logical_and(&lower.view([1, 1, s, s]));
     }
-    Tensor::zeros(allowed.size(), (kind, attention_mask.device())).masked_fill(&allowed.logical_not(), MASKED)
+    Tensor::zeros(allowed.size(), (kind, attention_mask.device()))
+        .masked_fill(&allowed.logical_not(), MASKED)
 }

@@ -65,7 +65,10 @@ impl<'a> Checker<'a> {
     /// `value` in [0, 1): a dropout probability or a held-out fraction.
     fn in_0_1_excl(&mut self, key: &str, value: f64) {
         if !(0.0..1.0).contains(&value) {
-            self.fail(key, format!("must be in [0, 1) (0 included, 1 excluded), got {value}"));
+            self.fail(
+                key,
+                format!("must be in [0, 1) (0 included, 1 excluded), got {value}"),
+            );
         }
     }
 
@@ -79,7 +82,10 @@ impl<'a> Checker<'a> {
     /// `value` in (0, 1].
     fn in_excl_0_1(&mut self, key: &str, value: f64) {
         if !(value > 0.0 && value <= 1.0) {
-            self.fail(key, format!("must be in (0, 1] (0 excluded, 1 included), got {value}"));
+            self.fail(
+                key,
+                format!("must be in (0, 1] (0 excluded, 1 included), got {value}"),
+            );
         }
     }
 
@@ -110,7 +116,11 @@ pub(crate) fn check_data(d: &DataConfig, section: &str, errors: &mut ConfigError
     if let Some(target_sum) = d.preprocessing.target_sum {
         c.positive("preprocessing.target_sum", target_sum);
     }
-    c.at_least_opt("preprocessing.hvg_selection", d.preprocessing.hvg_selection, 1);
+    c.at_least_opt(
+        "preprocessing.hvg_selection",
+        d.preprocessing.hvg_selection,
+        1,
+    );
     c.at_least("streaming_chunk_size", d.streaming_chunk_size, 1);
     c.at_least("streaming_shuffle_buffer", d.streaming_shuffle_buffer, 0);
     for (i, path) in d.paths.iter().enumerate() {
@@ -137,7 +147,8 @@ pub(crate) fn check_tokenizer(t: &TokenizerConfig, section: &str, errors: &mut C
     c.in_0_1_incl("masking.random_replace_ratio", m.random_replace_ratio);
     c.in_0_1_incl("masking.keep_ratio", m.keep_ratio);
     let sum = m.random_replace_ratio + m.keep_ratio;
-    let parts_ok = (0.0..=1.0).contains(&m.random_replace_ratio) && (0.0..=1.0).contains(&m.keep_ratio);
+    let parts_ok =
+        (0.0..=1.0).contains(&m.random_replace_ratio) && (0.0..=1.0).contains(&m.keep_ratio);
     if parts_ok && sum > 1.0 + 1e-9 {
         c.fail(
             "masking",
@@ -202,13 +213,27 @@ fn check_decoder(m: &ModelConfig, c: &mut Checker<'_>) {
         Some(h) => format!("{h}"),
         None => format!("{heads}, i.e. num_heads"),
     };
-    let dim_key = if m.decoder_dim.is_some() { "decoder_dim" } else { "hidden_dim" };
-    let heads_key = if m.decoder_heads.is_some() { "decoder_heads" } else { "num_heads" };
+    let dim_key = if m.decoder_dim.is_some() {
+        "decoder_dim"
+    } else {
+        "hidden_dim"
+    };
+    let heads_key = if m.decoder_heads.is_some() {
+        "decoder_heads"
+    } else {
+        "num_heads"
+    };
     if dim < 1 {
-        c.fail(dim_key, format!("the decoder width must be at least 1, got {dim_text}"));
+        c.fail(
+            dim_key,
+            format!("the decoder width must be at least 1, got {dim_text}"),
+        );
     }
     if heads < 1 {
-        c.fail(heads_key, format!("the decoder heads must be at least 1, got {heads_text}"));
+        c.fail(
+            heads_key,
+            format!("the decoder heads must be at least 1, got {heads_text}"),
+        );
     }
     c.at_least("decoder_layers", m.decoder_layers, 1);
     if dim >= 1 && heads >= 1 && dim % heads != 0 {
@@ -302,15 +327,21 @@ mod tests {
         let mut config = ForgeConfig::default();
         edit(&mut config);
         let found = problems(&config);
-        assert_eq!(found.len(), 1, "expected one problem at {path}, got {found:?}");
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one problem at {path}, got {found:?}"
+        );
         assert_eq!(found[0].0, path, "{found:?}");
         assert!(found[0].1.contains(needle), "{found:?}");
     }
 
     #[test]
     fn defaults_pass() {
-        let mut config = ForgeConfig::default();
-        config.finetune = Some(FinetuneConfig::default());
+        let config = ForgeConfig {
+            finetune: Some(FinetuneConfig::default()),
+            ..ForgeConfig::default()
+        };
         assert_eq!(problems(&config), vec![]);
     }
 
@@ -319,22 +350,36 @@ mod tests {
         fails("model.hidden_dim", "at least 1, got 0", |c| {
             c.model.hidden_dim = 0;
         });
-        fails("model.num_heads", "at least 1, got 0", |c| c.model.num_heads = 0);
-        fails("model.num_heads", "must divide hidden_dim (512) evenly, got 7", |c| {
-            c.model.num_heads = 7;
+        fails("model.num_heads", "at least 1, got 0", |c| {
+            c.model.num_heads = 0
         });
+        fails(
+            "model.num_heads",
+            "must divide hidden_dim (512) evenly, got 7",
+            |c| {
+                c.model.num_heads = 7;
+            },
+        );
         fails("model.num_layers", "at least 1", |c| c.model.num_layers = 0);
         fails("model.ffn_dim", "at least 1", |c| c.model.ffn_dim = Some(0));
         fails("model.dropout", "[0, 1)", |c| c.model.dropout = 1.0);
         fails("model.dropout", "[0, 1)", |c| c.model.dropout = -0.1);
         fails("model.dropout", "[0, 1)", |c| c.model.dropout = f64::NAN);
-        fails("model.max_seq_len", "at least 1", |c| c.model.max_seq_len = 0);
+        fails("model.max_seq_len", "at least 1", |c| {
+            c.model.max_seq_len = 0
+        });
         fails("model.mask_ratio", "(0, 1]", |c| c.model.mask_ratio = 0.0);
         fails("model.mask_ratio", "(0, 1]", |c| c.model.mask_ratio = 1.5);
         fails("model.n_bins", "at least 2", |c| c.model.n_bins = 1);
-        fails("model.vocab_size", "4 special tokens", |c| c.model.vocab_size = Some(4));
-        fails("model.gene_loss_weight", "at least 0", |c| c.model.gene_loss_weight = -1.0);
-        fails("model.architecture", "must not be empty", |c| c.model.architecture.clear());
+        fails("model.vocab_size", "4 special tokens", |c| {
+            c.model.vocab_size = Some(4)
+        });
+        fails("model.gene_loss_weight", "at least 0", |c| {
+            c.model.gene_loss_weight = -1.0
+        });
+        fails("model.architecture", "must not be empty", |c| {
+            c.model.architecture.clear()
+        });
         let mut ok = ForgeConfig::default();
         ok.model.mask_ratio = 1.0;
         ok.model.vocab_size = Some(5);
@@ -346,14 +391,22 @@ mod tests {
     fn decoder_checks_only_for_masked_autoencoder() {
         let mae = |c: &mut ForgeConfig| c.model.architecture = "masked_autoencoder".into();
         // hidden 512 / 2 = 256 and 8 heads: fine; 256 with 7 heads: not.
-        fails("model.decoder_heads", "(7) must divide the decoder width (256, i.e. hidden_dim / 2)", |c| {
-            mae(c);
-            c.model.decoder_heads = Some(7);
-        });
-        fails("model.decoder_heads", "(8, i.e. num_heads) must divide the decoder width (100)", |c| {
-            mae(c);
-            c.model.decoder_dim = Some(100);
-        });
+        fails(
+            "model.decoder_heads",
+            "(7) must divide the decoder width (256, i.e. hidden_dim / 2)",
+            |c| {
+                mae(c);
+                c.model.decoder_heads = Some(7);
+            },
+        );
+        fails(
+            "model.decoder_heads",
+            "(8, i.e. num_heads) must divide the decoder width (100)",
+            |c| {
+                mae(c);
+                c.model.decoder_dim = Some(100);
+            },
+        );
         fails("model.decoder_dim", "at least 1", |c| {
             mae(c);
             c.model.decoder_dim = Some(0);
@@ -371,7 +424,9 @@ mod tests {
 
     #[test]
     fn tokenizer_and_masking_checks() {
-        fails("tokenizer.max_genes", "at least 2", |c| c.tokenizer.max_genes = 1);
+        fails("tokenizer.max_genes", "at least 2", |c| {
+            c.tokenizer.max_genes = 1
+        });
         fails("tokenizer.n_bins", "at least 2", |c| c.tokenizer.n_bins = 0);
         fails("tokenizer.masking.mask_ratio", "[0, 1]", |c| {
             c.tokenizer.masking.mask_ratio = 1.1;
@@ -394,23 +449,33 @@ mod tests {
 
     #[test]
     fn training_checks() {
-        fails("training.batch_size", "at least 1", |c| c.training.batch_size = 0);
-        fails("training.max_epochs", "at least 1", |c| c.training.max_epochs = 0);
-        fails("training.optimizer.lr", "greater than 0", |c| c.training.optimizer.lr = 0.0);
+        fails("training.batch_size", "at least 1", |c| {
+            c.training.batch_size = 0
+        });
+        fails("training.max_epochs", "at least 1", |c| {
+            c.training.max_epochs = 0
+        });
+        fails("training.optimizer.lr", "greater than 0", |c| {
+            c.training.optimizer.lr = 0.0
+        });
         fails("training.optimizer.weight_decay", "at least 0", |c| {
             c.training.optimizer.weight_decay = -1.0;
         });
         fails("training.gradient_accumulation", "at least 1", |c| {
             c.training.gradient_accumulation = 0;
         });
-        fails("training.val_split", "[0, 1)", |c| c.training.val_split = 1.0);
+        fails("training.val_split", "[0, 1)", |c| {
+            c.training.val_split = 1.0
+        });
         fails("training.scheduler.total_steps", "at least 1", |c| {
             c.training.scheduler = Some(SchedulerConfig {
                 total_steps: 0,
                 ..SchedulerConfig::default()
             });
         });
-        fails("training.save_top_k", "at least -1", |c| c.training.save_top_k = -2);
+        fails("training.save_top_k", "at least -1", |c| {
+            c.training.save_top_k = -2
+        });
         let mut no_scheduler = ForgeConfig::default();
         no_scheduler.training.scheduler = None;
         no_scheduler.training.val_split = 0.0;
@@ -433,7 +498,11 @@ mod tests {
 
     #[test]
     fn finetune_checks() {
-        let ft = |c: &mut ForgeConfig| c.finetune.get_or_insert_with(FinetuneConfig::default).clone();
+        let ft = |c: &mut ForgeConfig| {
+            c.finetune
+                .get_or_insert_with(FinetuneConfig::default)
+                .clone()
+        };
         fails("finetune.head.n_classes", "at least 2", |c| {
             let mut f = ft(c);
             f.head.n_classes = Some(1);

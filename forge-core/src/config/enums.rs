@@ -22,9 +22,17 @@ use serde_json::Value;
 use super::error::{ConfigError, ConfigErrors};
 use super::value::{ConfigValue, describe, quote};
 
-/// The message for a value that is none of `accepted`.
-pub fn invalid_value_message(given: &str, accepted: &[&'static str]) -> String {
-    let list = accepted.join(", ");
+/// The message for a value that is none of `accepted` (canonical names)
+/// nor `aliases`.
+pub fn invalid_value_message(
+    given: &str,
+    accepted: &[&'static str],
+    aliases: &[&'static str],
+) -> String {
+    let mut list = accepted.join(", ");
+    if !aliases.is_empty() {
+        list.push_str(&format!(" (or {})", aliases.join(", ")));
+    }
     match crate::suggest::closest(given, accepted.iter().copied()) {
         Some(best) => format!(
             "invalid value {}; did you mean \"{best}\"? accepted values: {list}",
@@ -40,6 +48,7 @@ pub fn enum_from_value<T>(
     path: &str,
     errors: &mut ConfigErrors,
     accepted: &[&'static str],
+    aliases: &[&'static str],
     from_name: fn(&str) -> Option<T>,
 ) -> Option<T> {
     let text = match v {
@@ -59,7 +68,7 @@ pub fn enum_from_value<T>(
     };
     let parsed = from_name(&text);
     if parsed.is_none() {
-        errors.push(path, invalid_value_message(&text, accepted));
+        errors.push(path, invalid_value_message(&text, accepted, aliases));
     }
     parsed
 }
@@ -87,6 +96,9 @@ macro_rules! config_enum {
         impl $name {
             /// The accepted names, canonical spelling, in declaration order.
             pub const ALL: &'static [&'static str] = &[$($text),+];
+
+            /// Other spellings read as one of the names in [`Self::ALL`].
+            pub const ALIASES: &'static [&'static str] = &[$($($alias,)*)+];
 
             /// Every variant, in declaration order.
             pub const VARIANTS: &'static [Self] = &[$(Self::$variant),+];
@@ -128,13 +140,15 @@ macro_rules! config_enum {
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Self::from_name(s)
-                    .ok_or_else(|| ConfigError::new("", invalid_value_message(s, Self::ALL)))
+                    .ok_or_else(|| {
+                        ConfigError::new("", invalid_value_message(s, Self::ALL, Self::ALIASES))
+                    })
             }
         }
 
         impl ConfigValue for $name {
             fn from_value(v: &Value, path: &str, errors: &mut ConfigErrors) -> Option<Self> {
-                enum_from_value(v, path, errors, Self::ALL, Self::from_name)
+                enum_from_value(v, path, errors, Self::ALL, Self::ALIASES, Self::from_name)
             }
 
             fn to_value(&self) -> Value {
@@ -313,9 +327,15 @@ mod tests {
         assert_eq!(read::<Precision>(json!(32)).unwrap(), Precision::Fp32True);
         assert_eq!(read::<Precision>(json!("32")).unwrap(), Precision::Fp32True);
         assert_eq!(read::<Precision>(json!(16)).unwrap(), Precision::Fp16Mixed);
-        assert_eq!(read::<Precision>(json!("bf16")).unwrap(), Precision::Bf16Mixed);
+        assert_eq!(
+            read::<Precision>(json!("bf16")).unwrap(),
+            Precision::Bf16Mixed
+        );
         assert_eq!(Precision::Fp32True.to_value(), json!("32-true"));
-        assert_eq!(read::<OptimizerName>(json!("AdamW")).unwrap(), OptimizerName::Adamw);
+        assert_eq!(
+            read::<OptimizerName>(json!("AdamW")).unwrap(),
+            OptimizerName::Adamw
+        );
     }
 
     #[test]
@@ -329,10 +349,21 @@ mod tests {
             "config.yaml: model.pooling: invalid value \"mena\"; did you mean \"mean\"? \
              accepted values: cls, mean"
         );
+        assert_eq!(
+            read::<Precision>(json!(33)).unwrap_err(),
+            "config.yaml: model.pooling: invalid value \"33\"; accepted values: bf16-mixed, \
+             16-mixed, 32-true, bf16-true, 16-true, 64-true (or bf16, 16, 32, 64)"
+        );
         let err = read::<Pooling>(json!([1])).unwrap_err();
-        assert!(err.contains("expected one of: cls, mean, found a list"), "{err}");
+        assert!(
+            err.contains("expected one of: cls, mean, found a list"),
+            "{err}"
+        );
         let err = "cosine_warmpu".parse::<SchedulerName>().unwrap_err();
-        assert!(err.to_string().contains("did you mean \"cosine_warmup\"?"), "{err}");
+        assert!(
+            err.to_string().contains("did you mean \"cosine_warmup\"?"),
+            "{err}"
+        );
     }
 
     /// Every enum refuses a bad value with its accepted list and suggests

@@ -103,7 +103,11 @@ impl ConfigErrors {
 
     /// `Ok(value)` when nothing was recorded, else `Err(self)`.
     pub fn into_result<T>(self, value: T) -> Result<T, Self> {
-        if self.is_empty() { Ok(value) } else { Err(self) }
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
     }
 }
 
@@ -140,7 +144,10 @@ mod tests {
     #[test]
     fn one_line_per_problem_prefixed_with_the_source() {
         let mut errors = ConfigErrors::new("config.yaml");
-        errors.push("model.pooling", "invalid value \"bad\"; accepted values: cls, mean");
+        errors.push(
+            "model.pooling",
+            "invalid value \"bad\"; accepted values: cls, mean",
+        );
         errors.push("", "YAML syntax error at line 3, column 1: oops");
         assert_eq!(
             errors.to_string(),

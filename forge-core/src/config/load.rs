@@ -4,8 +4,8 @@
 //! Loading runs in three stages, each reporting every problem it finds:
 //! YAML syntax (stops here on error), then every key and its type (unknown
 //! keys, wrong types, bad enum values), then the value checks of
-//! `checks.rs` (which need every key read, so they run only when the second
-//! stage found nothing). Problems found in a file carry the line of the key
+//! `checks.rs` (keys that failed to read keep their defaults, and checks
+//! on those keys are not reported). Problems found in a file carry the line of the key
 //! at fault.
 
 use std::path::Path;
@@ -86,8 +86,15 @@ impl ForgeConfig {
 
 fn read_and_check(root: &Value, errors: &mut ConfigErrors) -> Option<ForgeConfig> {
     let config = ForgeConfig::from_value(root, "", errors)?;
-    if errors.is_empty() {
-        check_config(&config, errors);
+    // Value checks run even when some keys failed to read (those keep their
+    // defaults), so one load reports every problem; a check about a key that
+    // already has a problem is left out, since it would judge the default.
+    let mut checks = ConfigErrors::new(errors.source_name.clone());
+    check_config(&config, &mut checks);
+    for problem in checks.errors {
+        if !errors.has_path(&problem.path) {
+            errors.errors.push(problem);
+        }
     }
     Some(config)
 }
@@ -271,21 +278,39 @@ zoo:
     #[test]
     fn full_scmodelforge_style_file_loads_and_round_trips() {
         let config = load_str(FULL).unwrap();
-        assert_eq!(config.data.paths, ["./data/pbmc.h5ad", "./data/more cells.h5ad"]);
-        assert_eq!(config.data.gene_vocab.as_deref(), Some("human_protein_coding"));
+        assert_eq!(
+            config.data.paths,
+            ["./data/pbmc.h5ad", "./data/more cells.h5ad"]
+        );
+        assert_eq!(
+            config.data.gene_vocab.as_deref(),
+            Some("human_protein_coding")
+        );
         assert_eq!(config.data.preprocessing.target_sum, Some(10000.0));
-        assert_eq!(config.data.census["filters"]["tissue"], json!(["brain", "lung"]));
+        assert_eq!(
+            config.data.census["filters"]["tissue"],
+            json!(["brain", "lung"])
+        );
         assert_eq!(config.data.census["census_version"], json!("2023-12-15"));
-        assert_eq!(config.tokenizer.strategy, TokenizerStrategy::BinnedExpression);
+        assert_eq!(
+            config.tokenizer.strategy,
+            TokenizerStrategy::BinnedExpression
+        );
         assert_eq!(config.tokenizer.binning_method, BinningMethod::Quantile);
         assert_eq!(config.model.architecture, "autoregressive_transformer");
         assert_eq!(config.model.pooling, Pooling::Mean);
         assert_eq!(config.model.expression_loss_weight, 0.5);
         assert_eq!(config.training.precision, Precision::Fp32True);
         assert_eq!(config.training.optimizer.lr, 1e-4);
-        assert_eq!(config.training.scheduler.as_ref().unwrap().warmup_steps, 100);
+        assert_eq!(
+            config.training.scheduler.as_ref().unwrap().warmup_steps,
+            100
+        );
         assert_eq!(config.training.sampling["strategy"], json!("weighted"));
-        assert_eq!(config.training.fsdp.as_ref().unwrap()["min_num_params"], json!(1000000));
+        assert_eq!(
+            config.training.fsdp.as_ref().unwrap()["min_num_params"],
+            json!(1000000)
+        );
         let benchmarks = &config.eval.benchmarks;
         assert_eq!(benchmarks.len(), 3);
         assert_eq!(benchmarks[0], BenchmarkSpec::named("linear_probe"));
@@ -294,15 +319,24 @@ zoo:
         assert_eq!(benchmarks[2].params["test_size"], json!(0.2));
         let finetune = config.finetune.as_ref().unwrap();
         assert_eq!(finetune.label_key, "louvain");
-        assert_eq!((finetune.backbone_lr, finetune.head_lr), (Some(1e-5), Some(1e-3)));
+        assert_eq!(
+            (finetune.backbone_lr, finetune.head_lr),
+            (Some(1e-5), Some(1e-3))
+        );
         assert_eq!(finetune.head.n_classes, Some(11));
         assert_eq!(finetune.lora.alpha, 8.0);
-        assert_eq!(finetune.lora.target_modules_or_default(), ["out_proj", "linear1"]);
+        assert_eq!(
+            finetune.lora.target_modules_or_default(),
+            ["out_proj", "linear1"]
+        );
         assert_eq!(config.zoo["timeout"], json!(0));
 
         let text = config.to_yaml_string();
         assert_eq!(load_str(&text).unwrap(), config, "\n{text}");
-        assert_eq!(ForgeConfig::from_json(&config.to_json(), "<json>").unwrap(), config);
+        assert_eq!(
+            ForgeConfig::from_json(&config.to_json(), "<json>").unwrap(),
+            config
+        );
     }
 
     #[test]
@@ -336,7 +370,10 @@ zoo:
             "{err}"
         );
         let err = load_str("modle:\n  hidden_dim: 64\n").unwrap_err();
-        assert!(err.contains("config.yaml: modle: unknown key; did you mean \"model\"?"), "{err}");
+        assert!(
+            err.contains("config.yaml: modle: unknown key; did you mean \"model\"?"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -370,7 +407,10 @@ bogus: 1
             "{err}"
         );
         assert_eq!(err.to_string().lines().count(), 7);
-        assert!(err.errors[1].message.contains("did you mean \"mean\"?"), "{err}");
+        assert!(
+            err.errors[1].message.contains("did you mean \"mean\"?"),
+            "{err}"
+        );
         assert!(err.errors[6].message.ends_with("(line 11)"), "{err}");
     }
 
@@ -384,7 +424,10 @@ bogus: 1
         let err = load_str("data:\n  paths: one.h5ad\n").unwrap_err();
         assert!(err.contains("data.paths: expected a list"), "{err}");
         let err = load_str("model: 5\n").unwrap_err();
-        assert!(err.contains("model: expected a mapping with keys among: architecture"), "{err}");
+        assert!(
+            err.contains("model: expected a mapping with keys among: architecture"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -393,10 +436,16 @@ bogus: 1
         let err = ForgeConfig::from_yaml_str(text, "config.yaml").unwrap_err();
         assert_eq!(err.len(), 3, "{err}");
         let text = err.to_string();
-        assert!(text.contains("model.num_heads: must divide hidden_dim (100) evenly, got 3"), "{text}");
+        assert!(
+            text.contains("model.num_heads: must divide hidden_dim (100) evenly, got 3"),
+            "{text}"
+        );
         assert!(text.contains("(line 3)"), "{text}");
         assert!(text.contains("model.dropout: must be in [0, 1)"), "{text}");
-        assert!(text.contains("training.optimizer.lr: must be a number greater than 0, got 0 (line 7)"), "{text}");
+        assert!(
+            text.contains("training.optimizer.lr: must be a number greater than 0, got 0 (line 7)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -407,9 +456,16 @@ bogus: 1
             "{err}"
         );
         let err = load_str("model:\n  hidden_dim: [1\n").unwrap_err();
-        assert!(err.starts_with("config.yaml: YAML syntax error at line "), "{err}");
+        assert!(
+            err.starts_with("config.yaml: YAML syntax error at line "),
+            "{err}"
+        );
         let err = ForgeConfig::load(Path::new("/nonexistent/dir/x.yaml")).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/dir/x.yaml: cannot read the config file"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/dir/x.yaml: cannot read the config file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -425,7 +481,10 @@ bogus: 1
         assert_eq!(config.tokenizer.max_genes, 512);
         assert_eq!(config.training.batch_size, 32);
         assert_eq!(config.training.optimizer.lr, 5e-4);
-        assert_eq!(config.training.scheduler.as_ref().unwrap().warmup_steps, 100);
+        assert_eq!(
+            config.training.scheduler.as_ref().unwrap().warmup_steps,
+            100
+        );
         assert_eq!(load_str(&config.to_yaml_string()).unwrap(), config);
     }
 

@@ -507,7 +507,7 @@ config_section! {
         alpha: f64 = 16.0,
         /// Dropout on the LoRA input, in [0, 1).
         dropout: f64 = 0.05,
-        /// Names of the linear layers to adapt; `null` means
+        /// Names of the linear layers to adapt; `null` or `[]` means
         /// [`LoraConfig::DEFAULT_TARGET_MODULES`] (`out_proj`, `linear1`,
         /// `linear2`: the attention output and both feed-forward layers).
         target_modules: Option<Vec<String>> = None,
@@ -521,11 +521,12 @@ impl LoraConfig {
     /// scModelForge.
     pub const DEFAULT_TARGET_MODULES: &'static [&'static str] = &["out_proj", "linear1", "linear2"];
 
-    /// `target_modules`, or the defaults when unset.
+    /// `target_modules`, or the defaults when unset or empty (as in
+    /// scModelForge, an empty list means the defaults).
     pub fn target_modules_or_default(&self) -> Vec<String> {
         match &self.target_modules {
-            Some(modules) => modules.clone(),
-            None => Self::DEFAULT_TARGET_MODULES
+            Some(modules) if !modules.is_empty() => modules.clone(),
+            _ => Self::DEFAULT_TARGET_MODULES
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -551,9 +552,30 @@ mod tests {
         assert_eq!(m.pretraining_task, PretrainingTask::MaskedGenePrediction);
         assert_eq!((m.mask_ratio, m.vocab_size, m.n_bins), (0.15, None, 51));
         assert_eq!((m.gene_loss_weight, m.expression_loss_weight), (1.0, 1.0));
-        assert_eq!((m.decoder_dim, m.decoder_layers, m.decoder_heads), (None, 4, None));
-        assert_eq!((m.decoder_dim_or_default(), m.decoder_heads_or_default()), (256, 8));
+        assert_eq!(
+            (m.decoder_dim, m.decoder_layers, m.decoder_heads),
+            (None, 4, None)
+        );
+        assert_eq!(
+            (m.decoder_dim_or_default(), m.decoder_heads_or_default()),
+            (256, 8)
+        );
         assert_eq!(ModelConfig::FIELDS.len(), 19);
+    }
+
+    /// forge-gen inserts model options between these two lines; they must
+    /// stay, once each, right after the last built-in `ModelConfig` field.
+    #[test]
+    fn forge_gen_markers_are_in_place() {
+        let src = include_str!("schema.rs");
+        let begin = format!("        // forge-gen: {}\n", "model-options begin");
+        let end = format!("        // forge-gen: {}\n", "model-options end");
+        assert_eq!(src.matches(&begin).count(), 1);
+        assert_eq!(src.matches(&end).count(), 1);
+        let last_field = "        decoder_heads: Option<i64> = None,\n";
+        let at = src.find(&begin).unwrap();
+        assert!(src[..at].ends_with(last_field));
+        assert!(src[at..].find(&end).is_some());
     }
 
     #[test]
@@ -589,7 +611,10 @@ mod tests {
         let err = ModelConfig::from_json(&json!({"hidden_dim": 64, "num_heads": 5})).unwrap_err();
         assert!(err.has_path("model.num_heads"), "{err}");
         let err = ModelConfig::from_json(&json!({"hiden_dim": 64})).unwrap_err();
-        assert!(err.to_string().contains("did you mean \"hidden_dim\"?"), "{err}");
+        assert!(
+            err.to_string().contains("did you mean \"hidden_dim\"?"),
+            "{err}"
+        );
         assert!(m.validate().is_ok());
     }
 
@@ -608,7 +633,13 @@ mod tests {
         // Flat options are merged into params, as scModelForge does.
         let flat = json!({"name": "linear_probe", "test_size": 0.2, "params": {"seed": 1}});
         let spec = BenchmarkSpec::from_value(&flat, "b", &mut errors).unwrap();
-        assert_eq!(spec.params, json!({"seed": 1, "test_size": 0.2}).as_object().unwrap().clone());
+        assert_eq!(
+            spec.params,
+            json!({"seed": 1, "test_size": 0.2})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
         assert!(errors.is_empty(), "{errors}");
     }
 
@@ -616,20 +647,35 @@ mod tests {
     fn benchmark_spec_errors() {
         let mut errors = ConfigErrors::new("<test>");
         let bad = json!({"nmae": "x", "datset": "y"});
-        assert_eq!(BenchmarkSpec::from_value(&bad, "eval.benchmarks[0]", &mut errors), None);
+        assert_eq!(
+            BenchmarkSpec::from_value(&bad, "eval.benchmarks[0]", &mut errors),
+            None
+        );
         let text = errors.to_string();
-        assert!(text.contains("eval.benchmarks[0]: a benchmark mapping needs a `name` key"), "{text}");
+        assert!(
+            text.contains("eval.benchmarks[0]: a benchmark mapping needs a `name` key"),
+            "{text}"
+        );
         assert!(text.contains("eval.benchmarks[0].nmae: unknown key; did you mean \"name\"?"));
         assert!(text.contains("eval.benchmarks[0].datset: unknown key; did you mean \"dataset\"?"));
         let mut errors = ConfigErrors::new("<test>");
         assert_eq!(BenchmarkSpec::from_value(&json!(3), "b", &mut errors), None);
-        assert!(errors.to_string().contains("expected a benchmark name or a mapping"));
+        assert!(
+            errors
+                .to_string()
+                .contains("expected a benchmark name or a mapping")
+        );
     }
 
     #[test]
     fn lora_target_modules_default() {
         let mut l = LoraConfig::default();
-        assert_eq!(l.target_modules_or_default(), ["out_proj", "linear1", "linear2"]);
+        assert_eq!(
+            l.target_modules_or_default(),
+            ["out_proj", "linear1", "linear2"]
+        );
+        l.target_modules = Some(vec![]);
+        assert_eq!(l.target_modules_or_default().len(), 3);
         l.target_modules = Some(vec!["linear1".into()]);
         assert_eq!(l.target_modules_or_default(), ["linear1"]);
     }

@@ -1,7 +1,7 @@
 //! `config_section!`: declares one config section (a YAML mapping) with each
 //! key's doc comment, Rust type and default written once, in one place.
 //!
-//! ```ignore
+//! ```text
 //! config_section! {
 //!     /// Optimizer settings (YAML section `training.optimizer`).
 //!     pub struct OptimizerConfig {
@@ -70,10 +70,7 @@ pub fn not_a_mapping(
     fields: &[&'static str],
 ) {
     let what = format!("a mapping with keys among: {}", fields.join(", "));
-    let message = format!(
-        "expected {what}, found {}",
-        super::value::describe(found)
-    );
+    let message = format!("expected {what}, found {}", super::value::describe(found));
     if path.is_empty() {
         let message = format!("the top level of a config must be a mapping of sections; {message}");
         errors.push("", message);
@@ -143,28 +140,26 @@ macro_rules! config_section {
                         return None;
                     }
                 };
+                // Keys that fail to read keep their default and are
+                // reported; the section is still returned so the value
+                // checks can look at every key that did read.
                 let mut out = Self::default();
-                let mut ok = true;
                 for (key, value) in map {
                     match key.as_str() {
                         $(
                             stringify!($field) => {
                                 let key_path = $crate::config::value::join_path(path, key);
-                                match <$ty as $crate::config::value::ConfigValue>::from_value(
+                                if let Some(x) = <$ty as $crate::config::value::ConfigValue>::from_value(
                                     value, &key_path, errors,
                                 ) {
-                                    Some(x) => out.$field = x,
-                                    None => ok = false,
+                                    out.$field = x;
                                 }
                             }
                         )*
-                        _ => {
-                            $crate::config::section::unknown_key(errors, path, key, Self::FIELDS);
-                            ok = false;
-                        }
+                        _ => $crate::config::section::unknown_key(errors, path, key, Self::FIELDS),
                     }
                 }
-                ok.then_some(out)
+                Some(out)
             }
 
             fn to_value(&self) -> serde_json::Value {
@@ -198,11 +193,10 @@ mod tests {
             /// Second paragraph.
             width: i64 = 3,
             ratio: f64 = 0.5,
-            // a plain comment, as forge-gen's markers are
-            // demo: begin
-            /// A generated-looking option.
+            // forge-gen: model-options begin
+            /// An option as forge-gen inserts it.
             extra: Option<String> = None,
-            // demo: end
+            // forge-gen: model-options end
         }
     }
 
@@ -210,8 +204,8 @@ mod tests {
         /// Markers with nothing between them, last field without a comma.
         pub struct Empty {
             only: bool = true
-            // demo: begin
-            // demo: end
+            // forge-gen: model-options begin
+            // forge-gen: model-options end
         }
     }
 
@@ -236,7 +230,10 @@ mod tests {
         let d = Demo::from_value(&json!({"ratio": 2}), "demo", &mut errors).unwrap();
         assert!(errors.is_empty());
         assert_eq!((d.width, d.ratio), (3, 2.0));
-        assert_eq!(Demo::from_value(&d.to_value(), "demo", &mut errors), Some(d));
+        assert_eq!(
+            Demo::from_value(&d.to_value(), "demo", &mut errors),
+            Some(d)
+        );
         let e = Demo::from_value(&json!(null), "demo", &mut errors).unwrap();
         assert_eq!(e, Demo::default());
     }
@@ -245,10 +242,17 @@ mod tests {
     fn reports_every_bad_key() {
         let mut errors = ConfigErrors::new("<test>");
         let v = json!({"widht": 1, "ratio": "x", "zzz": 2, "extra": 5.5});
-        assert_eq!(Demo::from_value(&v, "demo", &mut errors), None);
+        // Bad keys keep their defaults; the errors say what went wrong.
+        assert_eq!(
+            Demo::from_value(&v, "demo", &mut errors),
+            Some(Demo::default())
+        );
         let text = errors.to_string();
         assert_eq!(errors.len(), 4, "{text}");
-        assert!(text.contains("demo.widht: unknown key; did you mean \"width\"?"), "{text}");
+        assert!(
+            text.contains("demo.widht: unknown key; did you mean \"width\"?"),
+            "{text}"
+        );
         assert!(text.contains("demo.zzz: unknown key; accepted keys: width, ratio, extra"));
         assert!(text.contains("demo.ratio: expected a number"));
         assert!(text.contains("demo.extra: expected a string"));

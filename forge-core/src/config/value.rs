@@ -254,7 +254,11 @@ impl<T: ConfigValue> ConfigValue for BTreeMap<String, T> {
     }
 
     fn to_value(&self) -> Value {
-        Value::Object(self.iter().map(|(k, v)| (k.clone(), v.to_value())).collect())
+        Value::Object(
+            self.iter()
+                .map(|(k, v)| (k.clone(), v.to_value()))
+                .collect(),
+        )
     }
 }
 
@@ -315,7 +319,13 @@ mod tests {
         assert_eq!(read::<f64>(json!(".inf")).unwrap(), f64::INFINITY);
         assert_eq!(read::<f64>(json!("-.inf")).unwrap(), f64::NEG_INFINITY);
         assert!(read::<f64>(json!(".nan")).unwrap().is_nan());
-        for bad in [json!("inf"), json!("abc"), json!("1e"), json!(true), json!(null)] {
+        for bad in [
+            json!("inf"),
+            json!("abc"),
+            json!("1e"),
+            json!(true),
+            json!(null),
+        ] {
             let err = read::<f64>(bad).unwrap_err();
             assert!(err.to_string().contains("a.b: expected a number"), "{err}");
         }

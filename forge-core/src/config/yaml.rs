@@ -323,8 +323,8 @@ mod tests {
 
     #[test]
     fn yaml_1_2_scalars() {
-        let tree = read("a: 1e-4\nb: 1.0e-4\nc: 3\nd: yes\ne: ~\nf: '5'\ng: .inf\nh: 0x10\n")
-            .unwrap();
+        let tree =
+            read("a: 1e-4\nb: 1.0e-4\nc: 3\nd: yes\ne: ~\nf: '5'\ng: .inf\nh: 0x10\n").unwrap();
         assert_eq!(
             tree.root,
             json!({"a": 1e-4, "b": 1e-4, "c": 3, "d": "yes", "e": null, "f": "5",
@@ -345,7 +345,10 @@ mod tests {
     #[test]
     fn anchors_tags_and_empty_documents() {
         let tree = read("a: &x {k: 1}\nb: *x\nc: !!str 12\nd: !custom 3\n").unwrap();
-        assert_eq!(tree.root, json!({"a": {"k": 1}, "b": {"k": 1}, "c": "12", "d": 3}));
+        assert_eq!(
+            tree.root,
+            json!({"a": {"k": 1}, "b": {"k": 1}, "c": "12", "d": 3})
+        );
         assert_eq!(read("").unwrap().root, json!({}));
         assert_eq!(read("# only a comment\n").unwrap().root, json!({}));
     }
@@ -353,7 +356,10 @@ mod tests {
     #[test]
     fn syntax_errors_have_line_and_column() {
         let err = read("model:\n  hidden_dim: 4\n bad: [\n").unwrap_err();
-        assert!(err.starts_with("t.yaml: YAML syntax error at line "), "{err}");
+        assert!(
+            err.starts_with("t.yaml: YAML syntax error at line "),
+            "{err}"
+        );
         let err = read("a: 1\na: 2\n").unwrap_err();
         assert!(err.contains("line 2"), "{err}");
         let err = read("a: 1\n---\nb: 2\n").unwrap_err();
@@ -376,14 +382,43 @@ mod tests {
 
     #[test]
     fn strings_are_quoted_only_when_needed() {
-        for plain in ["cls", "bf16-mixed", "data/pbmc68k_reduced.h5ad", "./ckpt", "Homo sapiens"] {
+        for plain in [
+            "cls",
+            "bf16-mixed",
+            "data/pbmc68k_reduced.h5ad",
+            "./ckpt",
+            "Homo sapiens",
+        ] {
             assert_eq!(string_scalar(plain), plain);
         }
         for quoted in [
-            "", "32", "1e-4", "true", "null", "~", "- x", "a: b", "#c", "x #y", " lead", "tail ",
-            "multi\nline", "{}", "[a]", "*ref", "!tag", "'q'", "\"q\"", ".inf", "yes: no", "a,b",
+            "",
+            "32",
+            "1e-4",
+            "true",
+            "null",
+            "~",
+            "- x",
+            "a: b",
+            "#c",
+            "x #y",
+            " lead",
+            "tail ",
+            "multi\nline",
+            "{}",
+            "[a]",
+            "*ref",
+            "!tag",
+            "'q'",
+            "\"q\"",
+            ".inf",
+            "yes: no",
+            "a,b",
         ] {
-            assert!(string_scalar(quoted).starts_with('"'), "{quoted:?} was not quoted");
+            assert!(
+                string_scalar(quoted).starts_with('"'),
+                "{quoted:?} was not quoted"
+            );
         }
     }
 

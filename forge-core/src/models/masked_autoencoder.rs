@@ -1,0 +1,185 @@
+//! `masked_autoencoder`: an scFoundation/MAE-like model that reconstructs
+//! the expression values of masked genes.
+//!
+//! ```text
+//! embedding (B,S,H) ─► keep unmasked real tokens, left-packed (B,K,H)
+//!   ─► encoder (width H) ─► enc_to_dec (H->D) ─► back to their positions
+//!   every other position: mask_token ─► + decoder_position_embedding
+//!   ─► decoder (width D, padding mask) ─► expression_head ─► values (B,S) = logits
+//! loss = MSE(predicted, values) at masked positions
+//! embeddings = pool of a full, unmasked encoder pass (default mean)
+//! ```
+//!
+//! Masked positions come from `masked_positions`, else `labels != -100`.
+//! With no masked position the model runs the full encoder and returns
+//! embeddings only. Decoder width D = `decoder_dim` (default H/2), depth
+//! `decoder_layers`, heads `decoder_heads` (default `num_heads`), FFN 4D.
+//! Parameter names: `embedding.*`, `encoder.layers.*`, `enc_to_dec.*`,
+//! `mask_token`, `decoder_position_embedding.weight`, `decoder.layers.*`,
+//! `expression_head.*`.
+
+use tch::{Kind, Reduction, Tensor, nn};
+
+use super::loss::labelled;
+use crate::components::init::{self, EMBEDDING_STD};
+use crate::components::{
+    ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, pool,
+};
+use crate::config::Pooling;
+use crate::{Architecture, Batch, ForgeModel, ModelOutput};
+
+/// Masked autoencoder over expression values.
+#[derive(Debug, ForgeModel)]
+#[forge(name = "masked_autoencoder")]
+pub struct MaskedAutoencoder {
+    /// Gene + position (+ value) embedding, width H.
+    pub embedding: GeneExpressionEmbedding,
+    /// Encoder over visible tokens, width H.
+    pub encoder: TransformerEncoder,
+    /// Projects encoder outputs to the decoder width.
+    #[forge(build = init::linear(path, config.hidden_dim, config.decoder_dim_or_default()))]
+    pub enc_to_dec: nn::Linear,
+    /// Learned stand-in for masked tokens, (1,1,D), N(0, 0.02).
+    #[forge(build = root.var(
+        "mask_token",
+        &[1, 1, config.decoder_dim_or_default()],
+        nn::Init::Randn { mean: 0.0, stdev: EMBEDDING_STD },
+    ))]
+    pub mask_token: Tensor,
+    /// Decoder position embedding, (max_seq_len, D).
+    #[forge(build = init::embedding(path, config.max_seq_len, config.decoder_dim_or_default(), None))]
+    pub decoder_position_embedding: nn::Embedding,
+    /// Decoder stack, width D.
+    #[forge(build = TransformerEncoder::new(
+        path,
+        config.decoder_layers,
+        config.decoder_dim_or_default(),
+        config.decoder_heads_or_default(),
+        4 * config.decoder_dim_or_default(),
+        config.dropout,
+        config.activation,
+    ))]
+    pub decoder: TransformerEncoder,
+    /// Predicts one value per position.
+    #[forge(build = ExpressionPredictionHead::new(path, config.decoder_dim_or_default()))]
+    pub expression_head: ExpressionPredictionHead,
+    /// How cell embeddings are pooled (default mean in scModelForge).
+    #[forge(config)]
+    pub pooling: Pooling,
+}
+
+impl MaskedAutoencoder {
+    /// Masked real positions (B,S) bool.
+    fn masked(batch: &Batch) -> Option<Tensor> {
+        let masked = match (batch.masked_positions(), batch.labels()) {
+            (Some(m), _) => m.shallow_clone(),
+            (None, Some(labels)) => labelled(labels),
+            (None, None) => return None,
+        };
+        Some(masked.logical_and(&batch.attention_mask().ne(0)))
+    }
+
+    fn full_hidden(&self, batch: &Batch, train: bool) -> Tensor {
+        let x = self
+            .embedding
+            .forward(batch.input_ids(), batch.values(), train);
+        self.encoder
+            .forward(&x, batch.attention_mask(), false, train)
+    }
+
+    /// Predicted values (B,S) from an MAE pass that encodes only visible
+    /// tokens.
+    fn reconstruct(&self, batch: &Batch, masked: &Tensor, train: bool) -> Tensor {
+        let x = self
+            .embedding
+            .forward(batch.input_ids(), batch.values(), train);
+        let (b, s, h) = x.size3().expect("embedding output is (B, S, H)");
+        let visible = batch
+            .attention_mask()
+            .ne(0)
+            .logical_and(&masked.logical_not());
+        // Left-pack each cell's visible tokens, keeping their order: a stable
+        // sort puts visible positions (key 0) before the rest (key 1).
+        let order = visible
+            .logical_not()
+            .to_kind(Kind::Int64)
+            .sort_stable(true, 1, false)
+            .1;
+        let counts = visible.sum_dim_intlist(1, false, Kind::Int64);
+        let k = counts.max().int64_value(&[]).max(1);
+        let index = order.narrow(1, 0, k);
+        let packed_mask = Tensor::arange(k, (Kind::Int64, x.device()))
+            .unsqueeze(0)
+            .lt_tensor(&counts.unsqueeze(1));
+        let packed = x.gather(1, &index.unsqueeze(-1).expand([b, k, h], false), false);
+        let encoded = self.encoder.forward(&packed, &packed_mask, false, train);
+        let projected = encoded.apply(&self.enc_to_dec);
+        let d = projected.size()[2];
+        // Every position starts as the mask token; visible tokens go back to
+        // where they came from (packing slots past a cell's count carry the
+        // mask token, so they write it again).
+        let mask_token = self.mask_token.to_kind(projected.kind());
+        let projected = projected.where_self(&packed_mask.unsqueeze(-1), &mask_token);
+        let decoder_in = mask_token.expand([b, s, d], false).scatter(
+            1,
+            &index.unsqueeze(-1).expand([b, k, d], false),
+            &projected,
+        );
+        let positions = Tensor::arange(s, (Kind::Int64, x.device()));
+        let decoder_in = decoder_in
+            + positions
+                .apply(&self.decoder_position_embedding)
+                .unsqueeze(0);
+        let decoded = self
+            .decoder
+            .forward(&decoder_in, batch.attention_mask(), false, train);
+        self.expression_head.forward(&decoded)
+    }
+
+    fn masked_mse(predicted: &Tensor, values: &Tensor, masked: &Tensor) -> Tensor {
+        predicted.masked_select(masked).mse_loss(
+            &values.to_kind(predicted.kind()).masked_select(masked),
+            Reduction::Mean,
+        )
+    }
+}
+
+impl Architecture for MaskedAutoencoder {
+    fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {
+        let hidden = self.full_hidden(batch, train);
+        let embeddings = Some(pool(self.pooling, &hidden, batch.attention_mask()));
+        let masked = Self::masked(batch).filter(|m| m.any().int64_value(&[]) != 0);
+        let Some(masked) = masked else {
+            return ModelOutput {
+                embeddings,
+                hidden_states: Some(hidden),
+                ..ModelOutput::default()
+            };
+        };
+        let predicted = self.reconstruct(batch, &masked, train);
+        let loss = batch
+            .values()
+            .map(|values| Self::masked_mse(&predicted, values, &masked));
+        ModelOutput {
+            loss,
+            logits: Some(predicted),
+            embeddings,
+            hidden_states: Some(hidden),
+        }
+    }
+
+    fn loss(&self, batch: &Batch) -> Option<Tensor> {
+        let masked = Self::masked(batch).filter(|m| m.any().int64_value(&[]) != 0)?;
+        let values = batch.values()?;
+        let predicted = self.reconstruct(batch, &masked, true);
+        Some(Self::masked_mse(&predicted, values, &masked))
+    }
+
+    fn encode(&self, batch: &Batch) -> Tensor {
+        pool(
+            self.pooling,
+            &self.full_hidden(batch, false),
+            batch.attention_mask(),
+        )
+    }
+}

@@ -1,0 +1,18 @@
+//! The reference models, one file each. Every model here derives
+//! `ForgeModel`, so it is registered under its name and built from a
+//! `ModelConfig` by `forge_core::registry`.
+//!
+//! forge-gen inserts new model modules between the markers below, in
+//! alphabetical order.
+
+mod loss;
+
+// forge-gen: model-modules begin
+pub mod autoregressive_transformer;
+pub mod masked_autoencoder;
+pub mod transformer_encoder;
+// forge-gen: model-modules end
+
+pub use autoregressive_transformer::AutoregressiveTransformer;
+pub use masked_autoencoder::MaskedAutoencoder;
+pub use transformer_encoder::TransformerEncoderModel;

@@ -1,0 +1,83 @@
+//! An example plugin: a model defined outside forge-core with
+//! `#[derive(ForgeModel)]`. Linking this crate (e.g. `use
+//! forge_plugin_example as _;`) is all it takes for
+//! `forge_core::registry` to know `example_plugin_model`.
+//!
+//! The architecture is deliberately small: embedding, one-layer encoder
+//! built from an expression, a value-prediction head, mean pooling, and a
+//! learned scale read from a renamed config field.
+
+use forge_core::components::{
+    ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, init, pool,
+};
+use forge_core::config::Pooling;
+use forge_core::tch::{Reduction, Tensor, nn};
+use forge_core::{Architecture, Batch, ForgeModel, ModelOutput};
+
+/// A tiny value-regression model.
+#[derive(Debug, ForgeModel)]
+#[forge(name = "example_plugin_model")]
+pub struct ExamplePluginModel {
+    /// Token embedding.
+    pub embedding: GeneExpressionEmbedding,
+    /// One encoder layer, whatever `num_layers` says.
+    #[forge(build = TransformerEncoder::new(
+        path, 1, config.hidden_dim, config.num_heads,
+        config.ffn_dim_or_default(), config.dropout, config.activation,
+    ))]
+    pub encoder: TransformerEncoder,
+    /// Predicts each position's value.
+    pub head: ExpressionPredictionHead,
+    /// A learned output scale, (1).
+    #[forge(build = root.var("scale", &[1], nn::Init::Const(1.0)))]
+    pub scale: Tensor,
+    /// Extra projection with its own init helper.
+    #[forge(build = init::linear(path, config.hidden_dim, config.hidden_dim))]
+    pub proj: nn::Linear,
+    /// Pooling, from `model.pooling`.
+    #[forge(config)]
+    pub pooling: Pooling,
+    /// Decoder width from an optional config key, defaulted.
+    #[forge(config = decoder_dim, default = config.hidden_dim / 2)]
+    pub width: i64,
+    /// Bookkeeping that holds no parameters.
+    #[forge(skip)]
+    pub calls: std::cell::Cell<u64>,
+}
+
+impl Architecture for ExamplePluginModel {
+    fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {
+        self.calls.set(self.calls.get() + 1);
+        let x = self
+            .embedding
+            .forward(batch.input_ids(), batch.values(), train);
+        let hidden = self
+            .encoder
+            .forward(&x, batch.attention_mask(), false, train)
+            .apply(&self.proj);
+        let predicted = self.head.forward(&hidden) * &self.scale;
+        let loss = match (batch.labels(), batch.values()) {
+            (Some(labels), Some(values)) => {
+                let at = labels.ne(-100);
+                Some(
+                    predicted
+                        .masked_select(&at)
+                        .mse_loss(&values.masked_select(&at), Reduction::Mean),
+                )
+            }
+            _ => None,
+        };
+        ModelOutput {
+            loss,
+            embeddings: Some(pool(self.pooling, &hidden, batch.attention_mask())),
+            logits: Some(predicted),
+            hidden_states: Some(hidden),
+        }
+    }
+
+    fn encode(&self, batch: &Batch) -> Tensor {
+        self.forward(&batch.without_labels(), false)
+            .embeddings
+            .expect("forward always pools")
+    }
+}
