@@ -17,3 +17,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "forge-gen check"
+cargo run -q -p generator -- check
+
+step "forge-gen end-to-end"
+bash scripts/generator-e2e.sh

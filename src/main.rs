@@ -25,6 +25,12 @@ enum Command {
     Config(commands::config::Args),
     /// List the registered model architectures.
     Models(commands::models::Args),
+    /// Describe an .h5ad file: shape, layout, columns, values, gene ids.
+    Inspect(commands::inspect::Args),
+    /// Write a synthetic .h5ad of negative-binomial counts.
+    Synth(commands::synth::Args),
+    /// Pretrain a model as a config says.
+    Train(commands::train::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +39,9 @@ fn main() -> ExitCode {
         Command::Doctor => commands::doctor::run(),
         Command::Config(args) => commands::config::run(&args),
         Command::Models(args) => commands::models::run(&args),
+        Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Synth(args) => commands::synth::run(&args),
+        Command::Train(args) => commands::train::run(&args),
     };
     match result {
         Ok(code) => code,

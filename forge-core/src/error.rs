@@ -60,6 +60,34 @@ pub enum ForgeError {
         source: std::io::Error,
     },
 
+    /// A data file could not be read or written (names the file and key).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+
+    /// A checkpoint or weights file is missing, unreadable or does not fit.
+    #[error("{}: {message}", path.display())]
+    Checkpoint {
+        /// The file or folder at fault.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+
+    /// Training stopped because the loss stopped being a number.
+    #[error(
+        "the loss became {value} at step {step} (epoch {epoch}); training stopped. The last good \
+         checkpoint is kept. Lower training.optimizer.lr, raise warmup_steps, or check the data \
+         for NaN/inf values"
+    )]
+    NonFiniteLoss {
+        /// The loss value (NaN or inf).
+        value: f64,
+        /// Optimizer step.
+        step: i64,
+        /// Epoch.
+        epoch: usize,
+    },
+
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
@@ -79,6 +107,14 @@ fn unknown_model_message(name: &str, available: &[String], suggestion: Option<&s
 }
 
 impl ForgeError {
+    /// A checkpoint problem at `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        ForgeError::Checkpoint {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ForgeError::Io {

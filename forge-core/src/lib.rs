@@ -9,11 +9,17 @@
 //! - [`components`]: embedding, heads, pooling, masks, encoder layers.
 //! - [`params`]: parameter names, counts and breakdowns.
 //! - [`state_dict`]: loading PyTorch state dicts, all or nothing.
+//! - [`checkpoint`]: checkpoint folders in scModelForge's layout (save/load).
 //! - [`runtime`]: which libtorch is linked and what it can use.
+//! - [`assess`]: linear probe and scIB-style metrics on cell embeddings.
+//! - [`plot`]: PNG charts (embedding scatter, loss curves), no system fonts.
 
 extern crate self as forge_core;
 
+pub mod assess;
+pub mod atomic;
 pub mod batch;
+pub mod checkpoint;
 pub mod components;
 pub mod config;
 pub mod data;
@@ -21,10 +27,13 @@ pub mod error;
 pub mod model;
 pub mod models;
 pub mod params;
+pub mod plot;
+pub mod precision;
 pub mod registry;
 pub mod runtime;
 pub mod state_dict;
 pub mod suggest;
+pub mod train;
 
 pub use batch::{Batch, BatchBuilder};
 pub use config::{ForgeConfig, ModelConfig};

@@ -3,4 +3,7 @@
 
 pub mod config;
 pub mod doctor;
+pub mod inspect;
 pub mod models;
+pub mod synth;
+pub mod train;

@@ -8,7 +8,9 @@
 //! - [`mask`]: causal and padding masks as additive attention biases.
 //! - [`encoder`]: the pre-norm transformer encoder layer and stack.
 //! - [`init`]: constructors applying scModelForge's weight init.
+//! - [`buckets`]: running a padded batch as length buckets, skipping padding.
 
+pub mod buckets;
 pub mod embedding;
 pub mod encoder;
 pub mod heads;

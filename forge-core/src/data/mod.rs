@@ -1,13 +1,94 @@
-//! Reading single-cell data from disk.
+//! Everything between a user's `.h5ad` files and a padded [`Batch`].
 //!
-//! forge consumes the AnnData `.h5ad` format (HDF5) that scModelForge and the
-//! Python single-cell ecosystem write. [`h5ad`] opens such a file in pure Rust
-//! (no libhdf5), describes it (shape, matrix layout, cell and gene metadata,
-//! value statistics) and streams its expression matrix a block of cells at a
-//! time as CSR chunks.
+//! - [`h5ad`]: reading AnnData files in pure Rust (dense/CSR/CSC, current
+//!   and pre-0.7 layouts, `raw`, obs/var columns), their summary
+//!   (`forge inspect`), and writing ([`write_embeddings`]).
+//! - [`vocab`]: [`GeneVocab`], gene name -> token id, scModelForge's
+//!   `gene_vocab.json`.
+//! - [`genes`]: gene identifier kinds (Ensembl ids vs symbols), matching
+//!   rules and vocabulary coverage checks.
+//! - [`corpus`]: several files as one sequence of cells over shared genes,
+//!   preprocessed ([`preprocess`]: library size, log1p, HVG).
+//! - [`tokenize`], [`masking`], [`collate`]: the three tokenizers,
+//!   masking, padding, exactly as scModelForge defines them.
+//! - [`loader`]: [`DataPipeline`], train/validation [`CellDataset`]s and the
+//!   threaded, prefetching [`DataLoader`] (in memory or streaming).
+//! - [`synthetic`]: a generator of realistic count data of any size.
 //!
-//! What this module is not: it does not normalise, tokenise or batch cells
-//! (that is preprocessing and tokenisation, built on top of
-//! [`h5ad::CellChunk`]), and it never writes `.h5ad` files.
+//! A typical pretraining use:
+//!
+//! ```no_run
+//! use forge_core::config::ForgeConfig;
+//! use forge_core::data::{DataPipeline, LoaderOptions};
+//!
+//! let cfg = ForgeConfig::load("config.yaml".as_ref()).unwrap();
+//! let pipeline = DataPipeline::from_config(&cfg).unwrap();
+//! let (train, val) = pipeline
+//!     .split(cfg.training.val_split, cfg.training.seed as u64)
+//!     .unwrap();
+//! let loader = train.loader(LoaderOptions::from_config(&cfg).unwrap()).unwrap();
+//! for batch in loader.epoch(0) {
+//!     let batch = batch.unwrap();
+//!     // model.forward(&batch) ...
+//! }
+//! # let _ = val;
+//! ```
+//!
+//! What this module is not: it does not train, and it holds no model code.
+//!
+//! [`Batch`]: crate::batch::Batch
 
+pub mod collate;
+pub mod corpus;
+pub mod genes;
 pub mod h5ad;
+pub mod loader;
+pub mod masking;
+pub mod preprocess;
+pub mod synthetic;
+pub mod tokenize;
+pub mod vocab;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use collate::{CellTokens, collate};
+pub use corpus::{Corpus, CorpusOptions, PreparedRow, TaskLabels};
+pub use genes::{Coverage, FileIdKind, GeneMatchOptions, IdKind, IdSummary, check_coverage};
+pub use h5ad::write::write_embeddings;
+pub use h5ad::{DataError, H5ad, Matrix};
+pub use loader::{Batches, CellDataset, DataLoader, DataPipeline, LoaderOptions, StreamingOptions};
+pub use masking::{MaskedCell, Masking, cell_rng};
+pub use preprocess::Preprocessing;
+pub use tokenize::{BinEdges, Strategy, TokenizedCell, Tokenizer};
+pub use vocab::GeneVocab;
+
+/// A temporary path beside `target` (same folder, so a rename is atomic).
+pub(crate) fn temp_beside(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Writes `target` all at once: `fill` writes a temporary file beside it,
+/// which is then renamed over `target`. On failure the temporary file is
+/// removed and `target` is left as it was.
+pub(crate) fn write_atomic(
+    target: &Path,
+    fill: impl FnOnce(&Path) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    }
+    let tmp = temp_beside(target);
+    let result = fill(&tmp)
+        .and_then(|()| std::fs::rename(&tmp, target).map_err(|e| DataError::io(target, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -11,13 +11,16 @@
 //! ```
 //!
 //! Targets sit at the same position as the input (no next-token shift).
-//! `encode` runs the encoder without the causal mask. Parameter names:
+//! `encode` runs the encoder without the causal mask. `loss` and `encode`
+//! run the cells in length buckets ([`LengthBuckets`]), skipping padding;
+//! `forward` is the plain padded pass. Parameter names:
 //! `embedding.*`, `encoder.layers.*`, `gene_head.*`, `expression_head.*`.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::loss::{cross_entropy, labelled, select_positions};
 use crate::batch::special::IGNORE_INDEX;
+use crate::components::buckets::LengthBuckets;
 use crate::components::{
     BinPredictionHead, GeneExpressionEmbedding, MaskedGenePredictionHead, TransformerEncoder, pool,
 };
@@ -91,26 +94,39 @@ impl Architecture for AutoregressiveTransformer {
         }
     }
 
+    /// Runs the cells in length buckets (no work on padding) and the heads
+    /// only at labelled positions.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        let labels = batch.labels()?;
-        let hidden = self.hidden(batch, true, true);
-        let at = labelled(labels);
-        let picked = select_positions(&hidden, &at);
-        let gene = cross_entropy(&self.gene_head.forward(&picked), &labels.masked_select(&at));
-        let bins = batch.bin_ids().map(|bin_ids| {
-            cross_entropy(
-                &self.expression_head.forward(&picked),
-                &bin_ids.masked_select(&at),
-            )
-        });
+        batch.labels()?;
+        let [picked, genes, bins] =
+            LengthBuckets::plan(batch.attention_mask()).map_concat(batch, |sub| {
+                let labels = sub.labels().expect("sub-batches keep labels");
+                let at = labelled(labels);
+                let bins = match sub.bin_ids() {
+                    Some(bin_ids) => bin_ids.masked_select(&at),
+                    None => Tensor::zeros([0], (Kind::Int64, labels.device())),
+                };
+                [
+                    select_positions(&self.hidden(sub, true, true), &at),
+                    labels.masked_select(&at),
+                    bins,
+                ]
+            });
+        let gene = cross_entropy(&self.gene_head.forward(&picked), &genes);
+        let bins = batch
+            .bin_ids()
+            .map(|_| cross_entropy(&self.expression_head.forward(&picked), &bins));
         Some(self.combine(gene, bins))
     }
 
+    /// Bidirectional, in length buckets (no work on padding).
     fn encode(&self, batch: &Batch) -> Tensor {
-        pool(
-            self.pooling,
-            &self.hidden(batch, false, false),
-            batch.attention_mask(),
-        )
+        LengthBuckets::plan(batch.attention_mask()).map_cells(batch, |sub| {
+            pool(
+                self.pooling,
+                &self.hidden(sub, false, false),
+                sub.attention_mask(),
+            )
+        })
     }
 }

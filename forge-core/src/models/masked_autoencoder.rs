@@ -12,7 +12,9 @@
 //!
 //! Masked positions come from `masked_positions`, else `labels != -100`.
 //! With no masked position the model runs the full encoder and returns
-//! embeddings only. Decoder width D = `decoder_dim` (default H/2), depth
+//! embeddings only. `loss` and `encode` run the cells in length buckets
+//! ([`LengthBuckets`]), skipping padding; `forward` is the plain padded pass.
+//! Decoder width D = `decoder_dim` (default H/2), depth
 //! `decoder_layers`, heads `decoder_heads` (default `num_heads`), FFN 4D.
 //! Parameter names: `embedding.*`, `encoder.layers.*`, `enc_to_dec.*`,
 //! `mask_token`, `decoder_position_embedding.weight`, `decoder.layers.*`,
@@ -21,6 +23,7 @@
 use tch::{Kind, Reduction, Tensor, nn};
 
 use super::loss::labelled;
+use crate::components::buckets::LengthBuckets;
 use crate::components::init::{self, EMBEDDING_STD};
 use crate::components::{
     ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, pool,
@@ -168,18 +171,38 @@ impl Architecture for MaskedAutoencoder {
         }
     }
 
+    /// Reconstructs the cells in length buckets (no work on padding); the
+    /// MSE is taken over every masked position of the batch at once.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        let masked = Self::masked(batch).filter(|m| m.any().int64_value(&[]) != 0)?;
-        let values = batch.values()?;
-        let predicted = self.reconstruct(batch, &masked, true);
-        Some(Self::masked_mse(&predicted, values, &masked))
+        let any_masked = Self::masked(batch).is_some_and(|m| m.any().int64_value(&[]) != 0);
+        if !any_masked || batch.values().is_none() {
+            return None;
+        }
+        let [predicted, targets] =
+            LengthBuckets::plan(batch.attention_mask()).map_concat(batch, |sub| {
+                let masked = Self::masked(sub).expect("sub-batches keep the masking");
+                let values = sub.values().expect("sub-batches keep values");
+                if masked.any().int64_value(&[]) == 0 {
+                    let none = Tensor::zeros([0], (values.kind(), values.device()));
+                    return [none.shallow_clone(), none];
+                }
+                let predicted = self.reconstruct(sub, &masked, true);
+                [
+                    predicted.masked_select(&masked),
+                    values.to_kind(predicted.kind()).masked_select(&masked),
+                ]
+            });
+        Some(predicted.mse_loss(&targets, Reduction::Mean))
     }
 
+    /// Runs the full encoder in length buckets (no work on padding).
     fn encode(&self, batch: &Batch) -> Tensor {
-        pool(
-            self.pooling,
-            &self.full_hidden(batch, false),
-            batch.attention_mask(),
-        )
+        LengthBuckets::plan(batch.attention_mask()).map_cells(batch, |sub| {
+            pool(
+                self.pooling,
+                &self.full_hidden(sub, false),
+                sub.attention_mask(),
+            )
+        })
     }
 }

@@ -2,10 +2,10 @@
 //! `ForgeModel`, so it is registered under its name and built from a
 //! `ModelConfig` by `forge_core::registry`.
 //!
-//! forge-gen inserts new model modules between the markers below, in
-//! alphabetical order.
+//! forge-gen inserts new model modules and their re-exports between the
+//! markers below, in alphabetical order.
 
-mod loss;
+pub mod loss;
 
 // forge-gen: model-modules begin
 pub mod autoregressive_transformer;
@@ -13,6 +13,8 @@ pub mod masked_autoencoder;
 pub mod transformer_encoder;
 // forge-gen: model-modules end
 
+// forge-gen: model-exports begin
 pub use autoregressive_transformer::AutoregressiveTransformer;
 pub use masked_autoencoder::MaskedAutoencoder;
 pub use transformer_encoder::TransformerEncoderModel;
+// forge-gen: model-exports end

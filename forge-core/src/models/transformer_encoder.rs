@@ -7,12 +7,16 @@
 //! loss = cross-entropy over V at labelled positions (labels != -100)
 //! ```
 //!
+//! `loss` and `encode` run the cells in length buckets
+//! ([`LengthBuckets`]), skipping padding; `forward` is the plain padded pass.
+//!
 //! Parameter names equal scModelForge's: `embedding.*`, `encoder.layers.*`,
 //! `head.*`.
 
 use tch::Tensor;
 
 use super::loss::{cross_entropy, labelled, select_positions};
+use crate::components::buckets::LengthBuckets;
 use crate::components::{
     GeneExpressionEmbedding, MaskedGenePredictionHead, TransformerEncoder, pool,
 };
@@ -60,19 +64,26 @@ impl Architecture for TransformerEncoderModel {
         }
     }
 
+    /// Runs the cells in length buckets (no work on padding) and the head
+    /// only at labelled positions.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        let labels = batch.labels()?;
-        let hidden = self.hidden(batch, true);
-        let at = labelled(labels);
-        let logits = self.head.forward(&select_positions(&hidden, &at));
-        Some(cross_entropy(&logits, &labels.masked_select(&at)))
+        batch.labels()?;
+        let [hidden, targets] =
+            LengthBuckets::plan(batch.attention_mask()).map_concat(batch, |sub| {
+                let labels = sub.labels().expect("sub-batches keep labels");
+                let at = labelled(labels);
+                [
+                    select_positions(&self.hidden(sub, true), &at),
+                    labels.masked_select(&at),
+                ]
+            });
+        Some(cross_entropy(&self.head.forward(&hidden), &targets))
     }
 
+    /// Runs the cells in length buckets (no work on padding).
     fn encode(&self, batch: &Batch) -> Tensor {
-        pool(
-            self.pooling,
-            &self.hidden(batch, false),
-            batch.attention_mask(),
-        )
+        LengthBuckets::plan(batch.attention_mask()).map_cells(batch, |sub| {
+            pool(self.pooling, &self.hidden(sub, false), sub.attention_mask())
+        })
     }
 }

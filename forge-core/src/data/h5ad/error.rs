@@ -10,7 +10,8 @@ use std::path::PathBuf;
 /// Result alias of the `.h5ad` reader.
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
-/// Everything that can go wrong while reading an `.h5ad` file.
+/// Everything that can go wrong between an `.h5ad` file and a batch:
+/// reading the file, the gene vocabulary, settings, writing.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file could not be opened or read at all.
@@ -130,6 +131,67 @@ pub enum DataError {
         /// What was asked and what exists.
         what: String,
     },
+
+    /// A gene vocabulary file (`gene_vocab.json`) is malformed.
+    #[error("{}: invalid gene vocabulary: {detail}", path.display())]
+    Vocab {
+        /// The vocabulary file.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        detail: String,
+    },
+
+    /// A setting (a config key or an argument) has a value the data pipeline
+    /// cannot work with.
+    #[error("{key}: {detail}")]
+    Setting {
+        /// The config key or argument, e.g. `tokenizer.max_genes`.
+        key: String,
+        /// The value found and what would be accepted.
+        detail: String,
+    },
+
+    /// The data do not fit together or do not fit the model: no genes shared
+    /// between files, too few of a file's genes in the vocabulary, a label
+    /// column that cannot be used, ...
+    #[error("{}: {detail}", path.display())]
+    Mismatch {
+        /// The file concerned.
+        path: PathBuf,
+        /// What does not fit and what to change.
+        detail: String,
+    },
+
+    /// Writing a file failed.
+    #[error("{}: cannot write: {detail}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+
+    /// A background data-loading thread stopped unexpectedly.
+    #[error("data loading: {0}")]
+    Loader(String),
+}
+
+impl DataError {
+    /// A [`DataError::Setting`].
+    pub fn setting(key: impl Into<String>, detail: impl Into<String>) -> DataError {
+        DataError::Setting {
+            key: key.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A [`DataError::Io`] about `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> DataError {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
 }
 
 /// Displays an object name, with `/` for the file as a whole.

@@ -26,15 +26,19 @@
 //! [`H5ad::summary`] computes what `forge inspect` prints (shape, layout,
 //! columns, raw, value statistics of X and raw) in one streaming pass.
 //!
-//! What this module is not: it does not write `.h5ad` files, does not read
-//! `obsm`/`varm`/`obsp`/`layers`/`uns` (apart from the old layout's
-//! categories), and does not normalise, filter or tokenise cells.
+//! [`write::write_embeddings`] writes a copy of a file with an added
+//! `obsm` array; [`H5ad::obsm`] reads such an array back.
+//!
+//! What this module is not: a general AnnData writer; it does not read
+//! `varm`/`obsp`/`layers`/`uns` (apart from the old layout's categories),
+//! and does not normalise, filter or tokenise cells.
 
 mod error;
 mod frame;
 mod hdf;
 mod matrix;
 mod summary;
+pub mod write;
 
 #[cfg(test)]
 mod tests;
@@ -534,6 +538,62 @@ impl H5ad {
             obs_columns: self.obs_columns(),
             var_columns: self.var_columns(Matrix::X)?,
         })
+    }
+
+    /// Names of the arrays in `obsm` (members of the `obsm` group, or the
+    /// fields of an old-layout compound `obsm`); empty when there is none.
+    pub fn obsm_keys(&self) -> Result<Vec<String>> {
+        match self.hdf.kind("obsm")? {
+            Some(Kind::Group) => self.hdf.members("obsm"),
+            Some(Kind::Dataset) => {
+                let ds = self.hdf.dataset("obsm")?;
+                match self.hdf.datatype("obsm", &ds)? {
+                    hdf5_pure::Datatype::Compound { members, .. } => {
+                        Ok(members.into_iter().map(|m| m.name).collect())
+                    }
+                    _ => Ok(Vec::new()),
+                }
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Reads the 2-D array `obsm/<key>` (current layout) as row-major `f32`
+    /// with its number of columns.
+    pub fn obsm(&self, key: &str) -> Result<(Vec<f32>, usize)> {
+        let path = format!("obsm/{key}");
+        if self.hdf.kind(&path)? != Some(Kind::Dataset) {
+            return Err(DataError::MissingKey {
+                path: self.hdf.path.clone(),
+                frame: "obsm".into(),
+                name: key.to_string(),
+                suggestion: None,
+                available: self.obsm_keys().unwrap_or_default(),
+            });
+        }
+        let ds = self.hdf.whole(&path)?;
+        let shape = self.hdf.shape(&path, &ds)?;
+        let (rows, cols) = match shape[..] {
+            [r, c] => (r, c),
+            [r] => (r, 1),
+            _ => {
+                return Err(self.hdf.shape_mismatch(
+                    &path,
+                    "a 1-D or 2-D array",
+                    format!("{shape:?}"),
+                ));
+            }
+        };
+        if rows != self.n_obs() {
+            return Err(self.hdf.shape_mismatch(
+                &path,
+                format!("{} rows (one per cell)", self.n_obs()),
+                format!("{rows}"),
+            ));
+        }
+        let v = ds.read_f32().map_err(|e| self.hdf.h5(&path, e))?;
+        self.hdf.check_len(&path, v.len(), rows * cols)?;
+        Ok((v, cols))
     }
 
     fn matrix(&self, which: Matrix) -> Result<&MatrixSource> {

@@ -1,0 +1,204 @@
+//! Collation: cells of unequal length into one padded [`Batch`].
+//!
+//! Every key is padded to the longest cell of the batch (at least one
+//! position, so a batch whose cells are all empty is one PAD column):
+//! `input_ids` PAD (0), `attention_mask` 0, `values` 0.0, `labels` -100,
+//! `masked_positions` false, `bin_ids` 0. `labels`/`masked_positions` are
+//! present when the cells were masked, `bin_ids` when the tokenizer bins,
+//! `task_labels` when every cell carries one.
+//!
+//! The padded arrays are filled in plain vectors and copied into tensors
+//! once; [`Batch`]'s builder validates shapes and dtypes.
+
+use tch::Tensor;
+
+use crate::batch::{Batch, special};
+
+use super::DataError;
+
+/// One cell ready for collation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CellTokens {
+    /// Input ids (after masking, when masked).
+    pub ids: Vec<i64>,
+    /// Values.
+    pub values: Vec<f32>,
+    /// Bin ids, when the tokenizer bins.
+    pub bin_ids: Option<Vec<i64>>,
+    /// Labels (-100 where not masked), when masked.
+    pub labels: Option<Vec<i64>>,
+    /// Masked positions, when masked.
+    pub masked: Option<Vec<bool>>,
+    /// The cell's task label (fine-tuning).
+    pub task_label: Option<i64>,
+}
+
+impl CellTokens {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the cell has no token.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Pads `cells` into a [`Batch`] on the CPU. Optional keys are included
+/// when the first cell has them; a cell lacking a key another has is an
+/// error.
+pub fn collate(cells: &[CellTokens]) -> Result<Batch, DataError> {
+    let Some(first) = cells.first() else {
+        return Err(DataError::Loader("cannot collate an empty batch".into()));
+    };
+    let b = cells.len();
+    let s = cells.iter().map(CellTokens::len).max().unwrap_or(0).max(1);
+    let has_bins = first.bin_ids.is_some();
+    let has_labels = first.labels.is_some();
+    let has_task = first.task_label.is_some();
+    for (i, c) in cells.iter().enumerate() {
+        if c.bin_ids.is_some() != has_bins
+            || c.labels.is_some() != has_labels
+            || c.masked.is_some() != has_labels
+            || c.task_label.is_some() != has_task
+            || c.values.len() != c.ids.len()
+            || c.labels.as_ref().is_some_and(|l| l.len() != c.ids.len())
+            || c.masked.as_ref().is_some_and(|m| m.len() != c.ids.len())
+            || c.bin_ids.as_ref().is_some_and(|b| b.len() != c.ids.len())
+        {
+            return Err(DataError::Loader(format!(
+                "cell {i} of the batch does not carry the same keys as cell 0, or its keys \
+                 differ in length"
+            )));
+        }
+    }
+
+    let shape = [b as i64, s as i64];
+    let ids = padded(shape, special::PAD, |i| &cells[i].ids[..]);
+    let mask = tensor_rows(shape, |i, dst: &mut [i64]| {
+        let n = cells[i].len().min(dst.len());
+        dst[..n].fill(1);
+        dst[n..].fill(0);
+    });
+    let values = padded(shape, 0f32, |i| &cells[i].values[..]);
+    let mut builder = Batch::builder(ids, mask).values(values);
+    if has_labels {
+        let labels = padded(shape, special::IGNORE_INDEX, |i| {
+            cells[i].labels.as_deref().unwrap_or(&[])
+        });
+        let masked = padded(shape, false, |i| cells[i].masked.as_deref().unwrap_or(&[]));
+        builder = builder.labels(labels).masked_positions(masked);
+    }
+    if has_bins {
+        let bins = padded(shape, 0i64, |i| cells[i].bin_ids.as_deref().unwrap_or(&[]));
+        builder = builder.bin_ids(bins);
+    }
+    if has_task {
+        let t: Vec<i64> = cells.iter().map(|c| c.task_label.unwrap_or(-100)).collect();
+        builder = builder.task_labels(Tensor::from_slice(&t));
+    }
+    builder
+        .build()
+        .map_err(|e| DataError::Loader(format!("collated batch is invalid: {e}")))
+}
+
+/// A (B, S) tensor filled by `fill(row, slice)` for each row, written
+/// straight into the tensor's memory (one pass, no intermediate vector).
+fn tensor_rows<T: tch::kind::Element + Copy>(
+    shape: [i64; 2],
+    mut fill: impl FnMut(usize, &mut [T]),
+) -> Tensor {
+    let (b, s) = (shape[0] as usize, shape[1] as usize);
+    let t = Tensor::empty(shape, (T::KIND, tch::Device::Cpu));
+    // SAFETY: `t` was just allocated as a contiguous CPU tensor of b * s
+    // elements of type T (its kind is T::KIND) and nothing else refers to
+    // it; `fill` writes every element of each row before anything reads it.
+    let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, b * s) };
+    for (i, dst) in out.chunks_exact_mut(s.max(1)).enumerate().take(b) {
+        fill(i, dst);
+    }
+    t
+}
+
+/// Row `i` holds `row(i)` then `pad`.
+fn padded<'a, T: tch::kind::Element + Copy + 'a>(
+    shape: [i64; 2],
+    pad: T,
+    row: impl Fn(usize) -> &'a [T],
+) -> Tensor {
+    tensor_rows(shape, |i, dst: &mut [T]| {
+        let src = row(i);
+        let n = src.len().min(dst.len());
+        dst[..n].copy_from_slice(&src[..n]);
+        dst[n..].fill(pad);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    fn cell(ids: &[i64], masked: bool) -> CellTokens {
+        CellTokens {
+            ids: ids.to_vec(),
+            values: ids.iter().map(|&i| i as f32 / 10.0).collect(),
+            bin_ids: Some(ids.iter().map(|&i| i % 3).collect()),
+            labels: masked.then(|| ids.iter().map(|&i| if i == 5 { 5 } else { -100 }).collect()),
+            masked: masked.then(|| ids.iter().map(|&i| i == 5).collect()),
+            task_label: Some(ids.len() as i64),
+        }
+    }
+
+    fn rows<T: tch::kind::Element + Copy>(t: &Tensor) -> Vec<Vec<T>> {
+        (0..t.size()[0])
+            .map(|i| Vec::<T>::try_from(&t.get(i).contiguous()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn pads_every_key_with_its_own_value() {
+        let batch = collate(&[cell(&[3, 5, 6], true), cell(&[3], true)]).unwrap();
+        assert_eq!((batch.batch_size(), batch.seq_len()), (2, 3));
+        assert_eq!(
+            rows::<i64>(batch.input_ids()),
+            vec![vec![3, 5, 6], vec![3, 0, 0]]
+        );
+        assert_eq!(
+            rows::<i64>(batch.attention_mask()),
+            vec![vec![1, 1, 1], vec![1, 0, 0]]
+        );
+        assert_eq!(
+            rows::<f32>(batch.values().unwrap()),
+            vec![vec![0.3, 0.5, 0.6], vec![0.3, 0.0, 0.0]]
+        );
+        assert_eq!(
+            rows::<i64>(batch.labels().unwrap()),
+            vec![vec![-100, 5, -100], vec![-100, -100, -100]]
+        );
+        assert_eq!(
+            rows::<bool>(batch.masked_positions().unwrap()),
+            vec![vec![false, true, false], vec![false, false, false]]
+        );
+        assert_eq!(
+            rows::<i64>(batch.bin_ids().unwrap()),
+            vec![vec![0, 2, 0], vec![0, 0, 0]]
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(batch.task_labels().unwrap()).unwrap(),
+            vec![3, 1]
+        );
+        assert_eq!(batch.masked_positions().unwrap().kind(), Kind::Bool);
+    }
+
+    #[test]
+    fn empty_cells_become_one_pad_column_and_mixed_keys_are_refused() {
+        let batch = collate(&[CellTokens::default(), CellTokens::default()]).unwrap();
+        assert_eq!((batch.batch_size(), batch.seq_len()), (2, 1));
+        assert!(batch.labels().is_none() && batch.bin_ids().is_none());
+        let err = collate(&[cell(&[3], true), cell(&[3], false)]).unwrap_err();
+        assert!(err.to_string().contains("cell 1"), "{err}");
+        assert!(collate(&[]).is_err());
+    }
+}

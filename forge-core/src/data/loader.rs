@@ -1,0 +1,989 @@
+//! From `.h5ad` files to a stream of padded [`Batch`]es: the data pipeline,
+//! datasets (train/validation splits) and the multi-threaded loader.
+//!
+//! - [`DataPipeline`] ties a [`Corpus`] (files, shared genes,
+//!   preprocessing), a [`GeneVocab`], a [`Tokenizer`], the [`Masking`]
+//!   settings and, for fine-tuning, [`TaskLabels`] together.
+//!   [`DataPipeline::from_config`] builds all of it from a config; when the
+//!   vocabulary is given (`data.gene_vocab`/`tokenizer.gene_vocab`), each
+//!   file's gene coverage is measured and checked (see [`super::genes`]).
+//! - [`CellDataset`] is a selection of the corpus's cells:
+//!   [`DataPipeline::split`] assigns each cell to validation with probability
+//!   `val_split`, decided by a hash of (seed, cell index) alone, so the split
+//!   is reproducible, needs no pass over the data, and a cell keeps its side
+//!   when files are appended to `data.paths`.
+//! - [`DataLoader`] yields one epoch of batches at a time. Batches are built
+//!   (tokenised, masked, collated) on `num_workers` threads and handed over
+//!   through bounded channels (`prefetch` batches per worker), in a fixed
+//!   order, so the consumer rarely waits and results do not depend on
+//!   thread scheduling. Masking draws from one generator per (seed, epoch,
+//!   cell) ([`super::masking::cell_rng`]).
+//!
+//! Two reading modes:
+//! - in memory (default): the dataset's cells are read and preprocessed
+//!   once when the loader is created (memory: 8 bytes per stored entry);
+//!   each epoch shuffles them with a seeded permutation;
+//! - streaming (`data.streaming`): nothing is held but a shuffle buffer.
+//!   Each epoch reads blocks of `streaming_chunk_size` consecutive cells, in
+//!   a shuffled block order, and passes cells through a buffer of
+//!   `streaming_shuffle_buffer` cells from which a random one leaves each
+//!   time a new one enters. Memory is bounded by buffer + one block +
+//!   prefetched batches, whatever the file size. The shuffle is local
+//!   (cells from nearby blocks mix), as with any streaming loader.
+//!
+//! Length bucketing ([`LoaderOptions::bucket_window`], off by default to
+//! match scModelForge): cells are taken `window` batches at a time, sorted by
+//! their number of stored genes, cut into batches and the batches of the
+//! window shuffled, so cells of similar length share a batch and padding
+//! shrinks. It changes which cells meet in a batch, not which cells are
+//! seen.
+//!
+//! What this module is not: it does not train or move batches to a device.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::batch::Batch;
+use crate::config::ForgeConfig;
+
+use super::collate::{CellTokens, collate};
+use super::corpus::{Corpus, PreparedRow, TaskLabels};
+use super::genes::{Coverage, GeneMatchOptions};
+use super::masking::{MaskedCell, Masking, cell_rng, mix};
+use super::tokenize::{TokenizedCell, Tokenizer};
+use super::{DataError, GeneVocab};
+
+/// Most cells read from disk at once by the streaming reader.
+const READ_WINDOW: usize = 1024;
+
+/// Cells sampled to fit quantile bin edges.
+const QUANTILE_FIT_CELLS: usize = 10_000;
+
+struct Inner {
+    corpus: Corpus,
+    vocab: GeneVocab,
+    gene_ids: Vec<i64>,
+    tokenizer: Tokenizer,
+    masking: Option<Masking>,
+    labels: Option<TaskLabels>,
+    coverage: Vec<Coverage>,
+}
+
+/// Files, vocabulary, tokenizer and masking: everything needed to turn
+/// cells into batches.
+#[derive(Clone)]
+pub struct DataPipeline {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DataPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPipeline")
+            .field("files", &self.inner.corpus.paths())
+            .field("cells", &self.inner.corpus.n_cells())
+            .field("genes", &self.inner.corpus.genes().len())
+            .field("vocab_size", &self.inner.vocab.len())
+            .finish()
+    }
+}
+
+impl DataPipeline {
+    /// Assembles a pipeline. With `vocab` given, every file's coverage is
+    /// measured and checked against `matching.min_coverage`; without, the
+    /// vocabulary is built from the corpus genes.
+    pub fn new(
+        corpus: Corpus,
+        vocab: Option<GeneVocab>,
+        tokenizer: Tokenizer,
+        masking: Option<Masking>,
+        matching: &GeneMatchOptions,
+    ) -> Result<DataPipeline, DataError> {
+        let mut coverage = Vec::new();
+        let vocab = match vocab {
+            Some(v) => {
+                for i in 0..corpus.n_files() {
+                    let f = corpus.file(i);
+                    let names = super::genes::gene_names(f, corpus.matrix(), corpus.gene_key())?;
+                    let cov = Coverage::measure(
+                        f,
+                        corpus.matrix(),
+                        &names,
+                        corpus.gene_key(),
+                        &v,
+                        matching.case_insensitive,
+                    )?;
+                    cov.check(matching.min_coverage)?;
+                    coverage.push(cov);
+                }
+                v
+            }
+            None => GeneVocab::from_genes(corpus.genes()),
+        };
+        let gene_ids = corpus.gene_ids(&vocab);
+        let masking = masking.map(|m| Masking {
+            vocab_size: vocab.len() as i64,
+            ..m
+        });
+        Ok(DataPipeline {
+            inner: Arc::new(Inner {
+                corpus,
+                vocab,
+                gene_ids,
+                tokenizer,
+                masking,
+                labels: None,
+                coverage,
+            }),
+        })
+    }
+
+    /// Builds the pipeline of a config: `data` (files, preprocessing, genes),
+    /// `tokenizer` (strategy, masking), the vocabulary from
+    /// `tokenizer.gene_vocab` or `data.gene_vocab` when set, with the
+    /// default coverage threshold.
+    pub fn from_config(cfg: &ForgeConfig) -> Result<DataPipeline, DataError> {
+        let corpus = Corpus::from_config(&cfg.data)?;
+        let vocab = match cfg
+            .tokenizer
+            .gene_vocab
+            .as_ref()
+            .or(cfg.data.gene_vocab.as_ref())
+        {
+            Some(p) => Some(GeneVocab::load(PathBuf::from(p))?),
+            None => None,
+        };
+        let tokenizer =
+            Tokenizer::from_config(&cfg.tokenizer, || corpus.sample_values(QUANTILE_FIT_CELLS))?;
+        let masking = Masking::from_config(&cfg.tokenizer.masking, 0)?;
+        DataPipeline::new(
+            corpus,
+            vocab,
+            tokenizer,
+            Some(masking),
+            &GeneMatchOptions::default(),
+        )
+    }
+
+    /// Adds fine-tuning labels from the obs column `key` (see
+    /// [`Corpus::task_labels`]). Must be called before datasets are made.
+    pub fn with_task_labels(mut self, key: &str) -> Result<DataPipeline, DataError> {
+        let labels = self.inner.corpus.task_labels(key)?;
+        let inner = Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| DataError::Loader("add task labels before creating datasets".into()))?;
+        inner.labels = Some(labels);
+        Ok(self)
+    }
+
+    /// The corpus.
+    pub fn corpus(&self) -> &Corpus {
+        &self.inner.corpus
+    }
+
+    /// The vocabulary (`vocab.len()` is the model's `vocab_size`).
+    pub fn vocab(&self) -> &GeneVocab {
+        &self.inner.vocab
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.inner.tokenizer
+    }
+
+    /// The masking settings.
+    pub fn masking(&self) -> Option<&Masking> {
+        self.inner.masking.as_ref()
+    }
+
+    /// Fine-tuning labels, when added.
+    pub fn task_labels(&self) -> Option<&TaskLabels> {
+        self.inner.labels.as_ref()
+    }
+
+    /// Gene coverage of each file, when the vocabulary was given.
+    pub fn coverage(&self) -> &[Coverage] {
+        &self.inner.coverage
+    }
+
+    /// Vocabulary id of each corpus gene.
+    pub fn gene_ids(&self) -> &[i64] {
+        &self.inner.gene_ids
+    }
+
+    /// Every cell.
+    pub fn all(&self) -> CellDataset {
+        CellDataset::new(self.inner.clone(), Selection::All)
+    }
+
+    /// Train and validation datasets: each cell goes to validation with
+    /// probability `val_split` (in [0, 1)), decided by (seed, cell index).
+    pub fn split(
+        &self,
+        val_split: f64,
+        seed: u64,
+    ) -> Result<(CellDataset, CellDataset), DataError> {
+        if !(0.0..1.0).contains(&val_split) {
+            return Err(DataError::setting(
+                "training.val_split",
+                format!("must be within [0, 1), found {val_split}"),
+            ));
+        }
+        let sel = |val| Selection::Split {
+            seed,
+            val_split,
+            val,
+        };
+        Ok((
+            CellDataset::new(self.inner.clone(), sel(false)),
+            CellDataset::new(self.inner.clone(), sel(true)),
+        ))
+    }
+
+    /// Tokenizes one corpus cell (no masking): for inspection and tests.
+    pub fn tokenize_cell(&self, cell: usize) -> Result<TokenizedCell, DataError> {
+        let c = &self.inner.corpus;
+        if cell >= c.n_cells() {
+            return Err(DataError::setting(
+                "cell",
+                format!(
+                    "{cell} is out of range; the corpus has {} cells",
+                    c.n_cells()
+                ),
+            ));
+        }
+        let (file, local) = c.locate(cell);
+        let chunk = c.read_chunk(file, local, local + 1)?;
+        let (cols, vals) = chunk.row(0);
+        let mut row = PreparedRow::default();
+        c.prepare(file, cols, vals, &mut row);
+        Ok(self
+            .inner
+            .tokenizer
+            .tokenize(&row.genes, &row.values, &self.inner.gene_ids))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Selection {
+    All,
+    Split {
+        seed: u64,
+        val_split: f64,
+        val: bool,
+    },
+}
+
+impl Selection {
+    fn contains(&self, cell: usize) -> bool {
+        match *self {
+            Selection::All => true,
+            Selection::Split {
+                seed,
+                val_split,
+                val,
+            } => {
+                let h = mix(mix(seed ^ 0x5b1d_5b1d) ^ cell as u64);
+                let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+                (u < val_split) == val
+            }
+        }
+    }
+}
+
+/// A selection of the corpus's cells.
+#[derive(Clone)]
+pub struct CellDataset {
+    inner: Arc<Inner>,
+    selection: Selection,
+    len: usize,
+}
+
+impl std::fmt::Debug for CellDataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellDataset")
+            .field("cells", &self.len)
+            .field("selection", &self.selection)
+            .finish()
+    }
+}
+
+impl CellDataset {
+    fn new(inner: Arc<Inner>, selection: Selection) -> CellDataset {
+        let len = (0..inner.corpus.n_cells())
+            .filter(|&c| selection.contains(c))
+            .count();
+        CellDataset {
+            inner,
+            selection,
+            len,
+        }
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the dataset has no cell.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Corpus indices of the cells, ascending.
+    pub fn cells(&self) -> Vec<usize> {
+        (0..self.inner.corpus.n_cells())
+            .filter(|&c| self.selection.contains(c))
+            .collect()
+    }
+
+    /// Whether corpus cell `cell` belongs to the dataset.
+    pub fn contains(&self, cell: usize) -> bool {
+        cell < self.inner.corpus.n_cells() && self.selection.contains(cell)
+    }
+
+    /// A loader over the dataset (reads the cells now unless streaming).
+    pub fn loader(&self, opts: LoaderOptions) -> Result<DataLoader, DataError> {
+        DataLoader::new(self.clone(), opts)
+    }
+}
+
+/// Streaming settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamingOptions {
+    /// Consecutive cells read per block (`data.streaming_chunk_size`).
+    pub chunk_size: usize,
+    /// Cells held for shuffling (`data.streaming_shuffle_buffer`).
+    pub shuffle_buffer: usize,
+}
+
+/// How a [`DataLoader`] batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderOptions {
+    /// Cells per batch.
+    pub batch_size: usize,
+    /// Shuffle each epoch (seeded by `seed` and the epoch).
+    pub shuffle: bool,
+    /// Drop a last, incomplete batch.
+    pub drop_last: bool,
+    /// Threads building batches (0 counts as 1).
+    pub num_workers: usize,
+    /// Finished batches each worker may hold ahead of the consumer.
+    pub prefetch: usize,
+    /// Seed of shuffling and masking.
+    pub seed: u64,
+    /// Mask cells (pretraining): adds `labels` and `masked_positions`.
+    pub mask: bool,
+    /// Stream from disk instead of loading the dataset.
+    pub streaming: Option<StreamingOptions>,
+    /// Length bucketing over windows of this many batches; `None` (default)
+    /// for none.
+    pub bucket_window: Option<usize>,
+}
+
+impl Default for LoaderOptions {
+    fn default() -> Self {
+        LoaderOptions {
+            batch_size: 64,
+            shuffle: true,
+            drop_last: false,
+            num_workers: 4,
+            prefetch: 2,
+            seed: 42,
+            mask: true,
+            streaming: None,
+            bucket_window: None,
+        }
+    }
+}
+
+impl LoaderOptions {
+    /// Pretraining loader settings from a config: `training.batch_size`,
+    /// `training.seed`, `data.num_workers`, `data.streaming*`; shuffled and
+    /// masked.
+    pub fn from_config(cfg: &ForgeConfig) -> Result<LoaderOptions, DataError> {
+        let positive = |key: &str, v: i64| {
+            usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
+                DataError::setting(key, format!("must be a positive integer, found {v}"))
+            })
+        };
+        let streaming = if cfg.data.streaming {
+            Some(StreamingOptions {
+                chunk_size: positive("data.streaming_chunk_size", cfg.data.streaming_chunk_size)?,
+                shuffle_buffer: positive(
+                    "data.streaming_shuffle_buffer",
+                    cfg.data.streaming_shuffle_buffer,
+                )?,
+            })
+        } else {
+            None
+        };
+        Ok(LoaderOptions {
+            batch_size: positive("training.batch_size", cfg.training.batch_size)?,
+            num_workers: usize::try_from(cfg.data.num_workers).unwrap_or(0),
+            seed: cfg.training.seed as u64,
+            streaming,
+            ..LoaderOptions::default()
+        })
+    }
+
+    /// Settings for computing embeddings: in file order, no masking.
+    pub fn inference(batch_size: usize) -> LoaderOptions {
+        LoaderOptions {
+            batch_size,
+            shuffle: false,
+            mask: false,
+            ..LoaderOptions::default()
+        }
+    }
+}
+
+/// Prepared rows of a dataset, held in memory.
+struct Store {
+    cells: Vec<usize>,
+    indptr: Vec<usize>,
+    genes: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl Store {
+    fn row(&self, i: usize) -> (&[u32], &[f32]) {
+        let r = self.indptr[i]..self.indptr[i + 1];
+        (&self.genes[r.clone()], &self.values[r])
+    }
+}
+
+/// Yields epochs of batches over a [`CellDataset`].
+pub struct DataLoader {
+    ds: CellDataset,
+    opts: LoaderOptions,
+    store: Option<Arc<Store>>,
+}
+
+impl std::fmt::Debug for DataLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataLoader")
+            .field("cells", &self.ds.len())
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl DataLoader {
+    /// A loader; unless streaming, reads and preprocesses the dataset now.
+    pub fn new(ds: CellDataset, opts: LoaderOptions) -> Result<DataLoader, DataError> {
+        if opts.batch_size == 0 {
+            return Err(DataError::setting(
+                "batch_size",
+                "must be at least 1, found 0",
+            ));
+        }
+        if opts.mask && ds.inner.masking.is_none() {
+            return Err(DataError::setting(
+                "mask",
+                "masking was asked for but the pipeline has no masking settings",
+            ));
+        }
+        if let Some(s) = opts.streaming
+            && (s.chunk_size == 0 || s.shuffle_buffer == 0)
+        {
+            return Err(DataError::setting(
+                "data.streaming_chunk_size / data.streaming_shuffle_buffer",
+                "must be at least 1",
+            ));
+        }
+        let store = if opts.streaming.is_none() {
+            let mut store = Store {
+                cells: Vec::with_capacity(ds.len()),
+                indptr: vec![0],
+                genes: Vec::new(),
+                values: Vec::new(),
+            };
+            ds.inner.corpus.for_each_cell(4096, |cell, row| {
+                if ds.selection.contains(cell) {
+                    store.cells.push(cell);
+                    store.genes.extend_from_slice(&row.genes);
+                    store.values.extend_from_slice(&row.values);
+                    store.indptr.push(store.genes.len());
+                }
+                Ok(())
+            })?;
+            Some(Arc::new(store))
+        } else {
+            None
+        };
+        Ok(DataLoader { ds, opts, store })
+    }
+
+    /// Cells per epoch.
+    pub fn n_cells(&self) -> usize {
+        self.ds.len()
+    }
+
+    /// Batches per epoch.
+    pub fn n_batches(&self) -> usize {
+        let (n, b) = (self.ds.len(), self.opts.batch_size);
+        if self.opts.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &LoaderOptions {
+        &self.opts
+    }
+
+    /// Starts epoch `epoch` (shuffling and masking depend on it): the
+    /// batches are built in the background as the iterator is consumed.
+    pub fn epoch(&self, epoch: u64) -> Batches {
+        let workers = self.opts.num_workers.max(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut receivers = Vec::with_capacity(workers);
+        let mut threads = Vec::new();
+        let ctx = Arc::new(Ctx {
+            inner: self.ds.inner.clone(),
+            epoch,
+            seed: self.opts.seed,
+            mask: self.opts.mask,
+        });
+        match &self.store {
+            Some(store) => {
+                let plan = Arc::new(self.plan_memory(store, epoch));
+                for w in 0..workers {
+                    let (tx, rx) = sync_channel(self.opts.prefetch.max(1));
+                    receivers.push(rx);
+                    let (plan, store, ctx, stop) =
+                        (plan.clone(), store.clone(), ctx.clone(), stop.clone());
+                    threads.push(std::thread::spawn(move || {
+                        let mut wk = Worker::default();
+                        for batch in plan.iter().skip(w).step_by(workers) {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let cells = batch.iter().map(|&i| {
+                                let (g, v) = store.row(i as usize);
+                                (store.cells[i as usize], g, v)
+                            });
+                            let ids: Vec<usize> =
+                                batch.iter().map(|&i| store.cells[i as usize]).collect();
+                            let out = wk.build(&ctx, cells).map(|b| (ids, b));
+                            if tx.send(out).is_err() {
+                                break;
+                            }
+                        }
+                    }));
+                }
+            }
+            None => {
+                let mut job_txs = Vec::with_capacity(workers);
+                for _ in 0..workers {
+                    let (jtx, jrx) = sync_channel::<Job>(1);
+                    let (tx, rx) = sync_channel(self.opts.prefetch.max(1));
+                    receivers.push(rx);
+                    job_txs.push(jtx);
+                    let (ctx, stop) = (ctx.clone(), stop.clone());
+                    threads.push(std::thread::spawn(move || {
+                        let mut wk = Worker::default();
+                        let mut row = PreparedRow::default();
+                        let mut rows: Vec<PreparedRow> = Vec::new();
+                        while let Ok(job) = jrx.recv() {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let out = match job {
+                                Job::Error(e) => Err(e),
+                                Job::Cells(cells) => {
+                                    rows.resize_with(cells.len(), PreparedRow::default);
+                                    for (c, r) in cells.iter().zip(rows.iter_mut()) {
+                                        ctx.inner
+                                            .corpus
+                                            .prepare(c.file, &c.cols, &c.vals, &mut row);
+                                        std::mem::swap(r, &mut row);
+                                    }
+                                    let ids: Vec<usize> = cells.iter().map(|c| c.cell).collect();
+                                    wk.build(
+                                        &ctx,
+                                        cells
+                                            .iter()
+                                            .zip(&rows)
+                                            .map(|(c, r)| (c.cell, &r.genes[..], &r.values[..])),
+                                    )
+                                    .map(|b| (ids, b))
+                                }
+                            };
+                            if tx.send(out).is_err() {
+                                break;
+                            }
+                        }
+                    }));
+                }
+                let reader = Reader {
+                    ds: self.ds.clone(),
+                    opts: self.opts.clone(),
+                    epoch,
+                    stop: stop.clone(),
+                };
+                threads.push(std::thread::spawn(move || reader.run(job_txs)));
+            }
+        }
+        Batches {
+            receivers,
+            next: 0,
+            expected: self.n_batches(),
+            done: false,
+            threads,
+            stop,
+        }
+    }
+
+    /// The batches of an in-memory epoch, as positions into the store.
+    fn plan_memory(&self, store: &Store, epoch: u64) -> Vec<Vec<u32>> {
+        let mut order: Vec<u32> = (0..store.cells.len() as u32).collect();
+        let mut rng = epoch_rng(self.opts.seed, epoch, 0x0bde);
+        if self.opts.shuffle {
+            order.shuffle(&mut rng);
+        }
+        let lens = |i: u32| store.indptr[i as usize + 1] - store.indptr[i as usize];
+        plan_batches(order, &self.opts, &mut rng, lens)
+    }
+}
+
+fn epoch_rng(seed: u64, epoch: u64, salt: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(mix(mix(seed ^ salt) ^ epoch))
+}
+
+/// Cuts an ordered list of cells into batches, with optional bucketing and
+/// `drop_last`.
+fn plan_batches<T: Copy>(
+    order: Vec<T>,
+    opts: &LoaderOptions,
+    rng: &mut Xoshiro256PlusPlus,
+    len: impl Fn(T) -> usize,
+) -> Vec<Vec<T>> {
+    let bs = opts.batch_size;
+    let mut out: Vec<Vec<T>> = Vec::with_capacity(order.len().div_ceil(bs));
+    match opts.bucket_window {
+        Some(w) if w > 1 => {
+            for window in order.chunks(w * bs) {
+                let mut cells = window.to_vec();
+                cells.sort_by_key(|&c| len(c));
+                let mut batches: Vec<Vec<T>> = cells.chunks(bs).map(<[T]>::to_vec).collect();
+                // The short batch, if any, stays last so drop_last works.
+                let full = if batches.last().is_some_and(|b| b.len() < bs) {
+                    batches.len() - 1
+                } else {
+                    batches.len()
+                };
+                if opts.shuffle {
+                    batches[..full].shuffle(rng);
+                    if full < batches.len() {
+                        let short = batches.remove(full);
+                        batches.push(short);
+                    }
+                }
+                out.extend(batches);
+            }
+        }
+        _ => out.extend(order.chunks(bs).map(<[T]>::to_vec)),
+    }
+    // Short batches can only come from the last window; keep them last.
+    if let Some(pos) = out.iter().position(|b| b.len() < bs)
+        && pos + 1 != out.len()
+    {
+        let short = out.remove(pos);
+        out.push(short);
+    }
+    if opts.drop_last && out.last().is_some_and(|b| b.len() < bs) {
+        out.pop();
+    }
+    out
+}
+
+struct Ctx {
+    inner: Arc<Inner>,
+    epoch: u64,
+    seed: u64,
+    mask: bool,
+}
+
+/// A cell as stored, travelling from the streaming reader to a worker.
+struct RawCell {
+    cell: usize,
+    file: usize,
+    cols: Vec<u32>,
+    vals: Vec<f32>,
+}
+
+enum Job {
+    Cells(Vec<RawCell>),
+    Error(DataError),
+}
+
+/// Per-thread scratch space for building batches.
+#[derive(Default)]
+struct Worker {
+    tok: TokenizedCell,
+    keys: Vec<u64>,
+    masked: MaskedCell,
+    positions: Vec<u32>,
+    pool: Vec<CellTokens>,
+}
+
+impl Worker {
+    fn build<'a>(
+        &mut self,
+        ctx: &Ctx,
+        cells: impl Iterator<Item = (usize, &'a [u32], &'a [f32])>,
+    ) -> Result<Batch, DataError> {
+        let inner = &ctx.inner;
+        let mut n = 0;
+        for (cell, genes, values) in cells {
+            if self.pool.len() <= n {
+                self.pool.push(CellTokens::default());
+            }
+            inner.tokenizer.tokenize_into(
+                genes,
+                values,
+                &inner.gene_ids,
+                &mut self.tok,
+                &mut self.keys,
+            );
+            let out = &mut self.pool[n];
+            out.values.clear();
+            out.values.extend_from_slice(&self.tok.values);
+            out.bin_ids = self.tok.bin_ids.clone();
+            out.task_label = inner.labels.as_ref().map(|l| l.codes[cell]);
+            match (&inner.masking, ctx.mask) {
+                (Some(m), true) => {
+                    let mut rng = cell_rng(ctx.seed, ctx.epoch, cell as u64);
+                    m.apply_into(
+                        &self.tok.ids,
+                        &mut rng,
+                        &mut self.masked,
+                        &mut self.positions,
+                    );
+                    out.ids.clear();
+                    out.ids.extend_from_slice(&self.masked.input_ids);
+                    let labels = out.labels.get_or_insert_with(Vec::new);
+                    labels.clear();
+                    labels.extend_from_slice(&self.masked.labels);
+                    let masked = out.masked.get_or_insert_with(Vec::new);
+                    masked.clear();
+                    masked.extend_from_slice(&self.masked.masked);
+                }
+                _ => {
+                    out.ids.clear();
+                    out.ids.extend_from_slice(&self.tok.ids);
+                    out.labels = None;
+                    out.masked = None;
+                }
+            }
+            n += 1;
+        }
+        let pool = &self.pool[..n];
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collate(pool))) {
+            Ok(r) => r,
+            Err(_) => Err(DataError::Loader(
+                "building a batch failed unexpectedly (libtorch error while creating tensors)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// The streaming reader of one epoch.
+struct Reader {
+    ds: CellDataset,
+    opts: LoaderOptions,
+    epoch: u64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Reader {
+    fn run(self, jobs: Vec<SyncSender<Job>>) {
+        let mut sent = 0usize;
+        let mut send = |job: Job| -> bool {
+            let ok = jobs[sent % jobs.len()].send(job).is_ok();
+            sent += 1;
+            ok
+        };
+        if let Err(e) = self.stream(&mut send) {
+            send(Job::Error(e));
+        }
+    }
+
+    fn stream(&self, send: &mut impl FnMut(Job) -> bool) -> Result<(), DataError> {
+        let Some(s) = self.opts.streaming else {
+            return Ok(());
+        };
+        let corpus = &self.ds.inner.corpus;
+        let mut blocks = Vec::new();
+        for f in 0..corpus.n_files() {
+            let n = corpus.file_range(f).len();
+            let mut start = 0;
+            while start < n {
+                let end = (start + s.chunk_size).min(n);
+                blocks.push((f, start, end));
+                start = end;
+            }
+        }
+        let mut rng = epoch_rng(self.opts.seed, self.epoch, 0x57ea);
+        if self.opts.shuffle {
+            blocks.shuffle(&mut rng);
+        }
+        let bs = self.opts.batch_size;
+        let window = bs * self.opts.bucket_window.filter(|&w| w > 1).unwrap_or(1);
+        let mut buffer: Vec<RawCell> = Vec::with_capacity(s.shuffle_buffer.min(1 << 20));
+        let mut pending: VecDeque<RawCell> = VecDeque::with_capacity(window);
+        let mut plan_rng = epoch_rng(self.opts.seed, self.epoch, 0xb0c7);
+        let mut flush = |pending: &mut VecDeque<RawCell>, last: bool| -> bool {
+            if pending.is_empty() {
+                return true;
+            }
+            let cells: Vec<RawCell> = pending.drain(..).collect();
+            let mut opts = self.opts.clone();
+            opts.drop_last = last && self.opts.drop_last;
+            let idx: Vec<usize> = (0..cells.len()).collect();
+            let lens: Vec<usize> = cells.iter().map(|c| c.cols.len()).collect();
+            let plan = plan_batches(idx, &opts, &mut plan_rng, |i| lens[i]);
+            let mut slots: Vec<Option<RawCell>> = cells.into_iter().map(Some).collect();
+            for batch in plan {
+                let job: Vec<RawCell> = batch.iter().filter_map(|&i| slots[i].take()).collect();
+                if !send(Job::Cells(job)) {
+                    return false;
+                }
+            }
+            true
+        };
+        // A block is read in windows of at most READ_WINDOW cells: the
+        // buffers stay small enough for the allocator to reuse them.
+        let windows = blocks.into_iter().flat_map(|(f, start, end)| {
+            (start..end)
+                .step_by(READ_WINDOW)
+                .map(move |s| (f, s, (s + READ_WINDOW).min(end)))
+        });
+        for (f, start, end) in windows {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let chunk = corpus.read_chunk(f, start, end)?;
+            let offset = corpus.file_range(f).start + start;
+            for i in 0..chunk.n_cells() {
+                let cell = offset + i;
+                if !self.ds.selection.contains(cell) {
+                    continue;
+                }
+                let (cols, vals) = chunk.row(i);
+                let raw = RawCell {
+                    cell,
+                    file: f,
+                    cols: cols.to_vec(),
+                    vals: vals.to_vec(),
+                };
+                let out = if !self.opts.shuffle {
+                    Some(raw)
+                } else if buffer.len() < s.shuffle_buffer {
+                    buffer.push(raw);
+                    None
+                } else {
+                    let j = rng.gen_range(0..buffer.len());
+                    Some(std::mem::replace(&mut buffer[j], raw))
+                };
+                if let Some(c) = out {
+                    pending.push_back(c);
+                    if pending.len() == window && !flush(&mut pending, false) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        buffer.shuffle(&mut rng);
+        for c in buffer {
+            pending.push_back(c);
+            if pending.len() == window && !flush(&mut pending, false) {
+                return Ok(());
+            }
+        }
+        flush(&mut pending, true);
+        Ok(())
+    }
+}
+
+/// One epoch of batches; see [`DataLoader::epoch`]. Dropping it stops the
+/// background threads.
+pub struct Batches {
+    receivers: Vec<Receiver<Result<(Vec<usize>, Batch), DataError>>>,
+    next: usize,
+    expected: usize,
+    done: bool,
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches")
+            .field("next", &self.next)
+            .field("expected", &self.expected)
+            .finish()
+    }
+}
+
+impl Batches {
+    /// The next batch with the corpus indices of its cells, row by row.
+    pub fn next_with_cells(&mut self) -> Option<Result<(Vec<usize>, Batch), DataError>> {
+        if self.done || self.receivers.is_empty() {
+            return None;
+        }
+        let k = self.next;
+        match self.receivers[k % self.receivers.len()].recv() {
+            Ok(r) => {
+                self.next += 1;
+                if r.is_err() {
+                    self.done = true;
+                }
+                Some(r)
+            }
+            Err(_) => {
+                self.done = true;
+                (k < self.expected).then(|| {
+                    Err(DataError::Loader(format!(
+                        "a loader thread stopped after {k} of {} batches",
+                        self.expected
+                    )))
+                })
+            }
+        }
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_with_cells().map(|r| r.map(|(_, b)| b))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.expected.saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl Drop for Batches {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.receivers.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Pretraining: the loop that turns a registered model and a stream of
+//! batches into trained weights, with the optimizer, schedule, clipping,
+//! accumulation, validation, top-k checkpoints, resume and metrics logs.
+//!
+//! The loop only talks to models through the contract (`loss`, `forward`),
+//! so any registered model trains unchanged. Data comes through
+//! [`BatchSource`], which the data pipeline implements; this module does not
+//! read files or tokenize.
+
+mod checkpoints;
+mod metrics;
+pub mod optim;
+mod run;
+pub mod schedule;
+
+pub use checkpoints::{ResumeState, TrainCheckpoints};
+pub use metrics::{MetricsLog, StepMetrics};
+pub use run::{StopReason, TrainOptions, TrainSummary, train};
+
+use crate::batch::Batch;
+use crate::error::Result;
+
+impl BatchSource for crate::data::DataLoader {
+    fn batches(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Box::new(
+            self.epoch(epoch as u64)
+                .map(|b| b.map_err(crate::ForgeError::from)),
+        )
+    }
+    fn num_batches(&self) -> Option<usize> {
+        Some(self.n_batches())
+    }
+}
+
+/// Something that yields the batches of one epoch, in a deterministic order
+/// for a given epoch (resume relies on it).
+pub trait BatchSource {
+    /// The batches of `epoch`.
+    fn batches(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + '_>;
+    /// Batches per epoch, when known (progress bars).
+    fn num_batches(&self) -> Option<usize>;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! Where things live: the forge workspace (models in forge-core) or a
+//! user's plugin crate (`--crate PATH`), and what models a tree already has.
+//!
+//! Paths handed out here are relative to the target's root, so plans,
+//! messages and snapshots never carry absolute paths. Reading and writing
+//! files is not done here (see `tree.rs` and `apply.rs`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::region::Anchor;
+use crate::tree::Tree;
+
+/// Module list of a models folder: `pub mod name;` lines.
+pub const MODULES: Anchor = Anchor::new("model-modules", "//");
+/// Re-exports of model structs: `pub use name::Struct;` lines.
+pub const EXPORTS: Anchor = Anchor::new("model-exports", "//");
+/// Model-specific `ModelConfig` fields.
+pub const OPTIONS: Anchor = Anchor::new("model-options", "//");
+/// Test modules: `mod name;` lines.
+pub const TESTS: Anchor = Anchor::new("model-tests", "//");
+/// Sections of the models page.
+pub const DOCS: Anchor = Anchor::new("model-docs", "<!--");
+
+/// Where a model is generated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The forge workspace: the model joins forge-core.
+    Workspace,
+    /// A plugin crate depending on forge-core; `ident` is its crate name as
+    /// a Rust identifier (`my_plugin`).
+    Plugin {
+        /// Crate name as written in Rust paths.
+        ident: String,
+    },
+}
+
+impl Target {
+    /// The folder holding model files.
+    pub fn models_dir(&self) -> &'static str {
+        match self {
+            Target::Workspace => "forge-core/src/models",
+            Target::Plugin { .. } => "src",
+        }
+    }
+
+    /// The model file of `name`.
+    pub fn model_file(&self, name: &str) -> String {
+        format!("{}/{name}.rs", self.models_dir())
+    }
+
+    /// The file declaring the model modules (markers [`MODULES`]).
+    pub fn module_list(&self) -> &'static str {
+        match self {
+            Target::Workspace => "forge-core/src/models/mod.rs",
+            Target::Plugin { .. } => "src/lib.rs",
+        }
+    }
+
+    /// The file re-exporting model structs (markers [`EXPORTS`]), if any.
+    pub fn exports(&self) -> Option<&'static str> {
+        match self {
+            Target::Workspace => Some("forge-core/src/models/mod.rs"),
+            Target::Plugin { .. } => None,
+        }
+    }
+
+    /// `ModelConfig`'s declaration (markers [`OPTIONS`]); plugins cannot
+    /// add fields to it.
+    pub fn schema(&self) -> Option<&'static str> {
+        match self {
+            Target::Workspace => Some("forge-core/src/config/schema.rs"),
+            Target::Plugin { .. } => None,
+        }
+    }
+
+    /// The test file of `name`.
+    pub fn test_file(&self, name: &str) -> String {
+        match self {
+            Target::Workspace => format!("tests/integration/models/{name}.rs"),
+            Target::Plugin { .. } => format!("tests/{name}.rs"),
+        }
+    }
+
+    /// The file declaring the test modules (markers [`TESTS`]), if any: a
+    /// plugin's test files are test binaries of their own.
+    pub fn test_list(&self) -> Option<&'static str> {
+        match self {
+            Target::Workspace => Some("tests/integration/models/mod.rs"),
+            Target::Plugin { .. } => None,
+        }
+    }
+
+    /// The models page (markers [`DOCS`]), if any.
+    pub fn docs(&self) -> Option<&'static str> {
+        match self {
+            Target::Workspace => Some("docs/api/models.md"),
+            Target::Plugin { .. } => None,
+        }
+    }
+
+    /// The folder of example configs.
+    pub fn configs_dir(&self) -> &'static str {
+        "configs"
+    }
+
+    /// The example config generated for `name`.
+    pub fn config_file(&self, name: &str) -> String {
+        format!("{}/{name}.yaml", self.configs_dir())
+    }
+
+    /// Whether this is a plugin crate.
+    pub fn is_plugin(&self) -> bool {
+        matches!(self, Target::Plugin { .. })
+    }
+}
+
+/// Finds the forge workspace: `explicit` if given, else the nearest
+/// ancestor of `start` whose Cargo.toml has a `[workspace]` table.
+pub fn find_workspace_root(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
+    if let Some(root) = explicit {
+        let manifest = root.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).with_context(|| {
+            format!(
+                "--root {}: cannot read {}",
+                root.display(),
+                manifest.display()
+            )
+        })?;
+        if !has_table(&text, "workspace") {
+            bail!(
+                "--root {}: its Cargo.toml has no [workspace] table; pass the folder of the \
+                 forge workspace (the one holding forge-core/)",
+                root.display()
+            );
+        }
+        return Ok(root.to_path_buf());
+    }
+    for dir in start.ancestors() {
+        let manifest = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest)
+            && has_table(&text, "workspace")
+        {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    bail!(
+        "no Cargo workspace found in {} or any folder above it; run forge-gen inside the forge \
+         workspace, or pass --root PATH (or --crate PATH for a plugin crate)",
+        start.display()
+    )
+}
+
+/// Reads a plugin crate's manifest: it must be a package depending on
+/// forge-core. Returns the crate name as a Rust identifier.
+pub fn plugin_crate_ident(tree: &dyn Tree) -> Result<String> {
+    let Some(text) = tree.read("Cargo.toml")? else {
+        bail!(
+            "--crate {}: no Cargo.toml there; pass the folder of a crate that depends on \
+             forge-core",
+            tree.root().display()
+        );
+    };
+    if !has_table(&text, "package") {
+        bail!(
+            "--crate {}: Cargo.toml has no [package] table; pass a crate, not a workspace",
+            tree.root().display()
+        );
+    }
+    if !text.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("forge-core")
+            || l.starts_with("forge_core")
+            || l == "[dependencies.forge-core]"
+    }) {
+        bail!(
+            "--crate {}: Cargo.toml does not depend on forge-core; add it under \
+             [dependencies], e.g. `forge-core = {{ path = \"../forge/forge-core\" }}`",
+            tree.root().display()
+        );
+    }
+    let name = package_name(&text).with_context(|| {
+        format!(
+            "--crate {}: Cargo.toml has no package name",
+            tree.root().display()
+        )
+    })?;
+    Ok(name.replace('-', "_"))
+}
+
+fn has_table(manifest: &str, table: &str) -> bool {
+    manifest.lines().any(|l| l.trim() == format!("[{table}]"))
+}
+
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(rest) = line.strip_prefix("name") {
+            let value = rest.trim_start().strip_prefix('=')?.trim();
+            return Some(value.trim_matches('"').to_string());
+        }
+    }
+    None
+}
+
+/// A model found in a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingModel {
+    /// Registry name (`#[forge(name = "...")]`).
+    pub name: String,
+    /// Name of the struct deriving `ForgeModel`.
+    pub struct_name: String,
+    /// File declaring it, relative to the root.
+    pub file: String,
+}
+
+/// Every model declared in the models folder of `target`, sorted by name.
+pub fn existing_models(tree: &dyn Tree, target: &Target) -> Result<Vec<ExistingModel>> {
+    let mut models = vec![];
+    for file in tree.list_files(target.models_dir(), "rs")? {
+        let Some(text) = tree.read(&file)? else {
+            continue;
+        };
+        for (name, struct_name) in declared_models(&text) {
+            models.push(ExistingModel {
+                name,
+                struct_name,
+                file: file.clone(),
+            });
+        }
+    }
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(models)
+}
+
+/// `(registry name, struct name)` of every `#[forge(name = "...")]` struct
+/// in a Rust source file.
+pub fn declared_models(source: &str) -> Vec<(String, String)> {
+    let mut found = vec![];
+    let mut rest = source;
+    while let Some(at) = rest.find("#[forge(name") {
+        rest = &rest[at..];
+        let name = rest
+            .split_once('"')
+            .and_then(|(_, after)| after.split_once('"'))
+            .map(|(name, _)| name.to_string());
+        let struct_name = rest.find("struct ").map(|s| {
+            rest[s + "struct ".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<String>()
+        });
+        if let (Some(name), Some(struct_name)) = (name, struct_name) {
+            found.push((name, struct_name));
+        }
+        rest = &rest[1..];
+    }
+    found
+}
+
+/// Module names taken in the models folder (file stems, sub-folders).
+pub fn existing_modules(tree: &dyn Tree, target: &Target) -> Result<Vec<String>> {
+    let mut modules: Vec<String> = tree
+        .list_files(target.models_dir(), "rs")?
+        .iter()
+        .filter_map(|f| Path::new(f).file_stem()?.to_str().map(str::to_string))
+        .filter(|stem| stem != "mod")
+        .collect();
+    modules.extend(tree.list_dirs(target.models_dir())?);
+    modules.sort();
+    Ok(modules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_declared_models() {
+        let src = "#[derive(ForgeModel)]\n#[forge(name = \"a_b\")]\npub struct AB {\n}\n\
+                   #[forge(name = \"c\")]\nstruct C;";
+        assert_eq!(
+            declared_models(src),
+            [
+                ("a_b".to_string(), "AB".to_string()),
+                ("c".into(), "C".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_package_name() {
+        let toml = "[package]\nname = \"my-plugin\"\n[dependencies]\nforge-core = \"0.1\"\n";
+        assert_eq!(package_name(toml).as_deref(), Some("my-plugin"));
+    }
+}

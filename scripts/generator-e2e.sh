@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# forge-gen end to end, on a scratch copy of the workspace:
+#
+#   1. copy the workspace (without target/ and .git; .venv stays a symlink);
+#   2. generate models with forge-gen: the blank template with an option (as
+#      a user would), each other head, and a copy of each reference model;
+#   3. build them and run their generated tests (they must pass), using this
+#      repository's target/ so dependencies are not rebuilt;
+#   4. `forge-gen check` must pass with them in place;
+#   5. `forge-gen remove` each one, and the tree must be byte for byte the
+#      copy taken before generation (diff -r).
+#
+# Any mismatch fails the script loudly. Run from anywhere:
+#   bash scripts/generator-e2e.sh
+# Set KEEP_SCRATCH=1 to keep the scratch folder for inspection.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/forge-gen-e2e.XXXXXX")"
+cleanup() {
+    if [[ "${KEEP_SCRATCH:-0}" == 1 ]]; then
+        echo "scratch kept: $scratch"
+    else
+        rm -rf "$scratch"
+    fi
+}
+trap cleanup EXIT
+fail() {
+    echo "generator-e2e: FAILED: $*" >&2
+    exit 1
+}
+step() { printf '\n--> %s\n' "$*"; }
+start=$SECONDS
+
+step "building forge-gen"
+cargo build -q -p generator --manifest-path "$repo/Cargo.toml"
+gen="$target_dir/debug/forge-gen"
+[[ -x "$gen" ]] || fail "no forge-gen binary at $gen"
+
+step "copying the workspace to $scratch"
+mkdir -p "$scratch/work" "$scratch/before"
+tar -C "$repo" --exclude=./target --exclude=./.git -cf - . | tar -C "$scratch/work" -xf -
+tar -C "$scratch/work" -cf - . | tar -C "$scratch/before" -xf -
+cd "$scratch/work"
+
+# name | arguments after the name
+models=(
+    "e2e_demo_model|--option demo_scale:f64=1.0"
+    "e2e_bin_model|--head bin --pooling mean --option e2e_bin_label:String=cells --option e2e_bin_steps:Option<i64>"
+    "e2e_expression_model|--head expression --option e2e_expression_flag:bool=false"
+    "e2e_from_encoder|--from transformer_encoder"
+    "e2e_from_autoregressive|--from autoregressive_transformer --option e2e_ar_weight:Option<f64>=0.5"
+    "e2e_from_autoencoder|--from masked_autoencoder"
+)
+
+for entry in "${models[@]}"; do
+    name="${entry%%|*}"
+    read -r -a args <<<"${entry#*|}"
+    step "forge-gen new $name ${args[*]}"
+    "$gen" new "$name" "${args[@]}" --no-verify || fail "forge-gen new $name"
+    # A re-run with the same inputs changes nothing.
+    out="$("$gen" new "$name" "${args[@]}" --no-verify)" || fail "re-running new $name"
+    grep -q "nothing to do" <<<"$out" || fail "re-running new $name changed something:
+$out"
+    if grep -Eq '^  (create|update|force) ' <<<"$out"; then
+        fail "re-running new $name is not identical:
+$out"
+    fi
+done
+
+step "forge-gen check (with the generated models)"
+"$gen" check || fail "forge-gen check after generation"
+
+step "rustfmt --check on the generated Rust files"
+rustfmt --edition 2024 --check \
+    forge-core/src/models/e2e_*.rs tests/integration/models/e2e_*.rs ||
+    fail "generated Rust files are not rustfmt-clean"
+
+step "cargo clippy on the workspace with the generated models"
+CARGO_TARGET_DIR="$target_dir" cargo clippy -q --workspace --all-targets -- -D warnings ||
+    fail "clippy on the generated models"
+
+step "the generated tests"
+CARGO_TARGET_DIR="$target_dir" cargo test -q --test integration models::e2e_ 2>&1 |
+    tee "$scratch/test.log" || fail "generated tests"
+grep -Eq "test result: ok\. [1-9][0-9]* passed" "$scratch/test.log" ||
+    fail "the generated tests did not run"
+
+step "forge-gen remove"
+for entry in "${models[@]}"; do
+    name="${entry%%|*}"
+    "$gen" remove "$name" || fail "forge-gen remove $name"
+done
+
+step "the tree is back, byte for byte"
+diff -r --no-dereference "$scratch/before" "$scratch/work" ||
+    fail "the tree differs from the copy taken before generation"
+
+step "forge-gen check (after removal)"
+"$gen" check || fail "forge-gen check after removal"
+
+echo
+echo "generator-e2e: OK (${#models[@]} models generated, built, tested and removed in $((SECONDS - start)) s)"

@@ -1,0 +1,234 @@
+//! `forge train --config FILE.yaml`: pretraining on `data.paths`.
+//!
+//! Builds the gene vocabulary from the data, sets `model.vocab_size` from
+//! it, tokenizes and masks as configured, splits off `val_split` of the
+//! cells for validation, trains any registered model, and writes:
+//! `logs/metrics.csv` (or `.jsonl`) and `logs/loss_curve.png`,
+//! `checkpoints/last` and the best `save_top_k` epochs, `config.yaml` (the
+//! resolved config) and `pretrained/` (a scModelForge checkpoint folder).
+//! Ctrl-C stops at the next batch with a resumable checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use forge_core::checkpoint::save_pretrained;
+use forge_core::data::{DataPipeline, LoaderOptions};
+use forge_core::precision;
+use forge_core::runtime::RuntimeInfo;
+use forge_core::tch::{self, nn::VarStore};
+use forge_core::train::{StopReason, TrainCheckpoints, TrainOptions, train};
+use forge_core::{ForgeConfig, registry};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The scModelForge YAML config.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Folder for logs, checkpoints and the pretrained model (default: the
+    /// config's log_dir and checkpoint_dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stop after this many minutes (a resumable checkpoint is written).
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<i64>,
+    /// Continue from a training checkpoint folder (overrides
+    /// training.resume_from).
+    #[arg(long)]
+    pub resume_from: Option<PathBuf>,
+}
+
+/// Set by Ctrl-C; the handler can only be installed once per process.
+fn stop_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let handler_flag = flag.clone();
+        let _ = ctrlc::set_handler(move || {
+            if handler_flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nstopping after this batch (press Ctrl-C again to quit now)");
+        });
+        flag
+    })
+    .clone()
+}
+
+struct Layout {
+    logs: PathBuf,
+    checkpoints: Option<PathBuf>,
+    pretrained: PathBuf,
+    resolved_config: PathBuf,
+}
+
+fn layout(cfg: &ForgeConfig, out: Option<&Path>) -> Layout {
+    match out {
+        Some(out) => Layout {
+            logs: out.join("logs"),
+            checkpoints: Some(out.join("checkpoints")),
+            pretrained: out.join("pretrained"),
+            resolved_config: out.join("config.yaml"),
+        },
+        None => {
+            let ckpt = cfg.training.checkpoint_dir.as_ref().map(PathBuf::from);
+            let base = ckpt
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&cfg.training.log_dir));
+            Layout {
+                logs: PathBuf::from(&cfg.training.log_dir),
+                pretrained: base.join("pretrained"),
+                resolved_config: base.join("config.yaml"),
+                checkpoints: ckpt,
+            }
+        }
+    }
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut cfg = match ForgeConfig::load(&args.config) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let seed = cfg.training.seed;
+    tch::manual_seed(seed);
+    let paths = layout(&cfg, args.out.as_deref());
+
+    eprintln!("reading {} file(s) from data.paths", cfg.data.paths.len());
+    let pipeline = DataPipeline::from_config(&cfg)?;
+    let vocab_size = pipeline.vocab().len() as i64;
+    cfg.model.vocab_size = Some(vocab_size);
+    if cfg.tokenizer.max_genes > cfg.model.max_seq_len {
+        anyhow::bail!(
+            "{}: tokenizer.max_genes ({}) exceeds model.max_seq_len ({}): cells would be longer \
+             than the position embedding; lower tokenizer.max_genes or raise model.max_seq_len",
+            args.config.display(),
+            cfg.tokenizer.max_genes,
+            cfg.model.max_seq_len
+        );
+    }
+    let (train_set, val_set) = pipeline.split(cfg.training.val_split, seed as u64)?;
+    let loader_opts = LoaderOptions::from_config(&cfg)?;
+    let train_loader = train_set.loader(loader_opts.clone())?;
+    // Validation batches are masked like training ones, in a fixed order.
+    let val_opts = LoaderOptions {
+        batch_size: cfg.eval.batch_size.max(1) as usize,
+        shuffle: false,
+        ..loader_opts.clone()
+    };
+    let val_loader = (!val_set.is_empty())
+        .then(|| val_set.loader(val_opts))
+        .transpose()?;
+    eprintln!(
+        "{} cells ({} train, {} validation), vocabulary {} genes",
+        train_set.len() + val_set.len(),
+        train_set.len(),
+        val_set.len(),
+        pipeline.vocab().n_genes()
+    );
+
+    let device = RuntimeInfo::default_device();
+    if !precision::is_supported(cfg.training.precision, device) {
+        eprintln!(
+            "note: training.precision {} runs as 32-bit float on {device:?}",
+            cfg.training.precision
+        );
+    }
+    let vs = VarStore::new(device);
+    let model = registry::build(&vs.root(), &cfg.model)?;
+    eprintln!(
+        "model {} on {device:?}\n{}",
+        model.registry_name(),
+        model.parameter_table()
+    );
+    forge_core::atomic::write_file(&paths.resolved_config, cfg.to_yaml_string().as_bytes())?;
+
+    let flag = stop_flag();
+    let resume_from = args
+        .resume_from
+        .clone()
+        .or_else(|| cfg.training.resume_from.as_ref().map(PathBuf::from));
+    let summary = train(
+        model.as_ref(),
+        &train_loader,
+        val_loader
+            .as_ref()
+            .map(|l| l as &dyn forge_core::train::BatchSource),
+        TrainOptions {
+            training: &cfg.training,
+            device,
+            checkpoints: paths
+                .checkpoints
+                .as_ref()
+                .map(|d| TrainCheckpoints::new(d, cfg.training.save_top_k)),
+            log_dir: paths.logs.clone(),
+            resume_from,
+            progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            max_steps: args.max_steps,
+            max_duration: args.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+            stop: Some(&flag),
+        },
+    )?;
+
+    let curve: Vec<(&str, Vec<(f64, f64)>)> = ["train", "val"]
+        .into_iter()
+        .map(|split| {
+            let points = summary
+                .metrics
+                .iter()
+                .filter(|m| m.split == split)
+                .map(|m| (m.step as f64, m.loss))
+                .collect();
+            (split, points)
+        })
+        .collect();
+    let curve_path = paths.logs.join("loss_curve.png");
+    forge_core::plot::loss_curve_png(&curve_path, &curve, "pretraining loss", "loss", (900, 540))
+        .with_context(|| format!("writing {}", curve_path.display()))?;
+
+    save_pretrained(
+        model.as_ref(),
+        &cfg.model,
+        &cfg.tokenizer,
+        pipeline.vocab().entries(),
+        &paths.pretrained,
+        true,
+    )?;
+    let how = match summary.stop {
+        StopReason::Completed => "completed",
+        StopReason::StepLimit => "stopped at --max-steps",
+        StopReason::TimeLimit => "stopped at --max-minutes",
+        StopReason::Interrupted => "interrupted",
+    };
+    println!(
+        "training {how}: {} epochs, {} steps, {:.1} cells/s",
+        summary.epochs, summary.steps, summary.cells_per_s
+    );
+    if let Some(val) = summary.val_losses.last() {
+        println!("validation loss {val:.4} (perplexity {:.2})", val.exp());
+    }
+    println!("metrics      {}", paths.logs.display());
+    println!("loss curve   {}", curve_path.display());
+    if let Some(ckpt) = &paths.checkpoints {
+        println!(
+            "checkpoints  {} (resume with --resume-from {}/last)",
+            ckpt.display(),
+            ckpt.display()
+        );
+    }
+    println!("pretrained   {}", paths.pretrained.display());
+    Ok(if summary.stop == StopReason::Interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
