@@ -31,6 +31,10 @@ enum Command {
     Synth(commands::synth::Args),
     /// Pretrain a model as a config says.
     Train(commands::train::Args),
+    /// Write cell embeddings of a checkpoint (.h5ad obsm/X_forge or .npy).
+    Embed(commands::embed::Args),
+    /// Assess a checkpoint's embeddings against baselines.
+    Assess(commands::assess::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Synth(args) => commands::synth::run(&args),
         Command::Train(args) => commands::train::run(&args),
+        Command::Embed(args) => commands::embed::run(&args),
+        Command::Assess(args) => commands::assess::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod components;
 pub mod config;
 pub mod data;
+pub mod embed;
 pub mod error;
 pub mod model;
 pub mod models;

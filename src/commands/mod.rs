@@ -1,8 +1,10 @@
 //! One module per `forge` subcommand. Each exposes `run`, returning the exit
 //! code or an error that `main` prints.
 
+pub mod assess;
 pub mod config;
 pub mod doctor;
+pub mod embed;
 pub mod inspect;
 pub mod models;
 pub mod synth;

@@ -203,6 +203,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &paths.pretrained,
         true,
     )?;
+    forge_core::atomic::write_file(
+        &paths
+            .pretrained
+            .join(forge_core::embed::TRAINING_CONFIG_FILE),
+        cfg.to_yaml_string().as_bytes(),
+    )?;
     let how = match summary.stop {
         StopReason::Completed => "completed",
         StopReason::StepLimit => "stopped at --max-steps",

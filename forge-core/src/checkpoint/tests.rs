@@ -112,7 +112,7 @@ fn save(
         model,
         &config(architecture),
         &tokenizer(),
-        &vocab(),
+        vocab(),
         dir,
         overwrite,
     )

@@ -1,0 +1,146 @@
+//! Cell embeddings from a checkpoint: tokenize new cells exactly as the
+//! model was trained (its vocabulary and tokenizer config), run `encode`
+//! in batches, and return one row per cell in file order. Also the
+//! preprocessed expression matrix of the same cells, for baselines.
+//!
+//! Used by `forge embed` and `forge assess`; it writes nothing.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint::LoadedModel;
+use crate::config::{DataConfig, ForgeConfig};
+use crate::data::{Corpus, DataPipeline, GeneMatchOptions, GeneVocab, LoaderOptions, Tokenizer};
+use crate::error::{ForgeError, Result};
+use crate::model::ForgeModel;
+
+/// File in a checkpoint folder, written by `forge train`, holding the full
+/// resolved training config; its `data` section says how cells were read
+/// (raw or X, preprocessing, gene column).
+pub const TRAINING_CONFIG_FILE: &str = "forge_config.yaml";
+
+/// Row-major embeddings, `n_cells x dim`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellEmbeddings {
+    /// Values, one row per cell in file order.
+    pub values: Vec<f32>,
+    /// Rows.
+    pub n_cells: usize,
+    /// Columns (the model's hidden size).
+    pub dim: usize,
+}
+
+/// How a checkpoint's cells were read: the `data` section of its
+/// `forge_config.yaml` when present, else defaults (`X`, library-size
+/// normalisation and log1p).
+pub fn checkpoint_data_config(dir: &Path) -> Result<DataConfig> {
+    let path = dir.join(TRAINING_CONFIG_FILE);
+    if !path.exists() {
+        return Ok(DataConfig::default());
+    }
+    Ok(ForgeConfig::load(&path)?.data)
+}
+
+/// A data pipeline over `paths` that tokenizes like `loaded` was trained:
+/// its vocabulary (coverage checked), tokenizer config and `data` settings.
+pub fn checkpoint_pipeline(
+    loaded: &LoadedModel,
+    dir: &Path,
+    data: &DataConfig,
+    paths: &[PathBuf],
+) -> Result<DataPipeline> {
+    let data = DataConfig {
+        paths: paths.iter().map(|p| p.display().to_string()).collect(),
+        ..data.clone()
+    };
+    let corpus = Corpus::from_config(&data)?;
+    let pairs = loaded.vocab.clone().ok_or_else(|| {
+        ForgeError::checkpoint(
+            dir.join("gene_vocab.json"),
+            "missing: embedding new cells needs the checkpoint's gene vocabulary",
+        )
+    })?;
+    let vocab = GeneVocab::from_pairs(pairs, &dir.join("gene_vocab.json"))?;
+    let tokenizer_config = loaded.tokenizer_config.clone().unwrap_or_default();
+    let tokenizer = Tokenizer::from_config(&tokenizer_config, || corpus.sample_values(10_000))?;
+    Ok(DataPipeline::new(
+        corpus,
+        Some(vocab),
+        tokenizer,
+        None,
+        &GeneMatchOptions::default(),
+    )?)
+}
+
+/// `model.encode` of every cell of `pipeline`, in file order.
+pub fn embed_cells(
+    model: &dyn ForgeModel,
+    pipeline: &DataPipeline,
+    batch_size: usize,
+    device: Device,
+) -> Result<CellEmbeddings> {
+    let dataset = pipeline.all();
+    let n_cells = dataset.len();
+    let loader = dataset.loader(LoaderOptions::inference(batch_size.max(1)))?;
+    let mut rows: Vec<Option<Vec<f32>>> = vec![None; n_cells];
+    let mut dim = 0;
+    let mut batches = loader.epoch(0);
+    while let Some(next) = batches.next_with_cells() {
+        let (cells, batch) = next?;
+        let batch = batch.to_device(device);
+        let emb = tch::no_grad(|| model.encode(&batch))
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu);
+        dim = emb.size()[1] as usize;
+        let flat: Vec<f32> = Vec::try_from(emb.reshape([-1]))?;
+        for (i, cell) in cells.into_iter().enumerate() {
+            rows[cell] = Some(flat[i * dim..(i + 1) * dim].to_vec());
+        }
+    }
+    let mut values = Vec::with_capacity(n_cells * dim);
+    for (cell, row) in rows.into_iter().enumerate() {
+        let row = row.ok_or_else(|| ForgeError::Batch {
+            key: "input_ids",
+            message: format!("cell {cell} was never embedded (loader skipped it)"),
+        })?;
+        values.extend(row);
+    }
+    Ok(CellEmbeddings {
+        values,
+        n_cells,
+        dim,
+    })
+}
+
+/// The preprocessed expression of every cell of `corpus`, dense
+/// (`n_cells x n_genes`), for baselines such as PCA.
+pub fn expression_matrix(corpus: &Corpus) -> Result<CellEmbeddings> {
+    let n_genes = corpus.genes().len();
+    let mut values = vec![0f32; corpus.n_cells() * n_genes];
+    let mut row = crate::data::PreparedRow::default();
+    for file in 0..corpus.n_files() {
+        let range = corpus.file_range(file);
+        let chunk = corpus.read_chunk(file, 0, range.len())?;
+        for i in 0..chunk.n_cells() {
+            let (cols, vals) = chunk.row(i);
+            corpus.prepare(file, cols, vals, &mut row);
+            let base = (range.start + i) * n_genes;
+            for (&g, &v) in row.genes.iter().zip(&row.values) {
+                values[base + g as usize] = v;
+            }
+        }
+    }
+    Ok(CellEmbeddings {
+        values,
+        n_cells: corpus.n_cells(),
+        dim: n_genes,
+    })
+}
+
+impl CellEmbeddings {
+    /// The embeddings as a (n_cells, dim) tensor.
+    pub fn to_tensor(&self) -> Tensor {
+        Tensor::from_slice(&self.values).view([self.n_cells as i64, self.dim as i64])
+    }
+}
