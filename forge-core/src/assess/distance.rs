@@ -67,10 +67,10 @@ mod tests {
         let x = array![[0.0f64, 0.0], [3.0, 4.0], [1.0, 1.0], [-2.0, 5.0]];
         let xc = centered(x.view());
         let rows = map_distance_rows(xc.view(), false, |_, d| d.to_vec());
-        for i in 0..4 {
-            for j in 0..4 {
+        for (i, row) in rows.iter().enumerate() {
+            for (j, got) in row.iter().enumerate() {
                 let want = (&x.row(i) - &x.row(j)).mapv(|v| v * v).sum().sqrt();
-                assert!((rows[i][j] - want).abs() < 1e-12, "{i},{j}");
+                assert!((got - want).abs() < 1e-12, "{i},{j}");
             }
         }
     }

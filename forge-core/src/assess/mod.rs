@@ -9,12 +9,13 @@
 //!   embeddings, stratified 80/20 split; accuracy, macro-F1, weighted-F1.
 //! - [`embedding_quality`]: scIB-style NMI, ARI, cell-type ASW, batch ASW,
 //!   graph connectivity and the `0.6 * bio + 0.4 * batch` overall score.
-//! - [`pca`] / [`project_2d`]: the PCA baseline and the 2-D projection used
+//! - [`pca()`] / [`project_2d`]: the PCA baseline and the 2-D projection used
 //!   for scatter plots.
 //! - [`AssessReport`]: several named embeddings side by side, as a table
 //!   ([`std::fmt::Display`]) and as JSON.
 //! - [`nmi`], [`ari`], [`silhouette_samples`], [`silhouette_score`]: the
-//!   building blocks, matching scikit-learn's definitions.
+//!   building blocks, matching scikit-learn's definitions; [`batch_asw`],
+//!   [`knn_graph`] and [`graph_connectivity`] as scIB defines them.
 //!
 //! # Inputs
 //!
@@ -33,14 +34,14 @@
 //! from a `seed`: the same inputs and seed give the same numbers.
 
 mod distance;
-mod labels;
-mod metrics;
-mod neighbors;
-mod pca;
-mod probe;
-mod quality;
-mod report;
-mod silhouette;
+pub mod labels;
+pub mod metrics;
+pub mod neighbors;
+pub mod pca;
+pub mod probe;
+pub mod quality;
+pub mod report;
+pub mod silhouette;
 
 pub use ndarray;
 

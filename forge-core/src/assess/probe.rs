@@ -134,7 +134,7 @@ fn standardize(x: &mut Array2<f64>, fit_rows: &[usize]) {
 }
 
 /// Trains a multinomial logistic regression on 80% of the cells (stratified
-/// by `labels`, seeded) and scores it on the other 20%. See the module docs
+/// by `labels`, seeded) and scores it on the other 20%. See the [module docs](self)
 /// for the exact protocol. Errors when there are fewer than two label
 /// classes or no class has two cells to split.
 pub fn linear_probe<S: AsRef<str>>(

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `nmi`, `ari` | bio | NMI (arithmetic) / ARI of the best clustering against cell types |
 //! | `asw_celltype` | bio | silhouette on cell types, rescaled `(s + 1) / 2` |
-//! | `asw_batch` | batch | `1 - |silhouette on batches|` per cell type, averaged |
+//! | `asw_batch` | batch | `1 - abs(silhouette on batches)` within each cell type, averaged |
 //! | `graph_connectivity` | batch | per type, share of cells in the largest kNN component |
 //!
 //! `bio = mean(nmi, ari, asw_celltype)`; `batch = mean(asw_batch,
@@ -133,7 +133,7 @@ fn default_k_values(n_types: usize, n: usize) -> Vec<usize> {
 }
 
 /// scIB-style quality of `emb` with the default [`QualityOptions`] and
-/// `seed`. See the module docs for the metrics and how they differ from
+/// `seed`. See the [module docs](self) for the metrics and how they differ from
 /// scIB. `batches`, when given, must have one label per cell.
 pub fn embedding_quality<S: AsRef<str>, B: AsRef<str>>(
     emb: ArrayView2<'_, f32>,
@@ -383,7 +383,7 @@ mod tests {
             Err(AssessError::TooFewClasses { .. })
         ));
         let two: Vec<&str> = (0..20).map(|i| if i < 10 { "a" } else { "b" }).collect();
-        let short = vec!["x"; 3];
+        let short = ["x"; 3];
         let err = embedding_quality(emb.view(), &two, Some(&short[..]), 0).unwrap_err();
         assert!(
             err.to_string().starts_with("batch labels has 3 entries"),
@@ -394,28 +394,5 @@ mod tests {
             ..QualityOptions::default()
         };
         assert!(embedding_quality_with(emb.view(), &two, None::<&[&str]>, &options).is_err());
-    }
-}
-
-#[cfg(test)]
-mod scratch_timing {
-    use super::*;
-    use crate::assess::test_support::clusters;
-    use std::time::Instant;
-
-    #[test]
-    #[ignore = "scratch"]
-    fn parts() {
-        let (emb, labels) = clusters(12, 834, 256, 3.0, 7);
-        let types = Labels::new(&labels);
-        let t = Instant::now();
-        let g = knn_graph(emb.view(), 14).unwrap();
-        println!("knn: {:.2}s {}", t.elapsed().as_secs_f64(), g.len());
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0);
-        let sub = subsample(&mut rng, emb.nrows(), 5000);
-        let t = Instant::now();
-        let o = QualityOptions::default();
-        let r = best_clustering(emb.view(), &sub, types.codes(), &o).unwrap();
-        println!("kmeans sweep: {:.2}s {r:?}", t.elapsed().as_secs_f64());
     }
 }

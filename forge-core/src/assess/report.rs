@@ -260,7 +260,9 @@ mod tests {
             }
         }
         let (emb, labels) = clusters(12, 834, 256, 3.0, 7);
-        let batches: Vec<String> = (0..emb.nrows()).map(|i| format!("b{}", i % 3)).collect();
+        let batches: Vec<String> = (0..emb.nrows())
+            .map(|i| format!("b{}", (i / 12) % 3))
+            .collect();
         let t = Instant::now();
         let probe = linear_probe(emb.view(), &labels, 0).unwrap();
         println!(

@@ -37,7 +37,7 @@ const NONE: u32 = u32::MAX;
 const PASS_CHUNK: usize = 4096;
 
 /// How a corpus reads its files.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct CorpusOptions {
     /// Read `raw` instead of `X` (`data.use_raw`).
     pub use_raw: bool,
@@ -47,17 +47,6 @@ pub struct CorpusOptions {
     pub case_insensitive: bool,
     /// `data.preprocessing`.
     pub preprocessing: PreprocessingConfig,
-}
-
-impl Default for CorpusOptions {
-    fn default() -> Self {
-        CorpusOptions {
-            use_raw: false,
-            gene_key: None,
-            case_insensitive: false,
-            preprocessing: PreprocessingConfig::default(),
-        }
-    }
 }
 
 impl CorpusOptions {
@@ -150,8 +139,8 @@ impl Corpus {
         let mut key_pos: HashMap<String, u32> = HashMap::new();
         for n in &opened[0].1 {
             let k = match_key(n, ci).into_owned();
-            if !key_pos.contains_key(&k) {
-                key_pos.insert(k, genes.len() as u32);
+            if let std::collections::hash_map::Entry::Vacant(e) = key_pos.entry(k) {
+                e.insert(genes.len() as u32);
                 genes.push(n.clone());
             }
         }

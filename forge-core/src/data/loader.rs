@@ -917,10 +917,14 @@ impl Reader {
     }
 }
 
+/// A built batch with the corpus indices of its cells, or the error that
+/// stopped the epoch.
+type Loaded = Result<(Vec<usize>, Batch), DataError>;
+
 /// One epoch of batches; see [`DataLoader::epoch`]. Dropping it stops the
 /// background threads.
 pub struct Batches {
-    receivers: Vec<Receiver<Result<(Vec<usize>, Batch), DataError>>>,
+    receivers: Vec<Receiver<Loaded>>,
     next: usize,
     expected: usize,
     done: bool,

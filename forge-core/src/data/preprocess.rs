@@ -45,10 +45,9 @@ impl Preprocessing {
         cfg: &PreprocessingConfig,
         median_total: impl FnOnce() -> f64,
     ) -> Preprocessing {
-        let target_sum = match cfg.normalize {
-            Some(Normalize::LibrarySize) => Some(cfg.target_sum.unwrap_or_else(median_total)),
-            None => None,
-        };
+        let target_sum = cfg
+            .normalize
+            .map(|Normalize::LibrarySize| cfg.target_sum.unwrap_or_else(median_total));
         Preprocessing {
             target_sum,
             log1p: cfg.log1p,

@@ -925,8 +925,8 @@ fn synthetic_data_is_sparse_counts_with_learnable_types() {
     };
     let mut centroids = vec![vec![0f32; 400]; 3];
     let mut counts = [0f32; 3];
-    for i in 0..300 {
-        let t = types[i] as usize;
+    for (i, &t) in types.iter().enumerate().take(300) {
+        let t = t as usize;
         counts[t] += 1.0;
         for (c, x) in centroids[t].iter_mut().zip(profile(i)) {
             *c += x;

@@ -353,7 +353,7 @@ fn sort_keys(keys: &mut Vec<u64>) {
         for &k in src.iter() {
             count[((k >> shift) & 0xff) as usize] += 1;
         }
-        if count.iter().any(|&c| c == n) {
+        if count.contains(&n) {
             continue;
         }
         let mut at = 0;
@@ -382,7 +382,7 @@ fn sort_keys(keys: &mut Vec<u64>) {
 /// open-addressing table, sorts them, and places entries by key in their
 /// original (position) order. Returns false, leaving `keys` untouched, when
 /// there are more than 256 distinct keys.
-fn sort_few_distinct(keys: &mut Vec<u64>) -> bool {
+fn sort_few_distinct(keys: &mut [u64]) -> bool {
     const SLOTS: usize = 512;
     const EMPTY: u32 = u32::MAX;
     let n = keys.len();
@@ -424,7 +424,7 @@ fn sort_few_distinct(keys: &mut Vec<u64>) -> bool {
     for r in 0..distinct.len() {
         start[r + 1] += start[r];
     }
-    let src = keys.clone();
+    let src = keys.to_vec();
     for (k, &d) in src.iter().zip(&ids) {
         let r = rank[d as usize] as usize;
         keys[start[r]] = *k;

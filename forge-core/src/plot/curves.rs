@@ -5,7 +5,12 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{FONT, PlotError, Result, check_size, padded, palette, write_png_atomically};
+use super::{
+    FONT, PlotError, Result, check_size, padded, palette, tick_count, write_png_atomically,
+};
+
+/// A series ready to draw: colour index, name, finite points by step.
+type Cleaned<'a> = (usize, &'a str, Vec<(f64, f64)>);
 
 /// Series with at most this many points also get a dot per point.
 const MARK_POINTS_UP_TO: usize = 60;
@@ -14,7 +19,7 @@ const MARK_POINTS_UP_TO: usize = 60;
 /// `series` (`(name, [(step, value), ...])`, drawn in step order, named in a
 /// legend), x axis "step", y axis `y_label`, `title` on top. Points with a
 /// NaN or infinite step or value are skipped; empty series are left out of
-/// the chart and the legend. The write is atomic (see the module docs).
+/// the chart and the legend. The write is atomic (see [`crate::plot`]).
 pub fn loss_curve_png(
     path: &Path,
     series: &[(&str, Vec<(f64, f64)>)],
@@ -23,7 +28,8 @@ pub fn loss_curve_png(
     size: (u32, u32),
 ) -> Result<()> {
     check_size(size)?;
-    let cleaned: Vec<(usize, &str, Vec<(f64, f64)>)> = series
+    // (colour index, name, finite points sorted by step), non-empty only.
+    let cleaned: Vec<Cleaned<'_>> = series
         .iter()
         .enumerate()
         .map(|(i, (name, points))| {
@@ -51,6 +57,10 @@ pub fn loss_curve_png(
         y_lo = y_lo.min(y);
         y_hi = y_hi.max(y);
     }
+    let whole_steps = cleaned
+        .iter()
+        .flat_map(|(_, _, p)| p.iter())
+        .all(|(x, _)| x.fract() == 0.0);
     let x_range = if x_hi > x_lo {
         x_lo..x_hi
     } else {
@@ -69,6 +79,16 @@ pub fn loss_curve_png(
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .x_labels(tick_count(size.0, 100))
+            .y_labels(tick_count(size.1, 60))
+            .x_label_formatter(&|x| {
+                if whole_steps {
+                    format!("{x:.0}")
+                } else {
+                    let s = format!("{x:.3}");
+                    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+                }
+            })
             .x_desc("step")
             .y_desc(y_label)
             .axis_desc_style((FONT, 18))

@@ -191,6 +191,11 @@ fn palette(i: usize) -> RGBColor {
     RGBColor(to(r), to(g), to(b))
 }
 
+/// How many tick labels fit along `pixels`, one per `spacing` pixels.
+fn tick_count(pixels: u32, spacing: u32) -> usize {
+    (pixels / spacing).clamp(2, 10) as usize
+}
+
 /// A range covering `lo..hi` with 5% padding (1 either side when flat).
 fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
     let span = hi - lo;

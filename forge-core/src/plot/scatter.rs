@@ -4,7 +4,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{FONT, PlotError, Result, check_size, padded, palette, write_png_atomically};
+use super::{
+    FONT, PlotError, Result, check_size, padded, palette, tick_count, write_png_atomically,
+};
 
 /// Most characters of a label shown in the legend.
 const MAX_LABEL_CHARS: usize = 28;
@@ -13,7 +15,7 @@ const MAX_LABEL_CHARS: usize = 28;
 /// coloured by `labels` (same length; colours assigned to labels in sorted
 /// order, legend on the right with each label's count), with `title` on top
 /// and `axis_labels` (x, y) on the axes. Points with a NaN or infinite
-/// coordinate are skipped. The write is atomic (see the module docs).
+/// coordinate are skipped. The write is atomic (see [`crate::plot`]).
 pub fn scatter_png<S: AsRef<str>>(
     path: &Path,
     xy: &[(f32, f32)],
@@ -69,6 +71,7 @@ pub fn scatter_png<S: AsRef<str>>(
         let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = root
+            .margin(8, 0, 0, 0)
             .titled(title, (FONT, 26).into_font().style(FontStyle::Bold))
             .map_err(|e| e.to_string())?;
         let longest = names
@@ -88,6 +91,8 @@ pub fn scatter_png<S: AsRef<str>>(
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .x_labels(tick_count(size.0 - legend_w, 100))
+            .y_labels(tick_count(size.1, 60))
             .x_desc(axis_labels.0)
             .y_desc(axis_labels.1)
             .axis_desc_style((FONT, 18))
@@ -198,7 +203,7 @@ mod tests {
         assert_eq!(png_size(&path), (800, 600));
         // A single point (flat ranges) is fine too.
         scatter_png(
-            &path,
+            &dir.join("one.png"),
             &[(1.0, 1.0)],
             &["only"],
             "one",
