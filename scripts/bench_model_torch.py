@@ -1,7 +1,7 @@
 """PyTorch side of `cargo bench --bench model_step`.
 
-Times `transformer_encoder` the way scModelForge runs it in eager PyTorch:
-a training step is `model(**batch)` (vocabulary logits at every position,
+Runs `transformer_encoder` the way scModelForge runs it in eager PyTorch: a
+training step is `model(**batch)` (vocabulary logits at every position,
 cross-entropy with ignore_index -100), `loss.backward()`, AdamW; `encode`
 runs in eval mode under `torch.no_grad()` on the padded batch. The model is
 the PyTorch reference of `make_model_fixtures.py`, loaded with the weights
@@ -9,11 +9,17 @@ forge wrote, and runs on the batch forge wrote, so both sides compute the
 same thing.
 
     bench_model_torch.py --config CONFIG.json --weights W.safetensors \
-        --batch B.safetensors --threads N --iters K --out OUT.safetensors
+        --batch B.safetensors --threads N [--lr LR]
 
-Writes to OUT the seconds of each repetition (`train_s`, `encode_s`, after
-one warm-up each), the loss of the first training step and the `encode`
-embeddings (both computed with the initial weights) for forge to compare.
+The benchmark drives it one repetition at a time over stdin/stdout, so that
+forge and PyTorch runs alternate and share whatever else the machine is
+doing. After loading it prints `ready`; then each line it reads is one
+command and gets one line back:
+
+- `encode` -> `<seconds>` (the first call's embeddings are kept)
+- `train`  -> `<seconds> <loss>` (one optimizer step)
+- `save OUT.safetensors` -> `saved`: writes the kept embeddings and the
+  first training loss, both computed with the initial weights.
 """
 
 from __future__ import annotations
@@ -38,9 +44,7 @@ def main():
     parser.add_argument("--weights", required=True)
     parser.add_argument("--batch", required=True)
     parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -51,43 +55,44 @@ def main():
     model.load_state_dict(load_file(args.weights), strict=True)
     batch = load_file(args.batch)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "values")}
-
-    # encode: eval mode, no autograd (PyTorch's inference fast path).
-    model.eval()
-    encode_s = []
-    with torch.no_grad():
-        embeddings = model.encode(**inputs)
-        for _ in range(args.iters):
-            start = time.perf_counter()
-            model.encode(**inputs)
-            encode_s.append(time.perf_counter() - start)
-
-    # Training steps: forward with labels, backward, AdamW.
-    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    train_s = []
-    first_loss = None
-    for step in range(args.iters + 1):
+    kept = {}
+
+    def encode():
+        model.eval()
+        with torch.no_grad():
+            start = time.perf_counter()
+            embeddings = model.encode(**inputs)
+            elapsed = time.perf_counter() - start
+        kept.setdefault("embeddings", embeddings.contiguous())
+        return f"{elapsed}"
+
+    def train():
+        model.train()
         start = time.perf_counter()
         loss = model(**inputs, labels=batch["labels"])["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - start
-        if step == 0:
-            first_loss = loss.detach().clone()
-        else:
-            train_s.append(elapsed)
+        kept.setdefault("loss", loss.detach().reshape(1).clone())
+        return f"{elapsed} {loss.item()}"
 
-    save_file(
-        {
-            "train_s": torch.tensor(train_s, dtype=torch.float64),
-            "encode_s": torch.tensor(encode_s, dtype=torch.float64),
-            "loss": first_loss.reshape(1),
-            "embeddings": embeddings.contiguous(),
-        },
-        args.out,
-    )
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command == "encode":
+            reply = encode()
+        elif command == "train":
+            reply = train()
+        elif command == "save":
+            save_file(kept, arg)
+            reply = "saved"
+        elif command == "quit":
+            break
+        else:
+            reply = f"error: unknown command {command!r}"
+        print(reply, flush=True)
 
 
 if __name__ == "__main__":

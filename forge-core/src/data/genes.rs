@@ -381,8 +381,13 @@ impl Coverage {
                 }
             }
         }
-        let total: f64 = sums.iter().sum();
-        let covered: f64 = sums.iter().zip(&found).filter(|p| *p.1).map(|p| p.0).sum();
+        // fold from +0.0: an empty f64 `sum` is -0.0, which prints as "-0.0%".
+        let total: f64 = sums.iter().fold(0.0, |a, b| a + b);
+        let covered: f64 = sums
+            .iter()
+            .zip(&found)
+            .filter(|p| *p.1)
+            .fold(0.0, |a, p| a + p.0);
         let mut missing: Vec<(String, f64)> = names
             .iter()
             .zip(&sums)
@@ -458,19 +463,19 @@ impl Coverage {
         };
         if fk != vk && fk != FileIdKind::Empty && vk != FileIdKind::Empty {
             format!(
-                "the file's genes ({key}) are {fk} but the vocabulary uses {vk}: set \
+                "The file's genes ({key}) are {fk} but the vocabulary uses {vk}: set \
                  `data.gene_key` to a var column holding {vk} ({columns}), or convert the \
                  file's gene names"
             )
         } else if fk == FileIdKind::Symbols && !self.case_insensitive {
             format!(
-                "both use gene symbols but few match: check that {key} holds the gene names \
+                "Both use gene symbols but few match: check that {key} holds the gene names \
                  ({columns}), or enable case-insensitive matching (e.g. mouse `Cd3e` vs human \
                  `CD3E` suggests another species)"
             )
         } else {
             format!(
-                "check that {key} holds the gene names the model was trained on ({columns}) \
+                "Check that {key} holds the gene names the model was trained on ({columns}) \
                  and that the model matches the species of the data"
             )
         }

@@ -31,10 +31,8 @@ impl BatchSource for Fixed {
                     .ne(0)),
                 -100,
             );
-            let mut values = Tensor::ones([4, 8], (Kind::Float, Device::Cpu));
-            if self.poison {
-                values = values * f64::NAN;
-            }
+            let fill = if self.poison { f64::NAN } else { 1.0 };
+            let values = Tensor::full([4, 8], fill, (Kind::Float, Device::Cpu));
             Batch::builder(ids.masked_fill(&labels.ne(-100), 2), mask)
                 .values(values)
                 .labels(labels)
