@@ -70,7 +70,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let device = RuntimeInfo::default_device();
     let loaded = load_pretrained(&args.model, device)?;
     let data = checkpoint_data_config(&args.model)?;
-    let pipeline = checkpoint_pipeline(&loaded, &args.model, &data, std::slice::from_ref(&args.data))?;
+    let pipeline = checkpoint_pipeline(
+        &loaded,
+        &args.model,
+        &data,
+        std::slice::from_ref(&args.data),
+    )?;
     for cov in pipeline.coverage() {
         eprintln!("{cov}");
     }

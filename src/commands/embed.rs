@@ -42,7 +42,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(raw) = args.use_raw {
         data.use_raw = raw;
     }
-    let pipeline = checkpoint_pipeline(&loaded, &args.model, &data, std::slice::from_ref(&args.data))?;
+    let pipeline = checkpoint_pipeline(
+        &loaded,
+        &args.model,
+        &data,
+        std::slice::from_ref(&args.data),
+    )?;
     for cov in pipeline.coverage() {
         eprintln!("{cov}");
     }
