@@ -155,9 +155,7 @@ fn run_python(file: &Path, cells: usize) -> Option<(usize, f64)> {
 fn json_number(line: &str, key: &str) -> Option<f64> {
     let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
     let rest = line[at..].trim_start();
-    let end = rest
-        .find(|c: char| c == ',' || c == '}')
-        .unwrap_or(rest.len());
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
     rest[..end].trim().parse().ok()
 }
 

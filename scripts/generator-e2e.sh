@@ -87,7 +87,9 @@ if grep -q "could not compile \`forge\` (test \"integration\")" "$scratch/clippy
 fi
 
 step "the generated tests"
-CARGO_TARGET_DIR="$target_dir" cargo test -q --test integration models::e2e_ 2>&1 |
+# One test thread: some tests (the copied reference tests among them) seed
+# libtorch's global random generator and would race with each other.
+CARGO_TARGET_DIR="$target_dir" cargo test -q --test integration models::e2e_ -- --test-threads=1 2>&1 |
     tee "$scratch/test.log" || fail "generated tests"
 grep -Eq "test result: ok\. [1-9][0-9]* passed" "$scratch/test.log" ||
     fail "the generated tests did not run"

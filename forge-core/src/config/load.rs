@@ -474,17 +474,14 @@ bogus: 1
         let config = ForgeConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.model.architecture, "transformer_encoder");
         assert_eq!((config.model.hidden_dim, config.model.num_layers), (128, 4));
-        assert_eq!((config.model.num_heads, config.model.max_seq_len), (4, 512));
+        assert_eq!((config.model.num_heads, config.model.max_seq_len), (4, 256));
         assert_eq!(config.data.paths, ["data/pbmc68k_reduced.h5ad"]);
         assert!(config.data.use_raw);
         assert_eq!(config.tokenizer.strategy, TokenizerStrategy::RankValue);
-        assert_eq!(config.tokenizer.max_genes, 512);
+        assert_eq!(config.tokenizer.max_genes, 256);
         assert_eq!(config.training.batch_size, 32);
-        assert_eq!(config.training.optimizer.lr, 5e-4);
-        assert_eq!(
-            config.training.scheduler.as_ref().unwrap().warmup_steps,
-            100
-        );
+        assert_eq!(config.training.optimizer.lr, 1e-3);
+        assert_eq!(config.training.scheduler.as_ref().unwrap().warmup_steps, 20);
         assert_eq!(load_str(&config.to_yaml_string()).unwrap(), config);
     }
 

@@ -37,11 +37,14 @@ fn without_masking_gives_embeddings_only() {
 #[test]
 fn encode_gives_cell_embeddings_without_grad() {
     let m = model();
-    let emb = tch::no_grad(|| m.encode(&batch_without_labels()));
+    // One batch for both calls: building two would race other tests on
+    // the global RNG.
+    let b = batch();
+    let emb = tch::no_grad(|| m.encode(&b.without_labels()));
     assert_eq!(emb.size(), [2, 64]);
     assert!(!emb.requires_grad());
     // Embeddings come from the full, unmasked pass in forward too.
-    let out = m.forward(&batch(), false).embeddings.unwrap();
+    let out = m.forward(&b, false).embeddings.unwrap();
     assert!((emb - out).abs().max().double_value(&[]) < 1e-6);
 }
 

@@ -40,7 +40,10 @@ fn forward_without_labels_has_no_loss() {
 #[test]
 fn encode_gives_cell_embeddings_without_grad() {
     let m = model();
-    let emb = tch::no_grad(|| m.encode(&batch_without_labels()));
+    // One batch for both calls: building two would race other tests on
+    // the global RNG.
+    let b = batch();
+    let emb = tch::no_grad(|| m.encode(&b.without_labels()));
     assert_eq!(emb.size(), [2, 64]);
     assert!(!emb.requires_grad());
     let out = m.forward(&batch(), false);
