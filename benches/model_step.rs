@@ -242,13 +242,16 @@ fn list(values: &[f64]) -> String {
     parts.join(", ")
 }
 
-/// 16 cells of 128..512 tokens (CLS first), padded to the longest;
-/// `MASK_RATIO` of each cell's genes carry a label, 80% of those replaced by
-/// the MASK token.
+/// 16 cells with lengths spread evenly over 128..=512 tokens (CLS first),
+/// in shuffled order, padded to the longest; `MASK_RATIO` of each cell's
+/// genes carry a label, 80% of those replaced by the MASK token.
 fn make_batch(seed: i64) -> Batch {
     tch::manual_seed(seed);
     let opts = (Kind::Int64, Device::Cpu);
-    let lengths = Tensor::randint_low(MIN_LEN, MAX_LEN + 1, [CELLS], opts);
+    let spread: Vec<i64> = (0..CELLS)
+        .map(|i| MIN_LEN + (i * (MAX_LEN - MIN_LEN) + (CELLS - 1) / 2) / (CELLS - 1))
+        .collect();
+    let lengths = Tensor::from_slice(&spread).index_select(0, &Tensor::randperm(CELLS, opts));
     let longest = lengths.max().int64_value(&[]);
     let positions = Tensor::arange(longest, opts).unsqueeze(0);
     let real = positions.lt_tensor(&lengths.unsqueeze(1));

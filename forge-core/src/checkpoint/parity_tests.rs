@@ -182,7 +182,7 @@ fn compare_cases(
         max_diff: 0.0,
     };
     let (_vs, model) = build(config, weights);
-    // `loss` is the training path (length buckets, heads at labelled
+    // `loss` is the training path (packed tokens, heads at labelled
     // positions only): without dropout it must give PyTorch's loss too.
     let no_dropout = ModelConfig {
         dropout: 0.0,

@@ -125,7 +125,22 @@ impl TransformerEncoderLayer {
 
     /// (B,S,H) -> (B,S,H).
     pub fn forward(&self, x: &Tensor, bias: Option<&Tensor>, train: bool) -> Tensor {
-        let attended = self.self_attn.forward(&x.apply(&self.norm1), bias, train);
+        self.forward_with(x, train, |normed| {
+            self.self_attn.forward(normed, bias, train)
+        })
+    }
+
+    /// The layer with the self-attention step supplied by `attend`, which
+    /// maps `norm1(x)` to the attention output of the same shape. This is
+    /// how other token layouts (e.g. the packed layout of
+    /// [`super::packed`]) reuse the layer: every other step is per token.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        train: bool,
+        attend: impl FnOnce(&Tensor) -> Tensor,
+    ) -> Tensor {
+        let attended = attend(&x.apply(&self.norm1));
         let x = x + attended.dropout(self.dropout, train);
         let ffn = x.apply(&self.norm2).apply(&self.linear1);
         let ffn = match self.activation {

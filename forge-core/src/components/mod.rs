@@ -8,14 +8,14 @@
 //! - [`mask`]: causal and padding masks as additive attention biases.
 //! - [`encoder`]: the pre-norm transformer encoder layer and stack.
 //! - [`init`]: constructors applying scModelForge's weight init.
-//! - [`buckets`]: running a padded batch as length buckets, skipping padding.
+//! - [`packed`]: the real tokens of a batch packed together, skipping padding.
 
-pub mod buckets;
 pub mod embedding;
 pub mod encoder;
 pub mod heads;
 pub mod init;
 pub mod mask;
+pub mod packed;
 pub mod pooling;
 
 pub use embedding::GeneExpressionEmbedding;

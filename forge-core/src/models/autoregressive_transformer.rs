@@ -12,15 +12,15 @@
 //!
 //! Targets sit at the same position as the input (no next-token shift).
 //! `encode` runs the encoder without the causal mask. `loss` and `encode`
-//! run the cells in length buckets ([`LengthBuckets`]), skipping padding;
-//! `forward` is the plain padded pass. Parameter names:
+//! run the encoder on the packed real tokens ([`Packing`]), skipping
+//! padding; `forward` is the plain padded pass. Parameter names:
 //! `embedding.*`, `encoder.layers.*`, `gene_head.*`, `expression_head.*`.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::loss::{cross_entropy, labelled, select_positions};
 use crate::batch::special::IGNORE_INDEX;
-use crate::components::buckets::LengthBuckets;
+use crate::components::packed::Packing;
 use crate::components::{
     BinPredictionHead, GeneExpressionEmbedding, MaskedGenePredictionHead, TransformerEncoder, pool,
 };
@@ -60,6 +60,15 @@ impl AutoregressiveTransformer {
             .forward(&x, batch.attention_mask(), causal, train)
     }
 
+    /// Hidden states of the real tokens, packed (N,H).
+    fn packed_hidden(&self, batch: &Batch, packing: &Packing, causal: bool, train: bool) -> Tensor {
+        let x = self
+            .embedding
+            .forward(batch.input_ids(), batch.values(), train);
+        self.encoder
+            .forward_packed(&packing.pack(&x), packing, causal, train)
+    }
+
     /// The weighted loss from gene and bin logits at the same positions as
     /// `labels` and `bin_targets`.
     fn combine(&self, gene: Tensor, bins: Option<Tensor>) -> Tensor {
@@ -94,39 +103,29 @@ impl Architecture for AutoregressiveTransformer {
         }
     }
 
-    /// Runs the cells in length buckets (no work on padding) and the heads
-    /// only at labelled positions.
+    /// Runs the encoder on the packed real tokens (no work on padding) and
+    /// the heads only at labelled positions.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        batch.labels()?;
-        let [picked, genes, bins] =
-            LengthBuckets::plan(batch.attention_mask()).map_concat(batch, |sub| {
-                let labels = sub.labels().expect("sub-batches keep labels");
-                let at = labelled(labels);
-                let bins = match sub.bin_ids() {
-                    Some(bin_ids) => bin_ids.masked_select(&at),
-                    None => Tensor::zeros([0], (Kind::Int64, labels.device())),
-                };
-                [
-                    select_positions(&self.hidden(sub, true, true), &at),
-                    labels.masked_select(&at),
-                    bins,
-                ]
-            });
-        let gene = cross_entropy(&self.gene_head.forward(&picked), &genes);
-        let bins = batch
-            .bin_ids()
-            .map(|_| cross_entropy(&self.expression_head.forward(&picked), &bins));
+        let labels = batch.labels()?;
+        let packing = Packing::new(batch.attention_mask());
+        let hidden = self.packed_hidden(batch, &packing, true, true);
+        let labels = packing.pack(labels);
+        let at = labelled(&labels);
+        let picked = select_positions(&hidden, &at);
+        let gene = cross_entropy(&self.gene_head.forward(&picked), &labels.masked_select(&at));
+        let bins = batch.bin_ids().map(|bin_ids| {
+            cross_entropy(
+                &self.expression_head.forward(&picked),
+                &packing.pack(bin_ids).masked_select(&at),
+            )
+        });
         Some(self.combine(gene, bins))
     }
 
-    /// Bidirectional, in length buckets (no work on padding).
+    /// Bidirectional, on the packed real tokens (no work on padding).
     fn encode(&self, batch: &Batch) -> Tensor {
-        LengthBuckets::plan(batch.attention_mask()).map_cells(batch, |sub| {
-            pool(
-                self.pooling,
-                &self.hidden(sub, false, false),
-                sub.attention_mask(),
-            )
-        })
+        let packing = Packing::new(batch.attention_mask());
+        let hidden = packing.unpack(&self.packed_hidden(batch, &packing, false, false));
+        pool(self.pooling, &hidden, batch.attention_mask())
     }
 }

@@ -25,7 +25,8 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
     )
 }
 
-/// Rows of `hidden` (B,S,H) where `mask` (B,S) is true, as (N,H).
+/// Rows of `hidden` where `mask` is true, as (N,H): `hidden` (B,S,H) with a
+/// (B,S) mask, or packed rows (T,H) with a (T) mask.
 pub fn select_positions(hidden: &Tensor, mask: &Tensor) -> Tensor {
     hidden.index(&[Some(mask.shallow_clone())])
 }

@@ -12,8 +12,8 @@
 //!
 //! Masked positions come from `masked_positions`, else `labels != -100`.
 //! With no masked position the model runs the full encoder and returns
-//! embeddings only. `loss` and `encode` run the cells in length buckets
-//! ([`LengthBuckets`]), skipping padding; `forward` is the plain padded pass.
+//! embeddings only. `loss` and `encode` compute on packed tokens
+//! ([`Packing`]), skipping padding; `forward` is the plain padded pass.
 //! Decoder width D = `decoder_dim` (default H/2), depth
 //! `decoder_layers`, heads `decoder_heads` (default `num_heads`), FFN 4D.
 //! Parameter names: `embedding.*`, `encoder.layers.*`, `enc_to_dec.*`,
@@ -23,8 +23,8 @@
 use tch::{Kind, Reduction, Tensor, nn};
 
 use super::loss::labelled;
-use crate::components::buckets::LengthBuckets;
 use crate::components::init::{self, EMBEDDING_STD};
+use crate::components::packed::Packing;
 use crate::components::{
     ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, pool,
 };
@@ -139,6 +139,47 @@ impl MaskedAutoencoder {
         self.expression_head.forward(&decoded)
     }
 
+    /// [`Self::reconstruct`] on packed tokens: predicted values of the real
+    /// tokens, packed by `real` (N). Same values at every real position.
+    fn reconstruct_packed(
+        &self,
+        batch: &Batch,
+        masked: &Tensor,
+        real: &Packing,
+        train: bool,
+    ) -> Tensor {
+        let x = self
+            .embedding
+            .forward(batch.input_ids(), batch.values(), train);
+        let (b, s, _) = x.size3().expect("embedding output is (B, S, H)");
+        let visible = Packing::new(
+            &batch
+                .attention_mask()
+                .ne(0)
+                .logical_and(&masked.logical_not()),
+        );
+        let encoded = self
+            .encoder
+            .forward_packed(&visible.pack(&x), &visible, false, train);
+        let projected = encoded.apply(&self.enc_to_dec);
+        let d = projected.size()[1];
+        // Every position holds the mask token, except the visible ones.
+        let mask_tokens = self
+            .mask_token
+            .to_kind(projected.kind())
+            .expand([b, s, d], false);
+        let decoder_in = visible.scatter_onto(&mask_tokens, &projected);
+        let positions = Tensor::arange(s, (Kind::Int64, x.device()));
+        let decoder_in = decoder_in
+            + positions
+                .apply(&self.decoder_position_embedding)
+                .unsqueeze(0);
+        let decoded = self
+            .decoder
+            .forward_packed(&real.pack(&decoder_in), real, false, train);
+        self.expression_head.forward(&decoded)
+    }
+
     fn masked_mse(predicted: &Tensor, values: &Tensor, masked: &Tensor) -> Tensor {
         predicted.masked_select(masked).mse_loss(
             &values.to_kind(predicted.kind()).masked_select(masked),
@@ -171,38 +212,38 @@ impl Architecture for MaskedAutoencoder {
         }
     }
 
-    /// Reconstructs the cells in length buckets (no work on padding); the
-    /// MSE is taken over every masked position of the batch at once.
+    /// Reconstructs on packed tokens (no work on padding): the encoder
+    /// sees the packed visible tokens, the decoder the packed real tokens.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        let any_masked = Self::masked(batch).is_some_and(|m| m.any().int64_value(&[]) != 0);
-        if !any_masked || batch.values().is_none() {
-            return None;
-        }
-        let [predicted, targets] =
-            LengthBuckets::plan(batch.attention_mask()).map_concat(batch, |sub| {
-                let masked = Self::masked(sub).expect("sub-batches keep the masking");
-                let values = sub.values().expect("sub-batches keep values");
-                if masked.any().int64_value(&[]) == 0 {
-                    let none = Tensor::zeros([0], (values.kind(), values.device()));
-                    return [none.shallow_clone(), none];
-                }
-                let predicted = self.reconstruct(sub, &masked, true);
-                [
-                    predicted.masked_select(&masked),
-                    values.to_kind(predicted.kind()).masked_select(&masked),
-                ]
-            });
-        Some(predicted.mse_loss(&targets, Reduction::Mean))
+        let masked = Self::masked(batch).filter(|m| m.any().int64_value(&[]) != 0)?;
+        let values = batch.values()?;
+        let real = Packing::new(batch.attention_mask());
+        let predicted = self.reconstruct_packed(batch, &masked, &real, true);
+        let at = real.pack(&masked);
+        Some(
+            predicted.masked_select(&at).mse_loss(
+                &real
+                    .pack(values)
+                    .to_kind(predicted.kind())
+                    .masked_select(&at),
+                Reduction::Mean,
+            ),
+        )
     }
 
-    /// Runs the full encoder in length buckets (no work on padding).
+    /// Runs the full encoder on the packed real tokens (no work on padding).
     fn encode(&self, batch: &Batch) -> Tensor {
-        LengthBuckets::plan(batch.attention_mask()).map_cells(batch, |sub| {
-            pool(
-                self.pooling,
-                &self.full_hidden(sub, false),
-                sub.attention_mask(),
-            )
-        })
+        let packing = Packing::new(batch.attention_mask());
+        let x = self
+            .embedding
+            .forward(batch.input_ids(), batch.values(), false);
+        let hidden = self
+            .encoder
+            .forward_packed(&packing.pack(&x), &packing, false, false);
+        pool(
+            self.pooling,
+            &packing.unpack(&hidden),
+            batch.attention_mask(),
+        )
     }
 }

@@ -7,8 +7,8 @@
 //! loss = cross-entropy over V at labelled positions (labels != -100)
 //! ```
 //!
-//! `loss` and `encode` run the cells in length buckets
-//! ([`LengthBuckets`]), skipping padding; `forward` is the plain padded pass.
+//! `loss` and `encode` run the encoder on the packed real tokens
+//! ([`Packing`]), skipping padding; `forward` is the plain padded pass.
 //!
 //! Parameter names equal scModelForge's: `embedding.*`, `encoder.layers.*`,
 //! `head.*`.
@@ -16,7 +16,7 @@
 use tch::Tensor;
 
 use super::loss::{cross_entropy, labelled, select_positions};
-use crate::components::buckets::LengthBuckets;
+use crate::components::packed::Packing;
 use crate::components::{
     GeneExpressionEmbedding, MaskedGenePredictionHead, TransformerEncoder, pool,
 };
@@ -46,6 +46,15 @@ impl TransformerEncoderModel {
         self.encoder
             .forward(&x, batch.attention_mask(), false, train)
     }
+
+    /// Hidden states of the real tokens, packed (N,H).
+    fn packed_hidden(&self, batch: &Batch, packing: &Packing, train: bool) -> Tensor {
+        let x = self
+            .embedding
+            .forward(batch.input_ids(), batch.values(), train);
+        self.encoder
+            .forward_packed(&packing.pack(&x), packing, false, train)
+    }
 }
 
 impl Architecture for TransformerEncoderModel {
@@ -64,26 +73,22 @@ impl Architecture for TransformerEncoderModel {
         }
     }
 
-    /// Runs the cells in length buckets (no work on padding) and the head
-    /// only at labelled positions.
+    /// Runs the encoder on the packed real tokens (no work on padding) and
+    /// the head only at labelled positions.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        batch.labels()?;
-        let [hidden, targets] =
-            LengthBuckets::plan(batch.attention_mask()).map_concat(batch, |sub| {
-                let labels = sub.labels().expect("sub-batches keep labels");
-                let at = labelled(labels);
-                [
-                    select_positions(&self.hidden(sub, true), &at),
-                    labels.masked_select(&at),
-                ]
-            });
-        Some(cross_entropy(&self.head.forward(&hidden), &targets))
+        let labels = batch.labels()?;
+        let packing = Packing::new(batch.attention_mask());
+        let hidden = self.packed_hidden(batch, &packing, true);
+        let labels = packing.pack(labels);
+        let at = labelled(&labels);
+        let logits = self.head.forward(&select_positions(&hidden, &at));
+        Some(cross_entropy(&logits, &labels.masked_select(&at)))
     }
 
-    /// Runs the cells in length buckets (no work on padding).
+    /// Runs the encoder on the packed real tokens (no work on padding).
     fn encode(&self, batch: &Batch) -> Tensor {
-        LengthBuckets::plan(batch.attention_mask()).map_cells(batch, |sub| {
-            pool(self.pooling, &self.hidden(sub, false), sub.attention_mask())
-        })
+        let packing = Packing::new(batch.attention_mask());
+        let hidden = packing.unpack(&self.packed_hidden(batch, &packing, false));
+        pool(self.pooling, &hidden, batch.attention_mask())
     }
 }

@@ -1,0 +1,466 @@
+//! Packed execution: the real tokens of a padded batch as one (N,H) matrix,
+//! so that per-token layers (projections, feed-forward, LayerNorm, heads)
+//! never compute on padding, and attention runs on a few groups of cells of
+//! similar length, each padded only to its own longest cell.
+//!
+//! Cells in a batch vary a lot in length (a few hundred to a few thousand
+//! expressed genes), and a padded batch computes every layer at the longest
+//! cell's length for every cell. A real token's result never depends on
+//! padding (padding keys are masked out of attention; every other
+//! operation is per token) nor on other cells, so the packed pass gives
+//! every real token the same value as the padded pass, to float rounding.
+//!
+//! [`Packing::new`] reads the attention mask once (to the host), orders the
+//! cells longest first and cuts them into attention groups where that saves
+//! more padded attention slots than [`GROUP_OVERHEAD_TOKENS`]. Packed rows
+//! follow that order: group by group, cell by cell, each cell's real tokens
+//! in position order (so causal attention is unchanged). [`Packing::pack`]
+//! and [`Packing::unpack`] move tensors between the two layouts, and
+//! [`TransformerEncoder::forward_packed`] runs an encoder on packed rows.
+//! Models use it in `loss` and `encode`; their `forward` keeps the padded
+//! pass, which returns outputs for every padded position.
+//!
+//! What this is not: it does not change what is computed for a real token,
+//! and a cell without real tokens simply has no rows (its pooled embedding
+//! is zero).
+
+use tch::{Kind, Tensor};
+
+use super::encoder::{MultiheadSelfAttention, TransformerEncoder};
+use super::mask::attention_bias;
+
+/// The cost of one more attention group, in padded attention slots: below
+/// this saving, two groups of cells stay one. Any value gives the same
+/// results; only the speed changes (more groups means less padding but more,
+/// smaller attention calls).
+pub const GROUP_OVERHEAD_TOKENS: i64 = 256;
+
+/// Where the real tokens of a padded batch go in the packed layout, and how
+/// attention groups them.
+#[derive(Debug)]
+pub struct Packing {
+    batch_size: i64,
+    seq_len: i64,
+    tokens: i64,
+    /// (N) flat index into B*S of each packed row.
+    gather: Tensor,
+    /// Packed rows are the padded positions in batch order, nothing left
+    /// out: packing is a reshape.
+    identity: bool,
+    groups: Vec<Group>,
+}
+
+/// Cells that attend in one padded attention call.
+#[derive(Debug)]
+struct Group {
+    /// Packed rows (real tokens) of the group.
+    rows: i64,
+    /// Cells in the group.
+    cells: i64,
+    /// Tokens of its longest cell: the group's padded length.
+    len: i64,
+    /// How rows map to the (cells × len) padded layout; `None` when every
+    /// cell of the group has `len` tokens (no padding: rows reshape).
+    padding: Option<GroupPadding>,
+}
+
+#[derive(Debug)]
+struct GroupPadding {
+    /// (cells*len): the group row each padded slot reads (padding slots
+    /// read row 0; they are masked out of attention and dropped).
+    slots: Tensor,
+    /// (rows): the padded slot of each group row.
+    real_slots: Tensor,
+    /// (cells, len): 1 for real slots, 0 for padding.
+    mask: Tensor,
+}
+
+impl Packing {
+    /// Plans the packed layout of a batch with `attention_mask` (B,S) (1
+    /// real, 0 padding; real tokens need not be contiguous), with the
+    /// default group overhead.
+    pub fn new(attention_mask: &Tensor) -> Self {
+        Self::with_overhead(attention_mask, GROUP_OVERHEAD_TOKENS)
+    }
+
+    /// [`Packing::new`] with `overhead_tokens` per attention group:
+    /// `i64::MAX` gives one group, 0 one group per distinct length.
+    pub fn with_overhead(attention_mask: &Tensor, overhead_tokens: i64) -> Self {
+        let (batch_size, seq_len) = attention_mask.size2().expect("attention_mask is (B, S)");
+        let device = attention_mask.device();
+        let real: Vec<bool> = Vec::try_from(
+            attention_mask
+                .ne(0)
+                .reshape([-1])
+                .to_device(tch::Device::Cpu),
+        )
+        .expect("a bool mask");
+        let positions: Vec<Vec<i64>> = real
+            .chunks(seq_len as usize)
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, r)| **r)
+                    .map(|(p, _)| p as i64)
+                    .collect()
+            })
+            .collect();
+        let count = |cell: usize| positions[cell].len() as i64;
+        // Longest first; ties keep batch order. Cells without tokens have no
+        // rows and join no group.
+        let mut order: Vec<usize> = (0..positions.len()).filter(|&c| count(c) > 0).collect();
+        order.sort_by_key(|&c| std::cmp::Reverse(count(c)));
+        let sorted: Vec<i64> = order.iter().map(|&c| count(c)).collect();
+        let cuts = best_cuts(&sorted, overhead_tokens);
+
+        let mut gather = Vec::new();
+        let mut groups = Vec::new();
+        for w in cuts.windows(2) {
+            let cells = &order[w[0]..w[1]];
+            let len = count(cells[0]);
+            let mut slots = Vec::new();
+            let mut real_slots = Vec::new();
+            let mut mask = Vec::new();
+            let mut row = 0i64;
+            for (j, &cell) in cells.iter().enumerate() {
+                let n = count(cell);
+                for t in 0..len {
+                    mask.push(i64::from(t < n));
+                    slots.push(if t < n { row + t } else { 0 });
+                }
+                real_slots.extend((0..n).map(|t| j as i64 * len + t));
+                gather.extend(positions[cell].iter().map(|p| cell as i64 * seq_len + p));
+                row += n;
+            }
+            let n_cells = cells.len() as i64;
+            let to_device = |v: &[i64]| Tensor::from_slice(v).to_device(device);
+            let padding = (row < n_cells * len).then(|| GroupPadding {
+                slots: to_device(&slots),
+                real_slots: to_device(&real_slots),
+                mask: to_device(&mask).view([n_cells, len]),
+            });
+            groups.push(Group {
+                rows: row,
+                cells: n_cells,
+                len,
+                padding,
+            });
+        }
+        let tokens = gather.len() as i64;
+        let identity = tokens == batch_size * seq_len
+            && gather.iter().enumerate().all(|(i, &g)| g == i as i64);
+        Packing {
+            batch_size,
+            seq_len,
+            tokens,
+            gather: Tensor::from_slice(&gather).to_device(device),
+            identity,
+            groups,
+        }
+    }
+
+    /// Number of packed rows N: the real tokens of the batch.
+    pub fn tokens(&self) -> i64 {
+        self.tokens
+    }
+
+    /// Number of attention groups.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Padded attention slots over all groups (Σ cells × len), against B*S
+    /// for the padded batch.
+    pub fn attention_slots(&self) -> i64 {
+        self.groups.iter().map(|g| g.cells * g.len).sum()
+    }
+
+    /// (B,S,...) -> (N,...): the rows of the real tokens, in packed order.
+    pub fn pack(&self, x: &Tensor) -> Tensor {
+        let size = x.size();
+        assert_eq!(
+            &size[..2],
+            &[self.batch_size, self.seq_len],
+            "packing was planned for another batch shape"
+        );
+        let mut flat = vec![self.batch_size * self.seq_len];
+        flat.extend_from_slice(&size[2..]);
+        let flat = x.reshape(flat.as_slice());
+        if self.identity {
+            flat
+        } else {
+            flat.index_select(0, &self.gather)
+        }
+    }
+
+    /// (N,...) -> (B,S,...), zeros at padding.
+    pub fn unpack(&self, x: &Tensor) -> Tensor {
+        let mut padded = vec![self.batch_size, self.seq_len];
+        padded.extend_from_slice(&x.size()[1..]);
+        self.scatter_onto(&Tensor::zeros(padded.as_slice(), (x.kind(), x.device())), x)
+    }
+
+    /// `base` (B,S,...) with the packed rows `x` (N,...) written over the
+    /// positions they came from.
+    pub fn scatter_onto(&self, base: &Tensor, x: &Tensor) -> Tensor {
+        let size = base.size();
+        let mut flat = vec![self.batch_size * self.seq_len];
+        flat.extend_from_slice(&size[2..]);
+        if self.identity {
+            return x.reshape(size.as_slice());
+        }
+        base.reshape(flat.as_slice())
+            .index_copy(0, &self.gather, x)
+            .reshape(size.as_slice())
+    }
+
+    /// The additive attention bias of every group (`None` where a group
+    /// needs none: no padding and not causal).
+    fn attention_biases(&self, causal: bool, kind: Kind) -> Vec<Option<Tensor>> {
+        self.groups
+            .iter()
+            .map(|g| match (&g.padding, causal) {
+                (None, false) => None,
+                (Some(p), _) => Some(attention_bias(&p.mask, causal, kind)),
+                (None, true) => {
+                    let all = Tensor::ones([g.cells, g.len], (Kind::Int64, self.gather.device()));
+                    Some(attention_bias(&all, true, kind))
+                }
+            })
+            .collect()
+    }
+}
+
+impl MultiheadSelfAttention {
+    /// Self-attention over packed rows (N,H): each attention group of
+    /// `packing` attends within its cells. `biases` come from the packing
+    /// (one per group).
+    fn forward_packed(
+        &self,
+        x: &Tensor,
+        packing: &Packing,
+        biases: &[Option<Tensor>],
+        train: bool,
+    ) -> Tensor {
+        let h = x.size()[1];
+        let head_dim = h / self.num_heads;
+        let p = if train { self.dropout } else { 0.0 };
+        let qkv = x.linear(&self.in_proj_weight, Some(&self.in_proj_bias));
+        let parts = match packing.groups.len() {
+            0 => return x.zeros_like(),
+            1 => vec![qkv],
+            _ => {
+                let sizes: Vec<i64> = packing.groups.iter().map(|g| g.rows).collect();
+                qkv.split_with_sizes(&sizes, 0)
+            }
+        };
+        let outputs: Vec<Tensor> = packing
+            .groups
+            .iter()
+            .zip(parts)
+            .zip(biases)
+            .map(|((g, rows), bias)| {
+                let slots = match &g.padding {
+                    Some(pad) => rows.index_select(0, &pad.slots),
+                    None => rows,
+                };
+                let qkv = slots
+                    .view([g.cells, g.len, 3, self.num_heads, head_dim])
+                    .permute([2, 0, 3, 1, 4]);
+                let out = Tensor::scaled_dot_product_attention(
+                    &qkv.get(0),
+                    &qkv.get(1),
+                    &qkv.get(2),
+                    bias.as_ref(),
+                    p,
+                    false,
+                    None,
+                    false,
+                )
+                .transpose(1, 2)
+                .reshape([g.cells * g.len, h]);
+                match &g.padding {
+                    Some(pad) => out.index_select(0, &pad.real_slots),
+                    None => out,
+                }
+            })
+            .collect();
+        let out = if outputs.len() == 1 {
+            outputs.into_iter().next().expect("one group")
+        } else {
+            Tensor::cat(&outputs, 0)
+        };
+        out.apply(&self.out_proj)
+    }
+}
+
+impl TransformerEncoder {
+    /// Runs every layer over packed rows `x` (N,H) of the batch `packing`
+    /// was planned for: the same result for every real token as
+    /// [`TransformerEncoder::forward`] on the padded batch, without work
+    /// on padding. With `causal`, a token attends to the tokens before it
+    /// in its cell.
+    pub fn forward_packed(
+        &self,
+        x: &Tensor,
+        packing: &Packing,
+        causal: bool,
+        train: bool,
+    ) -> Tensor {
+        let biases = packing.attention_biases(causal, x.kind());
+        let mut x = x.shallow_clone();
+        for layer in &self.layers {
+            x = layer.forward_with(&x, train, |normed| {
+                layer
+                    .self_attn
+                    .forward_packed(normed, packing, &biases, train)
+            });
+        }
+        x
+    }
+}
+
+/// Cut points (indices into `sorted`, descending lengths; first 0, last
+/// `sorted.len()`) minimising Σ cells × longest + overhead per group.
+fn best_cuts(sorted: &[i64], overhead: i64) -> Vec<usize> {
+    let n = sorted.len();
+    // best[j]: cost of the first j cells; from[j]: where their last group
+    // starts.
+    let mut best = vec![i128::MAX; n + 1];
+    let mut from = vec![0usize; n + 1];
+    best[0] = 0;
+    for j in 1..=n {
+        for i in 0..j {
+            let cost = best[i] + (j - i) as i128 * sorted[i] as i128 + overhead as i128;
+            // `<` keeps the earliest start on ties: fewer groups.
+            if cost < best[j] {
+                best[j] = cost;
+                from[j] = i;
+            }
+        }
+    }
+    let mut cuts = vec![n];
+    let mut j = n;
+    while j > 0 {
+        j = from[j];
+        cuts.push(j);
+    }
+    cuts.reverse();
+    cuts
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, nn::VarStore};
+
+    use super::*;
+    use crate::components::GeneExpressionEmbedding;
+    use crate::config::Activation;
+
+    fn mask(lengths: &[i64], s: i64) -> Tensor {
+        Tensor::arange(s, (Kind::Int64, Device::Cpu))
+            .unsqueeze(0)
+            .lt_tensor(&Tensor::from_slice(lengths).unsqueeze(1))
+            .to_kind(Kind::Int64)
+    }
+
+    #[test]
+    fn cuts_minimise_padding_plus_overhead() {
+        assert_eq!(best_cuts(&[10, 10, 10], 64), [0, 3]);
+        assert_eq!(best_cuts(&[500, 490, 200, 190], 64), [0, 2, 4]);
+        assert_eq!(best_cuts(&[500, 490, 200, 190], i64::MAX / 4), [0, 4]);
+        assert_eq!(best_cuts(&[5, 4, 3], 0), [0, 1, 2, 3]);
+        assert_eq!(best_cuts(&[7], 64), [0, 1]);
+        assert_eq!(best_cuts(&[], 64), [0]);
+    }
+
+    #[test]
+    fn pack_and_unpack_round_trip_with_holes_and_empty_cells() {
+        let m = Tensor::from_slice(&[1i64, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0]).view([3, 4]);
+        let packing = Packing::with_overhead(&m, 0);
+        assert_eq!(packing.tokens(), 6);
+        assert_eq!(
+            packing.groups(),
+            1,
+            "cells of 3 and 3 tokens; the empty one has no rows"
+        );
+        let x = Tensor::arange(12, (Kind::Int64, Device::Cpu)).view([3, 4]);
+        let packed = packing.pack(&x);
+        assert_eq!(Vec::<i64>::try_from(&packed).unwrap(), [0, 2, 3, 8, 9, 10]);
+        let back = packing.unpack(&packed);
+        assert!(back.equal(&(x * &m)));
+    }
+
+    #[test]
+    fn uniform_batches_pack_by_reshaping() {
+        let m = mask(&[5, 5], 5);
+        let packing = Packing::new(&m);
+        assert!(packing.identity);
+        assert_eq!(packing.groups(), 1);
+        assert!(packing.groups[0].padding.is_none());
+    }
+
+    #[test]
+    fn groups_follow_the_overhead() {
+        let m = mask(&[500, 3, 490, 2, 0], 512);
+        let packing = Packing::with_overhead(&m, 64);
+        assert_eq!(packing.groups(), 2);
+        assert_eq!(packing.attention_slots(), 2 * 500 + 2 * 3);
+        assert_eq!(Packing::with_overhead(&m, i64::MAX / 4).groups(), 1);
+    }
+
+    #[test]
+    fn packed_encoder_equals_the_padded_pass_at_every_real_token() {
+        tch::manual_seed(5);
+        let vs = VarStore::new(Device::Cpu);
+        let emb = GeneExpressionEmbedding::new(&vs.root() / "emb", 50, 16, 64, 0.0, false);
+        let enc = TransformerEncoder::new(&vs.root() / "enc", 2, 16, 4, 32, 0.0, Activation::Gelu);
+        let lengths = [40, 3, 37, 12, 0, 1, 40];
+        let m = mask(&lengths, 40);
+        // A hole in one cell: real tokens need not be contiguous.
+        let _ = m.get(0).get(7).fill_(0);
+        let ids = Tensor::randint_low(4, 50, [7, 40], (Kind::Int64, Device::Cpu)) * &m;
+        let x = emb.forward(&ids, None, false);
+        let real = m.ne(0).unsqueeze(-1);
+        for overhead in [0, 64, i64::MAX / 4] {
+            let packing = Packing::with_overhead(&m, overhead);
+            for causal in [false, true] {
+                let padded = enc.forward(&x, &m, causal, false);
+                let packed = enc.forward_packed(&packing.pack(&x), &packing, causal, false);
+                let diff = ((padded - packing.unpack(&packed)) * &real)
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                assert!(diff < 1e-5, "overhead {overhead}, causal={causal}: {diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_flow_through_the_packed_layout() {
+        tch::manual_seed(6);
+        let vs = VarStore::new(Device::Cpu);
+        let enc = TransformerEncoder::new(vs.root(), 1, 8, 2, 16, 0.0, Activation::Gelu);
+        let m = mask(&[6, 2, 4], 6);
+        let x = Tensor::randn([3, 6, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let packing = Packing::with_overhead(&m, 0);
+        let out = enc.forward_packed(&packing.pack(&x), &packing, false, true);
+        (&out * &out).sum(Kind::Float).backward();
+        let grad = x.grad();
+        let at_padding = (grad * m.eq(0).unsqueeze(-1))
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[]);
+        assert_eq!(at_padding, 0.0, "padding gets no gradient");
+        assert!(
+            enc.layers[0]
+                .self_attn
+                .in_proj_weight
+                .grad()
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[])
+                > 0.0
+        );
+    }
+}
