@@ -69,7 +69,7 @@ pub fn checkpoint_pipeline(
         Some(vocab),
         tokenizer,
         None,
-        &GeneMatchOptions::default(),
+        &GeneMatchOptions::from_config(&data),
     )?)
 }
 

@@ -12,13 +12,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::gene_args::GeneArgs;
 use anyhow::Context;
 use forge_core::assess::{AssessReport, assess_embedding, ndarray::ArrayView2, pca, project_2d};
 use forge_core::checkpoint::load_pretrained;
 use forge_core::data::H5ad;
-use forge_core::embed::{
-    CellEmbeddings, checkpoint_data_config, checkpoint_pipeline, embed_cells, expression_matrix,
-};
+use forge_core::embed::{CellEmbeddings, checkpoint_pipeline, embed_cells, expression_matrix};
 use forge_core::runtime::RuntimeInfo;
 use forge_core::tch::nn::VarStore;
 
@@ -45,6 +44,8 @@ pub struct Args {
     /// Seed of splits, clusterings and the random baseline.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub genes: GeneArgs,
 }
 
 fn obs_labels(h5: &H5ad, key: &str) -> anyhow::Result<Vec<String>> {
@@ -69,7 +70,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let device = RuntimeInfo::default_device();
     let loaded = load_pretrained(&args.model, device)?;
-    let data = checkpoint_data_config(&args.model)?;
+    let data = args.genes.checkpoint_data(&args.model)?;
     let pipeline = checkpoint_pipeline(
         &loaded,
         &args.model,

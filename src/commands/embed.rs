@@ -10,9 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::gene_args::GeneArgs;
 use anyhow::{Context, bail};
 use forge_core::checkpoint::load_pretrained;
-use forge_core::embed::{checkpoint_data_config, checkpoint_pipeline, embed_cells};
+use forge_core::embed::{checkpoint_pipeline, embed_cells};
 use forge_core::runtime::RuntimeInfo;
 
 #[derive(Debug, clap::Args)]
@@ -29,19 +30,15 @@ pub struct Args {
     /// Cells per batch.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Read adata.raw instead of X (default: as the model was trained).
-    #[arg(long)]
-    pub use_raw: Option<bool>,
+    #[command(flatten)]
+    pub genes: GeneArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let kind = output_kind(&args.out)?;
     let device = RuntimeInfo::default_device();
     let loaded = load_pretrained(&args.model, device)?;
-    let mut data = checkpoint_data_config(&args.model)?;
-    if let Some(raw) = args.use_raw {
-        data.use_raw = raw;
-    }
+    let data = args.genes.checkpoint_data(&args.model)?;
     let pipeline = checkpoint_pipeline(
         &loaded,
         &args.model,

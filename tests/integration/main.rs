@@ -10,4 +10,5 @@ mod common;
 mod compile_fail;
 mod derive;
 mod models;
+mod pipelines;
 mod registry;

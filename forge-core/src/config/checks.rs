@@ -121,6 +121,7 @@ pub(crate) fn check_data(d: &DataConfig, section: &str, errors: &mut ConfigError
         d.preprocessing.hvg_selection,
         1,
     );
+    c.in_0_1_incl("min_gene_coverage", d.min_gene_coverage);
     c.at_least("streaming_chunk_size", d.streaming_chunk_size, 1);
     c.at_least("streaming_shuffle_buffer", d.streaming_shuffle_buffer, 0);
     for (i, path) in d.paths.iter().enumerate() {

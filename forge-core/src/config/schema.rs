@@ -73,6 +73,14 @@ config_section! {
         /// Column of `var` holding gene names; `null` uses the `var` index
         /// (forge addition).
         gene_key: Option<String> = None,
+        /// Least share of a file's expression that must fall on genes of an
+        /// existing vocabulary (embed, assess, fine-tuning, training with
+        /// `gene_vocab`); below it forge refuses with the missing genes. 0
+        /// disables the check (forge addition).
+        min_gene_coverage: f64 = 0.5,
+        /// Match gene symbols to the vocabulary regardless of case (Ensembl
+        /// ids always match without their version suffix) (forge addition).
+        case_insensitive_genes: bool = false,
         /// CELLxGENE Census settings (opaque, ignored by forge).
         census: Opaque = Opaque::new(),
         /// Multi-species vocabulary settings (opaque, ignored by forge).

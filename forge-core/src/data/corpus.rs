@@ -55,7 +55,7 @@ impl CorpusOptions {
         CorpusOptions {
             use_raw: data.use_raw,
             gene_key: data.gene_key.clone(),
-            case_insensitive: false,
+            case_insensitive: data.case_insensitive_genes,
             preprocessing: data.preprocessing.clone(),
         }
     }

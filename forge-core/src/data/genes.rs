@@ -108,6 +108,17 @@ impl Default for GeneMatchOptions {
     }
 }
 
+impl GeneMatchOptions {
+    /// The options a `data` section asks for (`min_gene_coverage`,
+    /// `case_insensitive_genes`).
+    pub fn from_config(data: &crate::config::DataConfig) -> Self {
+        GeneMatchOptions {
+            case_insensitive: data.case_insensitive_genes,
+            min_coverage: data.min_gene_coverage,
+        }
+    }
+}
+
 /// Counts of identifier kinds among a list of gene names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IdSummary {
@@ -470,8 +481,9 @@ impl Coverage {
         } else if fk == FileIdKind::Symbols && !self.case_insensitive {
             format!(
                 "Both use gene symbols but few match: check that {key} holds the gene names \
-                 ({columns}), or enable case-insensitive matching (e.g. mouse `Cd3e` vs human \
-                 `CD3E` suggests another species)"
+                 ({columns}), or enable case-insensitive matching (`data.case_insensitive_genes: \
+                 true`, or `--case-insensitive-genes`; e.g. mouse `Cd3e` vs human `CD3E` \
+                 suggests another species)"
             )
         } else {
             format!(
@@ -504,7 +516,8 @@ impl Coverage {
             path: self.path.clone(),
             detail: format!(
                 "too few of the file's genes are in the model's vocabulary: {}, below the \
-                 required {:.0}%{missing}. The file has {}; the vocabulary has {}. {}",
+                 required {:.0}% (`data.min_gene_coverage`){missing}. The file has {}; the \
+                 vocabulary has {}. {}",
                 self.summary_line(),
                 100.0 * min_coverage,
                 self.file_ids,

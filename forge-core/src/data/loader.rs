@@ -147,8 +147,9 @@ impl DataPipeline {
 
     /// Builds the pipeline of a config: `data` (files, preprocessing, genes),
     /// `tokenizer` (strategy, masking), the vocabulary from
-    /// `tokenizer.gene_vocab` or `data.gene_vocab` when set, with the
-    /// default coverage threshold.
+    /// `tokenizer.gene_vocab` or `data.gene_vocab` when set, matched and
+    /// coverage-checked per `data.min_gene_coverage` and
+    /// `data.case_insensitive_genes`.
     pub fn from_config(cfg: &ForgeConfig) -> Result<DataPipeline, DataError> {
         let corpus = Corpus::from_config(&cfg.data)?;
         let vocab = match cfg
@@ -168,7 +169,7 @@ impl DataPipeline {
             vocab,
             tokenizer,
             Some(masking),
-            &GeneMatchOptions::default(),
+            &GeneMatchOptions::from_config(&cfg.data),
         )
     }
 

@@ -1025,3 +1025,57 @@ fn anndata_reads_what_forge_writes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn gene_matching_follows_the_data_config() {
+    let dir = Scratch::new("gene_config");
+    let symbols = dir.path("sym.h5ad");
+    write_synthetic_with(
+        &symbols,
+        &SyntheticOptions {
+            n_cells: 30,
+            n_genes: 20,
+            naming: GeneNaming::Symbols,
+            ..SyntheticOptions::default()
+        },
+    )
+    .unwrap();
+    // The vocabulary spells the same symbols in lower case.
+    let vocab_path = dir.path("gene_vocab.json");
+    GeneVocab::from_genes((1..=20).map(|j| format!("gene{j:05}")))
+        .save(&vocab_path)
+        .unwrap();
+    let config = |extra: &str| {
+        let yaml = format!(
+            "data:\n  paths: [{}]\n  gene_vocab: {}\n{extra}",
+            symbols.display(),
+            vocab_path.display()
+        );
+        crate::ForgeConfig::from_yaml_str(&yaml, "test.yaml").unwrap()
+    };
+
+    let strict = DataPipeline::from_config(&config(""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        strict.contains("data.case_insensitive_genes") && strict.contains("data.min_gene_coverage"),
+        "{strict}"
+    );
+    let loose = DataPipeline::from_config(&config("  case_insensitive_genes: true\n")).unwrap();
+    assert_eq!(loose.coverage()[0].n_found, 20);
+    // A threshold of 0 turns the refusal into a summary.
+    let unchecked = DataPipeline::from_config(&config("  min_gene_coverage: 0\n")).unwrap();
+    assert_eq!(unchecked.coverage()[0].n_found, 0);
+
+    let err = crate::ForgeConfig::from_yaml_str("data:\n  min_gene_coverage: 1.5\n", "bad.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("data.min_gene_coverage") && err.contains("[0, 1]"),
+        "{err}"
+    );
+    assert_eq!(
+        crate::config::DataConfig::default().min_gene_coverage,
+        super::genes::DEFAULT_MIN_COVERAGE
+    );
+}

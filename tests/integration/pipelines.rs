@@ -1,0 +1,272 @@
+//! The pipelines through the `forge` binary, as a user runs them: synthetic
+//! cells -> `train` -> `embed` -> `assess`, and the bad inputs each one must
+//! refuse with an error that names the problem. Models are tiny so this
+//! takes seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn forge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("forge runs")
+}
+
+/// Runs forge, failing the test with both streams unless it succeeded.
+fn ok(args: &[&str]) -> String {
+    let out = forge(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "forge {args:?} failed\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+/// Runs forge expecting failure; returns stderr.
+fn refused(args: &[&str]) -> String {
+    let out = forge(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "forge {args:?} should have failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pipelines-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn tiny_config(data: &Path) -> String {
+    format!(
+        "data:
+  paths: [{}]
+  max_genes: 32
+  num_workers: 1
+tokenizer:
+  strategy: rank_value
+  max_genes: 32
+model:
+  architecture: transformer_encoder
+  hidden_dim: 16
+  num_layers: 1
+  num_heads: 2
+  ffn_dim: 32
+  dropout: 0.0
+  max_seq_len: 32
+training:
+  batch_size: 16
+  max_epochs: 2
+  seed: 1
+  precision: 32-true
+  optimizer: {{name: adamw, lr: 1.0e-3}}
+  scheduler: {{name: cosine_warmup, warmup_steps: 2, total_steps: 20}}
+  log_every_n_steps: 2
+  val_split: 0.2
+",
+        data.display()
+    )
+}
+
+#[test]
+fn train_embed_assess_on_synthetic_cells() {
+    let dir = scratch("e2e");
+    let data = dir.join("cells.h5ad");
+    ok(&[
+        "synth",
+        "--cells",
+        "120",
+        "--genes",
+        "60",
+        "--types",
+        "3",
+        "--out",
+        s(&data),
+    ]);
+    let config = dir.join("tiny.yaml");
+    std::fs::write(&config, tiny_config(&data)).unwrap();
+    let run = dir.join("run");
+    ok(&["train", "--config", s(&config), "--out", s(&run)]);
+    let model = run.join("pretrained");
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "gene_vocab.json",
+        "README.md",
+    ] {
+        assert!(model.join(file).is_file(), "pretrained/{file} missing");
+    }
+    let metrics = std::fs::read_to_string(run.join("logs/metrics.csv")).unwrap();
+    assert!(metrics.lines().count() > 1, "{metrics}");
+
+    let npy = dir.join("emb.npy");
+    ok(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&npy),
+    ]);
+    let bytes = std::fs::read(&npy).unwrap();
+    assert!(bytes.starts_with(b"\x93NUMPY"));
+    let header = String::from_utf8_lossy(&bytes[..128]);
+    assert!(header.contains("(120, 16)"), "{header}");
+
+    let report = dir.join("assess");
+    let table = ok(&[
+        "assess",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--label-key",
+        "cell_type",
+        "--batch-key",
+        "batch",
+        "--out",
+        s(&report),
+    ]);
+    for needle in ["linear probe", "accuracy", "pca", "random"] {
+        assert!(table.contains(needle), "lacks {needle}: {table}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("assess.json")).unwrap())
+            .unwrap();
+    assert!(json.to_string().contains("f1_macro"), "{json}");
+    assert!(report.join("embedding.png").is_file());
+
+    // Bad inputs, each named in the error.
+    let err = refused(&[
+        "assess",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--label-key",
+        "celltype",
+    ]);
+    assert!(
+        err.contains("celltype") && err.contains("cell_type"),
+        "{err}"
+    );
+    let err = refused(&[
+        "embed",
+        "--model",
+        s(&dir),
+        "--data",
+        s(&data),
+        "--out",
+        s(&npy),
+    ]);
+    assert!(err.contains("config.json"), "{err}");
+
+    // Ensembl ids against a vocabulary of symbols: refused, saying what to
+    // change; a threshold of 0 lets it through.
+    let ens = dir.join("ens.h5ad");
+    ok(&[
+        "synth",
+        "--cells",
+        "40",
+        "--genes",
+        "60",
+        "--ensembl",
+        "--out",
+        s(&ens),
+    ]);
+    let out = dir.join("ens.npy");
+    let err = refused(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--data",
+        s(&ens),
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        err.contains("ens.h5ad") && err.contains("data.gene_key") && err.contains("Ensembl"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no partial output");
+    let err = refused(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--data",
+        s(&ens),
+        "--out",
+        s(&out),
+        "--min-gene-coverage",
+        "1.5",
+    ]);
+    assert!(err.contains("outside [0, 1]"), "{err}");
+    ok(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--data",
+        s(&ens),
+        "--out",
+        s(&out),
+        "--min-gene-coverage",
+        "0",
+    ]);
+    assert!(out.is_file());
+}
+
+#[test]
+fn train_refuses_bad_configs_naming_the_key() {
+    let dir = scratch("bad-config");
+    let data = dir.join("cells.h5ad");
+    ok(&["synth", "--cells", "30", "--genes", "20", "--out", s(&data)]);
+    let config = dir.join("bad.yaml");
+    let text = tiny_config(&data)
+        .replace("num_heads: 2", "num_heads: 3")
+        .replace("strategy: rank_value", "strategy: rank_values");
+    std::fs::write(&config, text).unwrap();
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&config),
+        "--out",
+        s(&dir.join("run")),
+    ]);
+    for needle in [
+        "bad.yaml",
+        "model.num_heads",
+        "tokenizer.strategy",
+        "rank_value",
+    ] {
+        assert!(err.contains(needle), "lacks {needle}: {err}");
+    }
+    assert!(
+        !dir.join("run").exists(),
+        "nothing written for a bad config"
+    );
+
+    let missing = dir.join("missing.yaml");
+    std::fs::write(&missing, tiny_config(&dir.join("nope.h5ad"))).unwrap();
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&missing),
+        "--out",
+        s(&dir.join("run2")),
+    ]);
+    assert!(err.contains("nope.h5ad"), "{err}");
+}
