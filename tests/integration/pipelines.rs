@@ -227,6 +227,22 @@ fn train_embed_assess_on_synthetic_cells() {
         "0",
     ]);
     assert!(out.is_file());
+
+    // `forge inspect` names the identifier kind and, with a model, the
+    // coverage; the var column it suggests fixes it.
+    let err = refused(&["inspect", s(&ens), "--model", s(&model)]);
+    assert!(err.contains("gene_symbol"), "{err}");
+    let report = ok(&[
+        "inspect",
+        s(&ens),
+        "--model",
+        s(&model),
+        "--gene-key",
+        "gene_symbol",
+    ]);
+    assert!(report.contains("60 of 60"), "{report}");
+    let report = ok(&["inspect", s(&ens)]);
+    assert!(report.contains("Ensembl gene ids"), "{report}");
 }
 
 #[test]
