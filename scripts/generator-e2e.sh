@@ -7,7 +7,10 @@
 #   3. build them and run their generated tests (they must pass), using this
 #      repository's target/ so dependencies are not rebuilt;
 #   4. `forge-gen check` must pass with them in place;
-#   5. `forge-gen remove` each one, and the tree must be byte for byte the
+#   5. the same in a plugin crate (`--crate tests/plugin-model`, a crate
+#      outside forge-core): a blank model and a copy of a reference model,
+#      built and tested as that crate's own test binaries;
+#   6. `forge-gen remove` each one, and the tree must be byte for byte the
 #      copy taken before generation (diff -r).
 #
 # Any mismatch fails the script loudly. Run from anywhere:
@@ -94,10 +97,47 @@ CARGO_TARGET_DIR="$target_dir" cargo test -q --test integration models::e2e_ -- 
 grep -Eq "test result: ok\. [1-9][0-9]* passed" "$scratch/test.log" ||
     fail "the generated tests did not run"
 
+plugin=tests/plugin-model
+plugin_models=(
+    "e2e_plugin_model|--head bin"
+    "e2e_plugin_from|--from transformer_encoder"
+)
+for entry in "${plugin_models[@]}"; do
+    name="${entry%%|*}"
+    read -r -a args <<<"${entry#*|}"
+    step "forge-gen new $name ${args[*]} --crate $plugin"
+    "$gen" new "$name" "${args[@]}" --crate "$plugin" --no-verify || fail "forge-gen new $name --crate"
+    out="$("$gen" new "$name" "${args[@]}" --crate "$plugin" --no-verify)" ||
+        fail "re-running new $name --crate"
+    grep -q "nothing to do" <<<"$out" || fail "re-running new $name --crate changed something:
+$out"
+done
+
+step "forge-gen list --crate $plugin"
+# (Not `check`: the crate's hand-written example model is tested from the
+# workspace's integration binary, not by a test file of its own.)
+listed="$("$gen" list --crate "$plugin")" || fail "forge-gen list --crate"
+echo "$listed"
+for entry in "${plugin_models[@]}"; do
+    grep -q "${entry%%|*}" <<<"$listed" || fail "forge-gen list --crate does not show ${entry%%|*}"
+done
+
+step "the plugin crate's generated tests"
+plugin_tests=()
+for entry in "${plugin_models[@]}"; do plugin_tests+=(--test "${entry%%|*}"); done
+CARGO_TARGET_DIR="$target_dir" cargo test -q -p forge-plugin-example "${plugin_tests[@]}" \
+    -- --test-threads=1 2>&1 | tee "$scratch/plugin-test.log" || fail "plugin crate's generated tests"
+[[ "$(grep -Ec "test result: ok\. [1-9][0-9]* passed" "$scratch/plugin-test.log")" == "${#plugin_models[@]}" ]] ||
+    fail "the plugin crate's generated tests did not all run"
+
 step "forge-gen remove"
 for entry in "${models[@]}"; do
     name="${entry%%|*}"
     "$gen" remove "$name" || fail "forge-gen remove $name"
+done
+for entry in "${plugin_models[@]}"; do
+    name="${entry%%|*}"
+    "$gen" remove "$name" --crate "$plugin" || fail "forge-gen remove $name --crate"
 done
 
 step "the tree is back, byte for byte"
@@ -108,4 +148,4 @@ step "forge-gen check (after removal)"
 "$gen" check || fail "forge-gen check after removal"
 
 echo
-echo "generator-e2e: OK (${#models[@]} models generated, built, tested and removed in $((SECONDS - start)) s)"
+echo "generator-e2e: OK ($((${#models[@]} + ${#plugin_models[@]})) models generated, built, tested and removed in $((SECONDS - start)) s)"

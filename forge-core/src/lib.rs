@@ -61,7 +61,9 @@ pub mod prelude {
     };
     pub use crate::config::{Activation, ModelConfig, Pooling};
     pub use crate::error::{ForgeError, Result};
-    pub use crate::model::{Architecture, ForgeModel, ModelOutput};
+    // The trait and the derive of the same name.
+    pub use crate::ForgeModel;
+    pub use crate::model::{Architecture, ModelOutput};
     pub use crate::params::Parameters;
     pub use tch::{Device, Kind, Tensor, nn};
 }

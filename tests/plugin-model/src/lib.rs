@@ -7,6 +7,11 @@
 //! built from an expression, a value-prediction head, mean pooling, and a
 //! learned scale read from a renamed config field.
 
+// Models that forge-gen adds to this crate (`forge-gen new NAME --crate
+// tests/plugin-model`) are declared between these lines.
+// forge-gen: model-modules begin
+// forge-gen: model-modules end
+
 use forge_core::components::{
     ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, init, pool,
 };
