@@ -1,5 +1,5 @@
-//! Scratch trees for the tests: copies of the frozen fixture workspace (or
-//! of the real workspace's files) in temporary folders, and helpers to run
+//! Scratch trees for the tests: copies of the workspace's files (and of a
+//! small plugin crate) in temporary folders, and helpers to run
 //! forge-gen's planning and applying on them.
 
 use std::collections::BTreeMap;
@@ -42,9 +42,33 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A scratch copy of the frozen fixture workspace.
+/// A scratch copy of the files of this workspace that forge-gen reads or
+/// edits (models, their tests, configs, `ModelConfig`'s schema, the docs),
+/// taken as they are now, so the tests and snapshots follow the real files.
 pub fn fixture() -> TempDir {
-    copy_tree(&crate_dir().join("tests/fixtures/workspace"))
+    let ws = workspace_dir();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\n").unwrap();
+    for folder in [
+        "forge-core/src/models",
+        "tests/integration/models",
+        "configs",
+    ] {
+        for entry in std::fs::read_dir(ws.join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                let dest = dir.path().join(folder).join(path.file_name().unwrap());
+                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                std::fs::copy(&path, dest).unwrap();
+            }
+        }
+    }
+    for file in ["forge-core/src/config/schema.rs", "docs/api/models.md"] {
+        let dest = dir.path().join(file);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(ws.join(file), dest).unwrap();
+    }
+    dir
 }
 
 /// A scratch copy of the fixture plugin crate.

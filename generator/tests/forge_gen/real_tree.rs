@@ -1,4 +1,4 @@
-//! forge-gen on copies of the real workspace's files (the marker files,
+//! forge-gen on every variant over the workspace's files (the marker files,
 //! the reference models, their tests, docs and configs), so a change to
 //! those files that breaks forge-gen shows here and not only in the
 //! end-to-end script. Also: the generated Rust is rustfmt-clean, and
@@ -9,33 +9,6 @@ use forge_gen::layout::Target;
 use forge_gen::tree::FsTree;
 
 use crate::common::*;
-
-/// The real files forge-gen reads or edits, copied into a scratch tree.
-fn real_copy() -> tempfile::TempDir {
-    let ws = workspace_dir();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\n").unwrap();
-    for folder in [
-        "forge-core/src/models",
-        "tests/integration/models",
-        "configs",
-    ] {
-        for entry in std::fs::read_dir(ws.join(folder)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                let dest = dir.path().join(folder).join(path.file_name().unwrap());
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::fs::copy(&path, dest).unwrap();
-            }
-        }
-    }
-    for file in ["forge-core/src/config/schema.rs", "docs/api/models.md"] {
-        let dest = dir.path().join(file);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(ws.join(file), dest).unwrap();
-    }
-    dir
-}
 
 const CASES: &[&[&str]] = &[
     &[
@@ -75,7 +48,7 @@ const CASES: &[&[&str]] = &[
 #[test]
 fn every_variant_round_trips_on_the_real_files() {
     for words in CASES {
-        let dir = real_copy();
+        let dir = fixture();
         let before = snapshot(dir.path());
         new_apply(dir.path(), words);
         assert!(
@@ -98,7 +71,7 @@ fn renamed_copies_keep_no_trace_of_the_old_name() {
         "autoregressive_transformer",
         "masked_autoencoder",
     ] {
-        let dir = real_copy();
+        let dir = fixture();
         new_apply(dir.path(), &["my_model", "--from", from]);
         for file in [
             "forge-core/src/models/my_model.rs",
@@ -134,7 +107,7 @@ fn generated_rust_is_rustfmt_clean() {
         return;
     }
     for words in CASES {
-        let dir = real_copy();
+        let dir = fixture();
         let plan = new_plan(dir.path(), words, false).unwrap();
         // Created files only: a module list cannot be checked on its own
         // (rustfmt follows its `mod` lines); the end-to-end script checks
@@ -170,7 +143,7 @@ fn check_passes_on_the_real_workspace() {
 
 #[test]
 fn check_names_what_is_missing() {
-    let dir = real_copy();
+    let dir = fixture();
     let root = dir.path();
     std::fs::remove_file(root.join("configs/masked_autoencoder_pbmc.yaml")).unwrap();
     std::fs::remove_file(root.join("tests/integration/models/transformer_encoder.rs")).unwrap();

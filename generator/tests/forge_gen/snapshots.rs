@@ -1,7 +1,7 @@
 //! insta snapshots of what forge-gen generates: the blank template, each
 //! head and pooling, `--from` each reference model, with options, and a
-//! plugin crate. Each snapshot is the plan's unified diff against the
-//! frozen fixture workspace, so it holds every generated file in full and
+//! plugin crate. Each snapshot is the plan's unified diff against a copy of
+//! the workspace's files as they are, so it holds every generated file in full and
 //! every insertion in context, with relative paths only.
 //!
 //! Accept changes with `cargo insta review`.
