@@ -217,29 +217,65 @@ pub struct Output {
     pub items: Vec<Item>,
 }
 
-fn module_entries() -> Entries {
-    Entries::Lines(region::pub_mod_key)
+/// The regions of existing files that hold one entry per model.
+#[derive(Debug, Clone, Copy)]
+enum Region {
+    /// `pub mod NAME;` lines in the models module.
+    Modules,
+    /// `pub use NAME::Struct;` lines (plugin crates).
+    Exports,
+    /// Option fields of `ModelConfig`.
+    Options,
+    /// `mod NAME;` lines of the test list.
+    Tests,
+    /// Sections of the model docs.
+    Docs,
 }
 
-fn export_entries() -> Entries {
-    Entries::Lines(region::pub_use_key)
-}
-
-fn test_entries() -> Entries {
-    Entries::Lines(region::mod_key)
-}
-
-fn option_entries() -> Entries {
-    Entries::Blocks {
-        start: region::options_key,
-        blank_separated: false,
-    }
-}
-
-fn docs_entries() -> Entries {
-    Entries::Blocks {
-        start: region::docs_key,
-        blank_separated: true,
+impl Region {
+    /// The entry of model `key` in this region of `file`.
+    fn entry(self, file: &'static str, key: &str, text: String) -> EntrySpec {
+        let (anchor, kind, what) = match self {
+            Region::Modules => (
+                layout::MODULES,
+                Entries::Lines(region::pub_mod_key),
+                "the model modules",
+            ),
+            Region::Exports => (
+                layout::EXPORTS,
+                Entries::Lines(region::pub_use_key),
+                "the model re-exports",
+            ),
+            Region::Options => (
+                layout::OPTIONS,
+                Entries::Blocks {
+                    start: region::options_key,
+                    blank_separated: false,
+                },
+                "model-specific ModelConfig fields",
+            ),
+            Region::Tests => (
+                layout::TESTS,
+                Entries::Lines(region::mod_key),
+                "the model test modules",
+            ),
+            Region::Docs => (
+                layout::DOCS,
+                Entries::Blocks {
+                    start: region::docs_key,
+                    blank_separated: true,
+                },
+                "the model sections",
+            ),
+        };
+        EntrySpec {
+            file,
+            anchor,
+            kind,
+            what,
+            key: key.to_string(),
+            text,
+        }
     }
 }
 
@@ -534,63 +570,36 @@ fn render_unchecked(
         target.model_file(&name.snake),
         header::stamp("//", &args, &model),
     )];
-    items.push(Item::Entry(EntrySpec {
-        file: target.module_list(),
-        anchor: layout::MODULES,
-        kind: module_entries(),
-        what: "the model modules",
-        key: name.snake.clone(),
-        text: format!("pub mod {};\n", name.snake),
-    }));
+    let key = &name.snake;
+    items.push(Item::Entry(Region::Modules.entry(
+        target.module_list(),
+        key,
+        format!("pub mod {key};\n"),
+    )));
     if let Some(file) = target.exports() {
-        items.push(Item::Entry(EntrySpec {
-            file,
-            anchor: layout::EXPORTS,
-            kind: export_entries(),
-            what: "the model re-exports",
-            key: name.snake.clone(),
-            text: format!("pub use {}::{struct_name};\n", name.snake),
-        }));
+        let text = format!("pub use {key}::{struct_name};\n");
+        items.push(Item::Entry(Region::Exports.entry(file, key, text)));
     }
     if let Some(file) = target.schema()
         && !options.is_empty()
     {
-        items.push(Item::Entry(EntrySpec {
-            file,
-            anchor: layout::OPTIONS,
-            kind: option_entries(),
-            what: "model-specific ModelConfig fields",
-            key: name.snake.clone(),
-            text: render_template("config_options.rs.tera", &ctx)?,
-        }));
+        let text = render_template("config_options.rs.tera", &ctx)?;
+        items.push(Item::Entry(Region::Options.entry(file, key, text)));
     }
     items.push(Item::File(
-        target.test_file(&name.snake),
+        target.test_file(key),
         header::stamp("//", &args, &test),
     ));
     if let Some(file) = target.test_list() {
-        items.push(Item::Entry(EntrySpec {
-            file,
-            anchor: layout::TESTS,
-            kind: test_entries(),
-            what: "the model test modules",
-            key: name.snake.clone(),
-            text: format!("mod {};\n", name.snake),
-        }));
+        let text = format!("mod {key};\n");
+        items.push(Item::Entry(Region::Tests.entry(file, key, text)));
     }
     items.push(Item::File(
-        target.config_file(&name.snake),
+        target.config_file(key),
         header::stamp("#", &args, &config),
     ));
     if let (Some(file), Some(docs)) = (target.docs(), docs) {
-        items.push(Item::Entry(EntrySpec {
-            file,
-            anchor: layout::DOCS,
-            kind: docs_entries(),
-            what: "the model sections",
-            key: name.snake.clone(),
-            text: docs,
-        }));
+        items.push(Item::Entry(Region::Docs.entry(file, key, docs)));
     }
     Ok(Output {
         name,
@@ -743,14 +752,10 @@ fn render_from(
     if site.target.docs().is_some() {
         let docs_file = source.target.docs().unwrap_or("docs/api/models.md");
         let section = match source.tree.read(docs_file)? {
-            Some(text) => region::entry_text(
-                docs_file,
-                &text,
-                &layout::DOCS,
-                docs_entries(),
-                "the model sections",
-                from,
-            )?,
+            Some(text) => {
+                let spec = Region::Docs.entry(docs_file, from, String::new());
+                region::entry_text(docs_file, &text, &spec.anchor, spec.kind, spec.what, from)?
+            }
             None => None,
         };
         let Some(section) = section else {
@@ -1150,53 +1155,23 @@ pub fn plan_remove(site: &Site<'_>, name: &str, force: bool) -> Result<Plan> {
 /// Entries of model `name` located by key alone (the model file does not
 /// say how it was generated).
 fn structural_entries(target: &Target, name: &ModelName, struct_name: &str) -> Vec<EntrySpec> {
-    let mut entries = vec![EntrySpec {
-        file: target.module_list(),
-        anchor: layout::MODULES,
-        kind: module_entries(),
-        what: "the model modules",
-        key: name.snake.clone(),
-        text: format!("pub mod {};\n", name.snake),
-    }];
-    if let Some(file) = target.exports() {
-        entries.push(EntrySpec {
-            file,
-            anchor: layout::EXPORTS,
-            kind: export_entries(),
-            what: "the model re-exports",
-            key: name.snake.clone(),
-            text: format!("pub use {}::{struct_name};\n", name.snake),
-        });
-    }
-    if let Some(file) = target.schema() {
-        entries.push(EntrySpec {
-            file,
-            anchor: layout::OPTIONS,
-            kind: option_entries(),
-            what: "model-specific ModelConfig fields",
-            key: name.snake.clone(),
-            text: String::new(),
-        });
-    }
-    if let Some(file) = target.test_list() {
-        entries.push(EntrySpec {
-            file,
-            anchor: layout::TESTS,
-            kind: test_entries(),
-            what: "the model test modules",
-            key: name.snake.clone(),
-            text: format!("mod {};\n", name.snake),
-        });
-    }
-    if let Some(file) = target.docs() {
-        entries.push(EntrySpec {
-            file,
-            anchor: layout::DOCS,
-            kind: docs_entries(),
-            what: "the model sections",
-            key: name.snake.clone(),
-            text: String::new(),
-        });
+    let key = &name.snake;
+    let mut entries =
+        vec![Region::Modules.entry(target.module_list(), key, format!("pub mod {key};\n"))];
+    let optional = [
+        (
+            target.exports(),
+            Region::Exports,
+            format!("pub use {key}::{struct_name};\n"),
+        ),
+        (target.schema(), Region::Options, String::new()),
+        (target.test_list(), Region::Tests, format!("mod {key};\n")),
+        (target.docs(), Region::Docs, String::new()),
+    ];
+    for (file, region, text) in optional {
+        if let Some(file) = file {
+            entries.push(region.entry(file, key, text));
+        }
     }
     entries
 }
