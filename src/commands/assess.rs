@@ -15,9 +15,8 @@ use std::process::ExitCode;
 use super::gene_args::GeneArgs;
 use anyhow::Context;
 use forge_core::assess::{AssessReport, assess_embedding, ndarray::ArrayView2, pca, project_2d};
-use forge_core::checkpoint::load_pretrained;
 use forge_core::data::H5ad;
-use forge_core::embed::{CellEmbeddings, checkpoint_pipeline, embed_cells, expression_matrix};
+use forge_core::embed::{CellEmbeddings, embed_cells, expression_matrix};
 use forge_core::runtime::RuntimeInfo;
 use forge_core::tch::nn::VarStore;
 
@@ -69,17 +68,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .map(|k| obs_labels(&h5, k))
         .transpose()?;
     let device = RuntimeInfo::default_device();
-    let loaded = load_pretrained(&args.model, device)?;
-    let data = args.genes.checkpoint_data(&args.model)?;
-    let pipeline = checkpoint_pipeline(
-        &loaded,
-        &args.model,
-        &data,
-        std::slice::from_ref(&args.data),
-    )?;
-    for cov in pipeline.coverage() {
-        eprintln!("{cov}");
-    }
+    let (loaded, pipeline) = args
+        .genes
+        .open_checkpoint(&args.model, &args.data, device)?;
     let mut named: Vec<(String, CellEmbeddings)> = Vec::new();
     eprintln!(
         "embedding {} cells with {}",

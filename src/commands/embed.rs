@@ -12,8 +12,7 @@ use std::process::ExitCode;
 
 use super::gene_args::GeneArgs;
 use anyhow::{Context, bail};
-use forge_core::checkpoint::load_pretrained;
-use forge_core::embed::{checkpoint_pipeline, embed_cells};
+use forge_core::embed::embed_cells;
 use forge_core::runtime::RuntimeInfo;
 
 #[derive(Debug, clap::Args)]
@@ -37,17 +36,9 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let kind = output_kind(&args.out)?;
     let device = RuntimeInfo::default_device();
-    let loaded = load_pretrained(&args.model, device)?;
-    let data = args.genes.checkpoint_data(&args.model)?;
-    let pipeline = checkpoint_pipeline(
-        &loaded,
-        &args.model,
-        &data,
-        std::slice::from_ref(&args.data),
-    )?;
-    for cov in pipeline.coverage() {
-        eprintln!("{cov}");
-    }
+    let (loaded, pipeline) = args
+        .genes
+        .open_checkpoint(&args.model, &args.data, device)?;
     let emb = embed_cells(loaded.model.as_ref(), &pipeline, args.batch_size, device)?;
     match kind {
         Output::H5ad => forge_core::data::write_embeddings(

@@ -3,7 +3,13 @@
 //! (`embed`, `assess`). Unset flags keep what the checkpoint was trained
 //! with (its `data` section), then the config defaults.
 
+use std::path::Path;
+
+use forge_core::checkpoint::{LoadedModel, load_pretrained};
 use forge_core::config::DataConfig;
+use forge_core::data::DataPipeline;
+use forge_core::embed::checkpoint_pipeline;
+use forge_core::tch::Device;
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GeneArgs {
@@ -40,8 +46,26 @@ impl GeneArgs {
     }
 
     /// `data` for cells read with the checkpoint in `dir`.
-    pub fn checkpoint_data(&self, dir: &std::path::Path) -> anyhow::Result<DataConfig> {
+    pub fn checkpoint_data(&self, dir: &Path) -> anyhow::Result<DataConfig> {
         Ok(self.apply(forge_core::embed::checkpoint_data_config(dir)?))
+    }
+
+    /// Loads the checkpoint in `dir` onto `device` and a pipeline reading
+    /// `cells` the way it was trained (these flags applied), printing the
+    /// gene coverage line.
+    pub fn open_checkpoint(
+        &self,
+        dir: &Path,
+        cells: &Path,
+        device: Device,
+    ) -> anyhow::Result<(LoadedModel, DataPipeline)> {
+        let loaded = load_pretrained(dir, device)?;
+        let data = self.checkpoint_data(dir)?;
+        let pipeline = checkpoint_pipeline(&loaded, dir, &data, &[cells.to_path_buf()])?;
+        for cov in pipeline.coverage() {
+            eprintln!("{cov}");
+        }
+        Ok((loaded, pipeline))
     }
 }
 
