@@ -50,6 +50,20 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Every file of folder `dir` with its bytes.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 fn tiny_config(data: &Path) -> String {
     format!(
         "data:
@@ -111,6 +125,90 @@ fn train_embed_assess_on_synthetic_cells() {
     }
     let metrics = std::fs::read_to_string(run.join("logs/metrics.csv")).unwrap();
     assert!(metrics.lines().count() > 1, "{metrics}");
+
+    // A save that fails midway (files limited to 8 KiB, as on a full disk)
+    // stops training with an error naming the file and leaves the previous
+    // checkpoint as it was, with no partial folder behind.
+    let last = run.join("checkpoints/last");
+    let before = files_of(&last);
+    std::fs::write(
+        &config,
+        tiny_config(&data).replace("max_epochs: 2", "max_epochs: 3"),
+    )
+    .unwrap();
+    let limited = Command::new("bash")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 8; exec \"$@\"")
+        .arg("forge")
+        .arg(env!("CARGO_BIN_EXE_forge"))
+        .args([
+            "train",
+            "--config",
+            s(&config),
+            "--out",
+            s(&run),
+            "--resume-from",
+            s(&last),
+        ])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&limited.stderr);
+    assert!(!limited.status.success(), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("File too large"),
+        "{err}"
+    );
+    assert_eq!(files_of(&last), before, "the previous checkpoint is intact");
+    let names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+
+    // Resuming a checkpoint of another architecture, or of a vocabulary
+    // built from other data, lists what does not fit.
+    let other_arch = dir.join("ar.yaml");
+    let text = tiny_config(&data).replace("transformer_encoder", "autoregressive_transformer");
+    std::fs::write(&other_arch, text).unwrap();
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&other_arch),
+        "--out",
+        s(&dir.join("ar")),
+        "--resume-from",
+        s(&last),
+    ]);
+    assert!(
+        err.contains("missing: expression_head") && err.contains("unexpected: head"),
+        "{err}"
+    );
+    let other_data = dir.join("other.h5ad");
+    ok(&[
+        "synth",
+        "--cells",
+        "40",
+        "--genes",
+        "80",
+        "--out",
+        s(&other_data),
+    ]);
+    let other_vocab = dir.join("other.yaml");
+    std::fs::write(&other_vocab, tiny_config(&other_data)).unwrap();
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&other_vocab),
+        "--out",
+        s(&dir.join("ov")),
+        "--resume-from",
+        s(&last),
+    ]);
+    assert!(
+        err.contains("embedding.gene_embedding.weight: model has shape [84, 16]"),
+        "{err}"
+    );
 
     let npy = dir.join("emb.npy");
     ok(&[
