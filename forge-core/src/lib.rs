@@ -24,6 +24,7 @@ pub mod components;
 pub mod config;
 pub mod data;
 pub mod embed;
+pub mod finetune;
 pub mod error;
 pub mod model;
 pub mod models;
