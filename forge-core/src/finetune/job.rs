@@ -145,7 +145,10 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
     if split.train.is_empty() {
         return Err(setting(
             "finetune.label_key",
-            format!("no labelled cell to train on in obs column `{}`", fcfg.label_key),
+            format!(
+                "no labelled cell to train on in obs column `{}`",
+                fcfg.label_key
+            ),
         ));
     }
     if opts.verbose && !split.singletons.is_empty() {

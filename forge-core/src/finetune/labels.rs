@@ -130,7 +130,10 @@ impl Targets {
                 .into()
             };
             let parse = |s: &str| -> Result<f32> {
-                s.trim().parse::<f64>().map(|x| x as f32).map_err(|_| not_numeric(s))
+                s.trim()
+                    .parse::<f64>()
+                    .map(|x| x as f32)
+                    .map_err(|_| not_numeric(s))
             };
             match &col {
                 Column::F64(v) => out.extend(v.iter().map(|&x| x as f32)),
@@ -268,12 +271,8 @@ pub fn split_cells(targets: &Targets, val_split: f64, seed: u64) -> Result<Split
     match targets {
         Targets::Classes { names, codes } => {
             let local: Vec<usize> = labelled.iter().map(|&c| codes[c] as usize).collect();
-            let (train, val) = crate::assess::probe::stratified_split(
-                &local,
-                names.len(),
-                val_split,
-                seed,
-            );
+            let (train, val) =
+                crate::assess::probe::stratified_split(&local, names.len(), val_split, seed);
             let mut counts = vec![0usize; names.len()];
             for &c in &local {
                 counts[c] += 1;

@@ -153,7 +153,11 @@ impl Lora {
             out.push((format!("{}.lora_A", a.name), a.a.shallow_clone()));
             out.push((format!("{}.lora_B", a.name), a.b.shallow_clone()));
         }
-        out.extend(self.biases.iter().map(|(n, t)| (n.clone(), t.shallow_clone())));
+        out.extend(
+            self.biases
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone())),
+        );
         out
     }
 
@@ -262,10 +266,16 @@ mod tests {
         assert!((lora.scale() - 1.5).abs() < 1e-12);
         let ad = &lora.adapters[0];
         assert_eq!((ad.a.size(), ad.b.size()), (vec![2, 6], vec![5, 2]));
-        assert_eq!(ad.b.abs().sum(Kind::Float).double_value(&[]), 0.0, "B starts at zero");
+        assert_eq!(
+            ad.b.abs().sum(Kind::Float).double_value(&[]),
+            0.0,
+            "B starts at zero"
+        );
         // Give B values so both gradients are non-trivial.
         tch::no_grad(|| {
-            let _ = ad.b.shallow_clone().copy_(&Tensor::randn([5, 2], (Kind::Float, Device::Cpu)));
+            let _ =
+                ad.b.shallow_clone()
+                    .copy_(&Tensor::randn([5, 2], (Kind::Float, Device::Cpu)));
         });
         lora.set_trainable(&one, true);
         let x = Tensor::randn([4, 6], (Kind::Float, Device::Cpu));
@@ -278,7 +288,14 @@ mod tests {
         let (ga, gb) = (ad.a.grad(), ad.b.grad());
         assert!(
             !one.linear1.ws.grad().defined()
-                || one.linear1.ws.grad().abs().sum(Kind::Float).double_value(&[]) == 0.0,
+                || one
+                    .linear1
+                    .ws
+                    .grad()
+                    .abs()
+                    .sum(Kind::Float)
+                    .double_value(&[])
+                    == 0.0,
             "the weight's own gradient is cleared"
         );
 
@@ -286,7 +303,10 @@ mod tests {
         let b2 = ad.b.detach().copy().set_requires_grad(true);
         let bias = one.linear1.bs.as_ref().unwrap().detach();
         let y2 = x.matmul(&ad.base.tr()) + &bias + x.matmul(&a2.tr()).matmul(&b2.tr()) * 1.5;
-        assert!(max_diff(&y.detach(), &y2.detach()) < 1e-5, "merged forward = explicit branch");
+        assert!(
+            max_diff(&y.detach(), &y2.detach()) < 1e-5,
+            "merged forward = explicit branch"
+        );
         (&y2 * &r).sum(Kind::Float).backward();
         assert!(max_diff(&ga, &a2.grad()) < 1e-5, "dA {ga} vs {}", a2.grad());
         assert!(max_diff(&gb, &b2.grad()) < 1e-5, "dB {gb} vs {}", b2.grad());
@@ -322,11 +342,19 @@ mod tests {
             ..LoraConfig::default()
         };
         let err = Lora::attach(&one, &cfg).unwrap_err().to_string();
-        assert!(err.contains("finetune.lora.target_modules") && err.contains("linear1"), "{err}");
+        assert!(
+            err.contains("finetune.lora.target_modules") && err.contains("linear1"),
+            "{err}"
+        );
         let cfg = LoraConfig {
             rank: 0,
             ..LoraConfig::default()
         };
-        assert!(Lora::attach(&one, &cfg).unwrap_err().to_string().contains("rank"));
+        assert!(
+            Lora::attach(&one, &cfg)
+                .unwrap_err()
+                .to_string()
+                .contains("rank")
+        );
     }
 }

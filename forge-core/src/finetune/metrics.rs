@@ -43,7 +43,8 @@ pub struct EpochMetrics {
 impl EpochMetrics {
     /// One line for the terminal.
     pub fn line(&self, max_epochs: usize) -> String {
-        let opt = |name: &str, v: Option<f64>| v.map(|v| format!(" {name} {v:.4}")).unwrap_or_default();
+        let opt =
+            |name: &str, v: Option<f64>| v.map(|v| format!(" {name} {v:.4}")).unwrap_or_default();
         format!(
             "epoch {}/{} train loss {:.4}{}{}{}{} | backbone {} | {:.1} cells/s, {:.1}s",
             self.epoch + 1,
@@ -53,7 +54,11 @@ impl EpochMetrics {
             opt("accuracy", self.accuracy),
             opt("f1_macro", self.f1_macro),
             opt("mse", self.mse),
-            if self.backbone_trained { "training" } else { "frozen" },
+            if self.backbone_trained {
+                "training"
+            } else {
+                "frozen"
+            },
             self.cells_per_s,
             self.seconds
         )

@@ -33,7 +33,9 @@ pub use labels::{Split, Targets, split_cells};
 pub use lora::Lora;
 pub use metrics::{EpochMetrics, FinetuneLog};
 pub use run::{FinetuneOptions, FinetuneSummary, Finetuner, finetune};
-pub use save::{FinetunedModel, HeadConfigFile, SaveParts, check_output, load_finetuned, save_finetuned};
+pub use save::{
+    FinetunedModel, HeadConfigFile, SaveParts, check_output, load_finetuned, save_finetuned,
+};
 
 #[cfg(test)]
 mod tests;

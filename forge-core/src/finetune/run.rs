@@ -358,7 +358,9 @@ pub fn evaluate(
         let batch = batch.to_device(opts.device);
         let y = targets.batch(&cell_ids, opts.device);
         let out = tch::no_grad(|| {
-            with_precision(opts.training.precision, opts.device, || ft.forward(&batch, false))
+            with_precision(opts.training.precision, opts.device, || {
+                ft.forward(&batch, false)
+            })
         })
         .to_kind(Kind::Float);
         let loss = tch::no_grad(|| ft.loss(&out, &y)).double_value(&[]);

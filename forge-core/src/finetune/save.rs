@@ -204,7 +204,8 @@ impl std::fmt::Debug for FinetunedModel {
 /// Loads a folder written by [`save_finetuned`] onto `device`.
 pub fn load_finetuned(dir: &Path, device: Device) -> Result<FinetunedModel> {
     let head_config_path = dir.join(HEAD_CONFIG_FILE);
-    let text = std::fs::read(&head_config_path).map_err(|e| ForgeError::io(&head_config_path, e))?;
+    let text =
+        std::fs::read(&head_config_path).map_err(|e| ForgeError::io(&head_config_path, e))?;
     let head_config: HeadConfigFile = serde_json::from_slice(&text)
         .map_err(|e| ForgeError::checkpoint(&head_config_path, format!("not valid: {e}")))?;
     let LoadedModel {
@@ -218,7 +219,12 @@ pub fn load_finetuned(dir: &Path, device: Device) -> Result<FinetunedModel> {
         .head_config()
         .map_err(|e| ForgeError::checkpoint(&head_config_path, e.to_string()))?;
     let vs = VarStore::new(device);
-    let head = TaskHead::new(&vs.root(), head_config.input_dim, head_config.n_outputs, &cfg);
+    let head = TaskHead::new(
+        &vs.root(),
+        head_config.input_dim,
+        head_config.n_outputs,
+        &cfg,
+    );
     let head_path = dir.join(HEAD_FILE);
     let tensors = Tensor::read_safetensors(&head_path)
         .map_err(|e| ForgeError::checkpoint(&head_path, format!("not readable: {e}")))?;

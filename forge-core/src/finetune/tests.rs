@@ -58,7 +58,8 @@ fn fixture(name: &str, n_cells: usize, n_types: usize) -> Fixture {
         ..DataConfig::default()
     };
     let corpus = Corpus::from_config(&data).unwrap();
-    let tokenizer = Tokenizer::from_config(&tokenizer_config(), || corpus.sample_values(500)).unwrap();
+    let tokenizer =
+        Tokenizer::from_config(&tokenizer_config(), || corpus.sample_values(500)).unwrap();
     let pipeline =
         DataPipeline::new(corpus, None, tokenizer, None, &GeneMatchOptions::default()).unwrap();
     Fixture {
@@ -110,7 +111,12 @@ fn loaders(fx: &Fixture, split: &Split) -> (DataLoader, Option<DataLoader>) {
         num_workers: 1,
         ..LoaderOptions::default()
     };
-    let train = fx.pipeline.subset(&split.train).unwrap().loader(opts.clone()).unwrap();
+    let train = fx
+        .pipeline
+        .subset(&split.train)
+        .unwrap()
+        .loader(opts.clone())
+        .unwrap();
     let val = (!split.val.is_empty()).then(|| {
         let o = LoaderOptions {
             shuffle: false,
@@ -189,12 +195,25 @@ fn stratified_split_is_proportional_and_seeded() {
     };
     let s = split_cells(&t, 0.2, 5).unwrap();
     let count = |cells: &[usize], c: i64| cells.iter().filter(|&&i| codes[i] == c).count();
-    assert_eq!((count(&s.val, 0), count(&s.val, 1), count(&s.val, 2)), (4, 2, 0));
-    assert_eq!((count(&s.train, 0), count(&s.train, 1), count(&s.train, 2)), (16, 8, 1));
+    assert_eq!(
+        (count(&s.val, 0), count(&s.val, 1), count(&s.val, 2)),
+        (4, 2, 0)
+    );
+    assert_eq!(
+        (count(&s.train, 0), count(&s.train, 1), count(&s.train, 2)),
+        (16, 8, 1)
+    );
     assert_eq!(s.singletons, ["c"]);
-    assert!(s.train.iter().chain(&s.val).all(|&i| codes[i] >= 0), "unlabelled cells left out");
+    assert!(
+        s.train.iter().chain(&s.val).all(|&i| codes[i] >= 0),
+        "unlabelled cells left out"
+    );
     assert_eq!(split_cells(&t, 0.2, 5).unwrap(), s, "same seed, same split");
-    assert_ne!(split_cells(&t, 0.2, 6).unwrap().val, s.val, "another seed, another split");
+    assert_ne!(
+        split_cells(&t, 0.2, 6).unwrap().val,
+        s.val,
+        "another seed, another split"
+    );
     // A class of two cells still validates on one.
     let small = Targets::Classes {
         names: vec!["a".into(), "b".into()],
@@ -204,7 +223,12 @@ fn stratified_split_is_proportional_and_seeded() {
     assert_eq!(s.val.iter().filter(|&&i| i >= 10).count(), 1);
     let all = split_cells(&t, 0.0, 5).unwrap();
     assert_eq!((all.train.len(), all.val.len()), (31, 0));
-    assert!(split_cells(&t, 1.0, 5).unwrap_err().to_string().contains("val_split"));
+    assert!(
+        split_cells(&t, 1.0, 5)
+            .unwrap_err()
+            .to_string()
+            .contains("val_split")
+    );
 }
 
 #[test]
@@ -230,7 +254,10 @@ fn labels_are_encoded_from_obs_and_bad_columns_are_explained() {
         panic!("classification targets")
     };
     let labels = corpus.task_labels("cell_type").unwrap();
-    assert_eq!(names, &labels.classes, "same ids as the batch key task_labels");
+    assert_eq!(
+        names, &labels.classes,
+        "same ids as the batch key task_labels"
+    );
     assert_eq!(names.len(), 3);
     assert_eq!(codes.len(), 40);
     assert!(codes.iter().all(|&c| (0..3).contains(&c)));
@@ -242,7 +269,9 @@ fn labels_are_encoded_from_obs_and_bad_columns_are_explained() {
     let file = fx.file.file_name().unwrap().to_string_lossy().into_owned();
 
     // Missing key: names the file, the key and the columns there are.
-    let err = Targets::from_corpus(corpus, "celltype", &head).unwrap_err().to_string();
+    let err = Targets::from_corpus(corpus, "celltype", &head)
+        .unwrap_err()
+        .to_string();
     for needle in [&file, "celltype", "available", "cell_type", "batch"] {
         assert!(err.contains(needle), "{needle:?} missing from: {err}");
     }
@@ -251,20 +280,35 @@ fn labels_are_encoded_from_obs_and_bad_columns_are_explained() {
         n_classes: Some(2),
         ..FinetuneHeadConfig::default()
     };
-    let err = Targets::from_corpus(corpus, "cell_type", &few).unwrap_err().to_string();
-    assert!(err.contains("finetune.head.n_classes") && err.contains("at least 3"), "{err}");
+    let err = Targets::from_corpus(corpus, "cell_type", &few)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("finetune.head.n_classes") && err.contains("at least 3"),
+        "{err}"
+    );
     let more = FinetuneHeadConfig {
         n_classes: Some(5),
         ..FinetuneHeadConfig::default()
     };
-    assert_eq!(Targets::from_corpus(corpus, "cell_type", &more).unwrap().n_outputs(&more), 5);
+    assert_eq!(
+        Targets::from_corpus(corpus, "cell_type", &more)
+            .unwrap()
+            .n_outputs(&more),
+        5
+    );
     // Regression on labels.
     let reg = FinetuneHeadConfig {
         task: FinetuneTask::Regression,
         ..FinetuneHeadConfig::default()
     };
-    let err = Targets::from_corpus(corpus, "cell_type", &reg).unwrap_err().to_string();
-    assert!(err.contains("not numeric") && err.contains(&file) && err.contains("cell_type"), "{err}");
+    let err = Targets::from_corpus(corpus, "cell_type", &reg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not numeric") && err.contains(&file) && err.contains("cell_type"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -293,7 +337,9 @@ fn regression_reads_numeric_columns() {
         output_dim: 2,
         ..reg.clone()
     };
-    let err = Targets::from_corpus(&corpus, "n_counts", &two).unwrap_err().to_string();
+    let err = Targets::from_corpus(&corpus, "n_counts", &two)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("output_dim"), "{err}");
 }
 
@@ -303,7 +349,10 @@ fn head_shapes_and_names() {
     let x = Tensor::randn([5, 16], (Kind::Float, Device::Cpu));
     let plain = TaskHead::new(&vs.root(), 16, 4, &FinetuneHeadConfig::default());
     assert_eq!(plain.forward(&x, true).size(), [5, 4]);
-    let names: Vec<String> = named_parameters(&plain).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = named_parameters(&plain)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(names, ["output.weight", "output.bias"]);
     let cfg = FinetuneHeadConfig {
         hidden_dim: Some(8),
@@ -313,7 +362,10 @@ fn head_shapes_and_names() {
     };
     let hidden = TaskHead::new(&(vs.root() / "h"), 16, 1, &cfg);
     assert_eq!(hidden.forward(&x, false).size(), [5, 1]);
-    let shapes: Vec<Vec<i64>> = named_parameters(&hidden).iter().map(|(_, t)| t.size()).collect();
+    let shapes: Vec<Vec<i64>> = named_parameters(&hidden)
+        .iter()
+        .map(|(_, t)| t.size())
+        .collect();
     assert_eq!(shapes, [vec![8, 16], vec![8], vec![1, 8], vec![1]]);
     // No dropout at evaluation: deterministic.
     assert!(hidden.forward(&x, false).equal(&hidden.forward(&x, false)));
@@ -325,7 +377,10 @@ fn frozen_backbone_stays_and_unfreezes_after_the_set_epochs() {
     let mut f = cell_type_finetune();
     f.freeze_backbone_epochs = 1;
     let (ft, before, s) = tune(&fx, &f, &training(1, 1e-2));
-    assert!(changed(&before, ft.backbone.as_ref()).is_empty(), "frozen for epoch 1");
+    assert!(
+        changed(&before, ft.backbone.as_ref()).is_empty(),
+        "frozen for epoch 1"
+    );
     assert!(!s.epochs[0].backbone_trained && s.epochs[0].backbone_lr == 0.0);
     let (ft, before, s) = tune(&fx, &f, &training(2, 1e-2));
     let moved = changed(&before, ft.backbone.as_ref());
@@ -334,9 +389,16 @@ fn frozen_backbone_stays_and_unfreezes_after_the_set_epochs() {
     let mut always = cell_type_finetune();
     always.freeze_backbone = true;
     let (ft, before, _) = tune(&fx, &always, &training(2, 1e-2));
-    assert!(changed(&before, ft.backbone.as_ref()).is_empty(), "freeze_backbone: never");
+    assert!(
+        changed(&before, ft.backbone.as_ref()).is_empty(),
+        "freeze_backbone: never"
+    );
     // Training leaves the parameters trainable as loaded.
-    assert!(named_parameters(ft.backbone.as_ref()).iter().all(|(_, t)| t.requires_grad()));
+    assert!(
+        named_parameters(ft.backbone.as_ref())
+            .iter()
+            .all(|(_, t)| t.requires_grad())
+    );
 }
 
 #[test]
@@ -353,7 +415,11 @@ fn backbone_and_head_have_their_own_learning_rates() {
         "backbone at lr 0 does not move"
     );
     let head: Vec<String> = ft.head_parameters().into_iter().map(|(n, _)| n).collect();
-    let backbone: Vec<String> = ft.backbone_parameters().into_iter().map(|(n, _)| n).collect();
+    let backbone: Vec<String> = ft
+        .backbone_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(head, ["head.output.weight", "head.output.bias"]);
     assert!(backbone.iter().all(|n| n.starts_with("backbone.")) && backbone.len() > 10);
     // The other way round: the backbone moves when it has the rate.
@@ -388,8 +454,16 @@ fn lora_trains_only_the_adapters_and_the_head() {
         moved.iter().all(|n| adapted.contains(&n.as_str())),
         "only adapted weights change: {moved:?}"
     );
-    let trainable: Vec<String> = ft.backbone_parameters().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(trainable.len(), 6, "A and B per weight, no bias: {trainable:?}");
+    let trainable: Vec<String> = ft
+        .backbone_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        trainable.len(),
+        6,
+        "A and B per weight, no bias: {trainable:?}"
+    );
     assert!(s.epochs.iter().all(|e| e.backbone_trained));
 }
 
@@ -406,12 +480,18 @@ fn classification_learns_synthetic_cell_types() {
     let last = s.epochs.last().unwrap();
     eprintln!(
         "synthetic 4 types, 240 cells (192 train): val accuracy per epoch {:?}, f1 {:?}, {:.2}s per epoch",
-        s.epochs.iter().map(|e| e.accuracy.unwrap()).collect::<Vec<_>>(),
+        s.epochs
+            .iter()
+            .map(|e| e.accuracy.unwrap())
+            .collect::<Vec<_>>(),
         last.f1_macro,
         secs / 12.0
     );
     assert!(last.accuracy.unwrap() > 0.6, "chance is 0.25: {last:?}");
-    assert!(last.val_loss.unwrap() < s.epochs[0].val_loss.unwrap(), "{s:?}");
+    assert!(
+        last.val_loss.unwrap() < s.epochs[0].val_loss.unwrap(),
+        "{s:?}"
+    );
     assert!(last.train_loss < s.epochs[0].train_loss, "{s:?}");
     assert!(last.mse.is_none());
 }
@@ -420,7 +500,8 @@ fn classification_learns_synthetic_cell_types() {
 fn regression_reports_mse() {
     // Synthetic data has no numeric obs column: regress the type index.
     let fx = fixture("regress", 48, 3);
-    let Targets::Classes { codes, .. } = Targets::classes(fx.pipeline.corpus(), "cell_type").unwrap()
+    let Targets::Classes { codes, .. } =
+        Targets::classes(fx.pipeline.corpus(), "cell_type").unwrap()
     else {
         panic!()
     };
@@ -453,7 +534,10 @@ fn regression_reports_mse() {
     )
     .unwrap();
     let e = &s.epochs[1];
-    assert!(e.mse.is_some() && e.accuracy.is_none() && e.mse == e.val_loss, "{e:?}");
+    assert!(
+        e.mse.is_some() && e.accuracy.is_none() && e.mse == e.val_loss,
+        "{e:?}"
+    );
     let log = std::fs::read_to_string(s.log_path.unwrap()).unwrap();
     assert_eq!(log.lines().count(), 3, "header and two epochs:\n{log}");
     assert!(log.starts_with("epoch,step,train_loss,val_loss,accuracy,f1_macro,mse"));
@@ -541,7 +625,8 @@ fn saved_model_loads_back_with_the_same_predictions() {
     assert_eq!(p1.size(), [16, 3]);
     assert!(p1.equal(&again.finetuner.predict(&batch)));
     // The backbone in pretrained/ is a plain checkpoint of the architecture.
-    let plain = crate::checkpoint::load_pretrained(&opts.out.join("pretrained"), Device::Cpu).unwrap();
+    let plain =
+        crate::checkpoint::load_pretrained(&opts.out.join("pretrained"), Device::Cpu).unwrap();
     assert_eq!(plain.model.registry_name(), "transformer_encoder");
     let e1 = tch::no_grad(|| plain.model.encode(&batch));
     let e2 = tch::no_grad(|| loaded.finetuner.backbone.encode(&batch));
@@ -552,7 +637,10 @@ fn saved_model_loads_back_with_the_same_predictions() {
 
     // The folder is not replaced without force, nor a foreign folder with it.
     let err = run_job(&cfg, &opts).unwrap_err().to_string();
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
     let forced = JobOptions {
         force: true,
         ..opts.clone()
@@ -563,7 +651,12 @@ fn saved_model_loads_back_with_the_same_predictions() {
         force: true,
         ..opts.clone()
     };
-    assert!(run_job(&cfg, &foreign).unwrap_err().to_string().contains("refusing"));
+    assert!(
+        run_job(&cfg, &foreign)
+            .unwrap_err()
+            .to_string()
+            .contains("refusing")
+    );
     let _ = evaluate;
 }
 
@@ -578,7 +671,9 @@ fn jobs_refuse_bad_inputs_clearly() {
     // A config naming another architecture.
     let path = fx.dir.join("ft.yaml");
     std::fs::write(&path, "model:\n  architecture: masked_autoencoder\n").unwrap();
-    let err = run_job(&cfg, &job(&fx, &ckpt, "o2", Some(path))).unwrap_err().to_string();
+    let err = run_job(&cfg, &job(&fx, &ckpt, "o2", Some(path)))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("`transformer_encoder` model") && err.contains("masked_autoencoder"),
         "{err}"
@@ -586,12 +681,19 @@ fn jobs_refuse_bad_inputs_clearly() {
     // A label key the file lacks.
     let mut bad = cfg.clone();
     bad.finetune.as_mut().unwrap().label_key = "celltype".into();
-    let err = run_job(&bad, &job(&fx, &ckpt, "o3", None)).unwrap_err().to_string();
-    assert!(err.contains("cells.h5ad") && err.contains("did you mean `cell_type`"), "{err}");
+    let err = run_job(&bad, &job(&fx, &ckpt, "o3", None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cells.h5ad") && err.contains("did you mean `cell_type`"),
+        "{err}"
+    );
     // No finetune section.
     let mut none = cfg.clone();
     none.finetune = None;
-    let err = run_job(&none, &job(&fx, &ckpt, "o4", None)).unwrap_err().to_string();
+    let err = run_job(&none, &job(&fx, &ckpt, "o4", None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("finetune"), "{err}");
     for o in ["o1", "o2", "o3", "o4"] {
         assert!(!fx.dir.join(o).exists(), "{o} written despite the error");

@@ -191,7 +191,6 @@ impl Optimizer {
     }
 }
 
-
 /// Scales `grads` so their global L2 norm is at most `max_norm`; returns the
 /// norm before clipping (`max_norm <= 0` only measures).
 fn clip_grads(grads: Vec<Tensor>, max_norm: f64) -> f64 {
@@ -222,7 +221,10 @@ fn clip_grads(grads: Vec<Tensor>, max_norm: f64) -> f64 {
 /// backbone trained at different learning rates); returns the norm before
 /// clipping.
 pub fn clip_grad_norm_joint(optimizers: &mut [&mut Optimizer], max_norm: f64) -> f64 {
-    clip_grads(optimizers.iter().flat_map(|o| o.grads()).collect(), max_norm)
+    clip_grads(
+        optimizers.iter().flat_map(|o| o.grads()).collect(),
+        max_norm,
+    )
 }
 
 #[cfg(test)]
