@@ -191,7 +191,7 @@ impl Lora {
                 let delta = a.b.mm(&a.a) * self.scale;
                 let merged = (&a.base + delta).to_kind(a.weight.kind());
                 let mut w = a.weight.shallow_clone();
-                let _ = w.copy_(&merged);
+                w.copy_(&merged);
             }
         });
     }
@@ -273,9 +273,8 @@ mod tests {
         );
         // Give B values so both gradients are non-trivial.
         tch::no_grad(|| {
-            let _ =
-                ad.b.shallow_clone()
-                    .copy_(&Tensor::randn([5, 2], (Kind::Float, Device::Cpu)));
+            ad.b.shallow_clone()
+                .copy_(&Tensor::randn([5, 2], (Kind::Float, Device::Cpu)));
         });
         lora.set_trainable(&one, true);
         let x = Tensor::randn([4, 6], (Kind::Float, Device::Cpu));

@@ -206,8 +206,10 @@ pub fn backbone_trains(cfg: &FinetuneConfig, epoch: usize) -> bool {
 /// `training.optimizer.lr` and following `training.scheduler` by optimizer
 /// step. With `freeze_backbone` the backbone never trains; with
 /// `freeze_backbone_epochs: N` it is frozen for the first N epochs, then
-/// unfrozen and added to the optimization. Gradients of head and backbone
-/// are clipped together to `training.gradient_clip`.
+/// unfrozen and added to the optimization. With LoRA the backbone's own
+/// weights never train; "the backbone" above then means its adapters (and
+/// the biases `lora.bias` selects). Gradients of head and backbone are
+/// clipped together to `training.gradient_clip`.
 pub fn finetune(
     ft: &Finetuner,
     targets: &Targets,
