@@ -234,6 +234,18 @@ pub fn finetune(
     let max_epochs = cfg.max_epochs.max(0) as usize;
     let mut step: i64 = 0;
     let mut records = Vec::new();
+    let progress =
+        (opts.verbose && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let pb = indicatif::ProgressBar::new(train.n_batches() as u64);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {pos}/{len} batches, {elapsed_precise} elapsed, eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            pb
+        });
     let mut backbone_on = backbone_trains(fcfg, 0);
     ft.set_backbone_trainable(backbone_on);
     ft.merge();
@@ -268,6 +280,10 @@ pub fn finetune(
             ft.merge();
             step += 1;
         };
+        if let Some(pb) = &progress {
+            pb.set_position(0);
+            pb.set_message(format!("epoch {}/{max_epochs}", epoch + 1));
+        }
         let mut it = train.epoch(epoch as u64);
         while let Some(next) = it.next_with_cells() {
             let (cell_ids, batch) = next?;
@@ -287,6 +303,9 @@ pub fn finetune(
             if pending == accumulation {
                 do_step(&mut head_opt, &mut backbone_opt);
                 pending = 0;
+            }
+            if let Some(pb) = &progress {
+                pb.inc(1);
             }
         }
         if pending > 0 {
@@ -312,13 +331,18 @@ pub fn finetune(
             cells_per_s: cells as f64 / train_secs,
             seconds: start.elapsed().as_secs_f64(),
         };
-        if opts.verbose {
-            eprintln!("{}", m.line(max_epochs));
+        match &progress {
+            Some(pb) => pb.println(m.line(max_epochs)),
+            None if opts.verbose => eprintln!("{}", m.line(max_epochs)),
+            None => {}
         }
         if let Some(log) = log.as_mut() {
             log.record(&m)?;
         }
         records.push(m);
+    }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
     }
     // Leave the backbone as it was loaded (with LoRA, its weights merged).
     ft.restore_trainable();
