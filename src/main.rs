@@ -31,6 +31,8 @@ enum Command {
     Synth(commands::synth::Args),
     /// Pretrain a model as a config says.
     Train(commands::train::Args),
+    /// Fine-tune a checkpoint on labelled cells (classification or regression).
+    Finetune(commands::finetune::Args),
     /// Write cell embeddings of a checkpoint (.h5ad obsm/X_forge or .npy).
     Embed(commands::embed::Args),
     /// Assess a checkpoint's embeddings against baselines.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Synth(args) => commands::synth::run(&args),
         Command::Train(args) => commands::train::run(&args),
+        Command::Finetune(args) => commands::finetune::run(&args),
         Command::Embed(args) => commands::embed::run(&args),
         Command::Assess(args) => commands::assess::run(&args),
     };

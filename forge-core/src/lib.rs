@@ -25,6 +25,7 @@ pub mod config;
 pub mod data;
 pub mod embed;
 pub mod error;
+pub mod finetune;
 pub mod model;
 pub mod models;
 pub mod params;

@@ -5,6 +5,7 @@ pub mod assess;
 pub mod config;
 pub mod doctor;
 pub mod embed;
+pub mod finetune;
 pub mod gene_args;
 pub mod inspect;
 pub mod models;

@@ -100,3 +100,149 @@ fn config_lists_every_problem_and_fails() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `forge finetune` on a tiny random checkpoint and synthetic cells: trains,
+/// reports per epoch, writes a folder whose backbone `forge embed` reads,
+/// and refuses to overwrite it or to use a label column the file lacks.
+#[test]
+fn finetune_trains_a_head_and_writes_a_loadable_model() {
+    use forge_core::config::{ModelConfig, Pooling, TokenizerConfig};
+    use forge_core::data::synthetic::{SyntheticOptions, write_synthetic_with};
+    use forge_core::data::{Corpus, GeneVocab};
+    use forge_core::tch::{Device, nn::VarStore};
+
+    let dir = std::env::temp_dir().join(format!("forge-cli-finetune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cells = dir.join("cells.h5ad");
+    write_synthetic_with(
+        &cells,
+        &SyntheticOptions {
+            n_cells: 60,
+            n_genes: 50,
+            n_types: 3,
+            nonzero_fraction: 0.4,
+            ..SyntheticOptions::default()
+        },
+    )
+    .unwrap();
+    let data = forge_core::config::DataConfig {
+        paths: vec![cells.display().to_string()],
+        ..Default::default()
+    };
+    let vocab = GeneVocab::from_genes(Corpus::from_config(&data).unwrap().genes());
+    let model_cfg = ModelConfig {
+        vocab_size: Some(vocab.len() as i64),
+        hidden_dim: 16,
+        num_layers: 1,
+        num_heads: 2,
+        ffn_dim: Some(32),
+        dropout: 0.0,
+        max_seq_len: 16,
+        pooling: Pooling::Mean,
+        ..ModelConfig::default()
+    };
+    let vs = VarStore::new(Device::Cpu);
+    let model = forge_core::registry::build(&vs.root(), &model_cfg).unwrap();
+    let ckpt = dir.join("ckpt");
+    let tok = TokenizerConfig {
+        max_genes: 16,
+        ..TokenizerConfig::default()
+    };
+    forge_core::checkpoint::save_pretrained(
+        model.as_ref(),
+        &model_cfg,
+        &tok,
+        vocab.entries(),
+        &ckpt,
+        false,
+    )
+    .unwrap();
+    let config = |label_key: &str| {
+        let path = dir.join(format!("{label_key}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "data:\n  paths: [{}]\n  num_workers: 1\ntraining:\n  batch_size: 16\n  \
+                 max_epochs: 2\n  precision: 32-true\n  scheduler: null\n  val_split: 0.2\n  \
+                 optimizer:\n    lr: 0.003\nfinetune:\n  label_key: {label_key}\n  \
+                 freeze_backbone_epochs: 1\n  lora:\n    enabled: true\n    rank: 2\n",
+                cells.display()
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let good = config("cell_type");
+    let out_dir = dir.join("out");
+    let args = [
+        "finetune",
+        "--config",
+        &good,
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    let out = forge(&args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for needle in [
+        "epoch 1/2",
+        "epoch 2/2",
+        "accuracy",
+        "f1_macro",
+        "backbone frozen",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} missing:\n{stderr}");
+    }
+    assert!(stderr.contains("LoRA rank 2 on 3 weights"), "{stderr}");
+    assert!(stdout.contains("final: train loss"), "{stdout}");
+    for f in [
+        "pretrained/config.json",
+        "head.safetensors",
+        "labels.json",
+        "logs/metrics.csv",
+    ] {
+        assert!(out_dir.join(f).is_file(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(out_dir.join("logs/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "{metrics}");
+
+    // The fine-tuned backbone is a plain checkpoint.
+    let emb = dir.join("emb.npy");
+    let embed = forge(&[
+        "embed",
+        "--model",
+        out_dir.join("pretrained").to_str().unwrap(),
+        "--data",
+        cells.to_str().unwrap(),
+        "--out",
+        emb.to_str().unwrap(),
+    ]);
+    assert!(embed.status.success(), "{:?}", text(&embed));
+
+    // No silent overwrite; a missing label column is named with the choices.
+    let again = forge(&args);
+    let (_, stderr) = text(&again);
+    assert!(
+        !again.status.success() && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let bad = config("cell_typo");
+    let mut bad_args = args;
+    bad_args[2] = &bad;
+    bad_args[6] = "/nonexistent/never-written";
+    let failed = forge(&bad_args);
+    let (_, stderr) = text(&failed);
+    assert!(!failed.status.success());
+    for needle in [
+        "cells.h5ad",
+        "cell_typo",
+        "available",
+        "did you mean `cell_type`",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} missing:\n{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

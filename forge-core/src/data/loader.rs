@@ -247,6 +247,27 @@ impl DataPipeline {
         ))
     }
 
+    /// The dataset of exactly the corpus cells `cells` (any order,
+    /// duplicates ignored; they are visited in ascending order). For splits
+    /// decided elsewhere, e.g. fine-tuning's stratified split.
+    pub fn subset(&self, cells: &[usize]) -> Result<CellDataset, DataError> {
+        let n = self.inner.corpus.n_cells();
+        let mut member = vec![false; n];
+        for &c in cells {
+            if c >= n {
+                return Err(DataError::setting(
+                    "cells",
+                    format!("cell {c} is out of range; the corpus has {n} cells"),
+                ));
+            }
+            member[c] = true;
+        }
+        Ok(CellDataset::new(
+            self.inner.clone(),
+            Selection::Cells(Arc::new(member)),
+        ))
+    }
+
     /// Tokenizes one corpus cell (no masking): for inspection and tests.
     pub fn tokenize_cell(&self, cell: usize) -> Result<TokenizedCell, DataError> {
         let c = &self.inner.corpus;
@@ -271,9 +292,11 @@ impl DataPipeline {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Selection {
     All,
+    /// An explicit set of cells (`member[cell]`).
+    Cells(Arc<Vec<bool>>),
     Split {
         seed: u64,
         val_split: f64,
@@ -285,6 +308,7 @@ impl Selection {
     fn contains(&self, cell: usize) -> bool {
         match *self {
             Selection::All => true,
+            Selection::Cells(ref member) => member.get(cell).copied().unwrap_or(false),
             Selection::Split {
                 seed,
                 val_split,

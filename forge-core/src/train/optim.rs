@@ -86,32 +86,16 @@ impl Optimizer {
     /// (PyTorch's `clip_grad_norm_`); returns the norm before clipping.
     /// `max_norm <= 0` only measures.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        let grads: Vec<Tensor> = self
-            .slots
+        clip_grads(self.grads(), max_norm)
+    }
+
+    /// The defined gradients of the parameters under optimization.
+    fn grads(&self) -> Vec<Tensor> {
+        self.slots
             .iter()
             .map(|s| s.param.grad())
             .filter(Tensor::defined)
-            .collect();
-        if grads.is_empty() {
-            return 0.0;
-        }
-        let total = Tensor::stack(
-            &grads
-                .iter()
-                .map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float))
-                .collect::<Vec<_>>(),
-            0,
-        )
-        .sum(Kind::Float)
-        .sqrt()
-        .double_value(&[]);
-        if max_norm > 0.0 && total > max_norm {
-            let scale = max_norm / (total + 1e-6);
-            for mut g in grads {
-                let _ = g.g_mul_scalar_(scale);
-            }
-        }
-        total
+            .collect()
     }
 
     /// One update at learning rate `lr`.
@@ -205,6 +189,42 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+/// Scales `grads` so their global L2 norm is at most `max_norm`; returns the
+/// norm before clipping (`max_norm <= 0` only measures).
+fn clip_grads(grads: Vec<Tensor>, max_norm: f64) -> f64 {
+    if grads.is_empty() {
+        return 0.0;
+    }
+    let total = Tensor::stack(
+        &grads
+            .iter()
+            .map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float))
+            .collect::<Vec<_>>(),
+        0,
+    )
+    .sum(Kind::Float)
+    .sqrt()
+    .double_value(&[]);
+    if max_norm > 0.0 && total > max_norm {
+        let scale = max_norm / (total + 1e-6);
+        for mut g in grads {
+            let _ = g.g_mul_scalar_(scale);
+        }
+    }
+    total
+}
+
+/// Global gradient-norm clipping over several optimizers at once (as one
+/// `clip_grad_norm_` over all their parameters, e.g. a fine-tuning head and
+/// backbone trained at different learning rates); returns the norm before
+/// clipping.
+pub fn clip_grad_norm_joint(optimizers: &mut [&mut Optimizer], max_norm: f64) -> f64 {
+    clip_grads(
+        optimizers.iter().flat_map(|o| o.grads()).collect(),
+        max_norm,
+    )
 }
 
 #[cfg(test)]

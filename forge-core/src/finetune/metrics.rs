@@ -1,0 +1,138 @@
+//! Per-epoch fine-tuning metrics and their log file (`metrics.csv`, or
+//! `metrics.jsonl` unless `training.logger` is `csv`), appended as training
+//! goes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{ForgeError, Result};
+
+/// What one epoch did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EpochMetrics {
+    /// Epoch, 0-based.
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub step: i64,
+    /// Mean training loss (cross-entropy or MSE).
+    pub train_loss: f64,
+    /// Mean validation loss, when there is a validation set.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy (classification).
+    pub accuracy: Option<f64>,
+    /// Validation macro-F1 (classification).
+    pub f1_macro: Option<f64>,
+    /// Validation mean squared error (regression).
+    pub mse: Option<f64>,
+    /// Head learning rate at the epoch's last step.
+    pub head_lr: f64,
+    /// Backbone (or adapter) learning rate at the epoch's last step; 0
+    /// while frozen.
+    pub backbone_lr: f64,
+    /// Whether the backbone (or its adapters) trained this epoch.
+    pub backbone_trained: bool,
+    /// Training cells per second.
+    pub cells_per_s: f64,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
+}
+
+impl EpochMetrics {
+    /// One line for the terminal.
+    pub fn line(&self, max_epochs: usize) -> String {
+        let opt =
+            |name: &str, v: Option<f64>| v.map(|v| format!(" {name} {v:.4}")).unwrap_or_default();
+        format!(
+            "epoch {}/{} train loss {:.4}{}{}{}{} | backbone {} | {:.1} cells/s, {:.1}s",
+            self.epoch + 1,
+            max_epochs,
+            self.train_loss,
+            opt("val loss", self.val_loss),
+            opt("accuracy", self.accuracy),
+            opt("f1_macro", self.f1_macro),
+            opt("mse", self.mse),
+            if self.backbone_trained {
+                "training"
+            } else {
+                "frozen"
+            },
+            self.cells_per_s,
+            self.seconds
+        )
+    }
+}
+
+const CSV_HEADER: &str = "epoch,step,train_loss,val_loss,accuracy,f1_macro,mse,head_lr,\
+                          backbone_lr,backbone_trained,cells_per_s,seconds";
+
+/// The metrics file of a fine-tuning run.
+#[derive(Debug)]
+pub struct FinetuneLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+    csv: bool,
+}
+
+impl FinetuneLog {
+    /// Opens `dir/metrics.csv` (`logger == "csv"`) or `dir/metrics.jsonl`
+    /// for appending.
+    pub fn open(dir: &Path, logger: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| ForgeError::io(dir, e))?;
+        let csv = logger == "csv";
+        let path = dir.join(if csv { "metrics.csv" } else { "metrics.jsonl" });
+        let fresh = !path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| ForgeError::io(&path, e))?;
+        let mut log = FinetuneLog {
+            path,
+            out: BufWriter::new(file),
+            csv,
+        };
+        if csv && fresh {
+            log.write_line(CSV_HEADER)?;
+        }
+        Ok(log)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one epoch and flushes.
+    pub fn record(&mut self, m: &EpochMetrics) -> Result<()> {
+        let line = if self.csv {
+            let o = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+            format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
+                m.epoch,
+                m.step,
+                m.train_loss,
+                o(m.val_loss),
+                o(m.accuracy),
+                o(m.f1_macro),
+                o(m.mse),
+                m.head_lr,
+                m.backbone_lr,
+                m.backbone_trained,
+                m.cells_per_s,
+                m.seconds
+            )
+        } else {
+            serde_json::to_string(m).expect("metrics serialize")
+        };
+        self.write_line(&line)
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<()> {
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| ForgeError::io(&self.path, e))
+    }
+}

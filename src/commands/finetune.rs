@@ -1,0 +1,107 @@
+//! `forge finetune --config FILE.yaml --checkpoint DIR`: fine-tune a
+//! pretrained checkpoint on labelled cells.
+//!
+//! The backbone, its vocabulary and tokenizer come from the checkpoint; the
+//! config gives the data (`data.paths`, how to read them), the training
+//! loop (`training`) and the task (`finetune`: label key, head, freezing,
+//! learning rates, LoRA). Prints train loss, validation loss and accuracy /
+//! macro-F1 (or MSE) per epoch, and writes the output folder at once (see
+//! `forge_core::finetune::save`): `pretrained/` (the fine-tuned backbone),
+//! `head.safetensors`, `head_config.json`, `labels.json`, `config.yaml`
+//! and `logs/metrics.csv`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use forge_core::ForgeConfig;
+use forge_core::finetune::{JobOptions, run_job};
+use forge_core::runtime::RuntimeInfo;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The scModelForge YAML config (with a `finetune` section).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Pretrained checkpoint folder (save_pretrained layout; default:
+    /// finetune.checkpoint_path).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Output folder (default: <training.checkpoint_dir>/finetuned).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace the output folder when it exists (only an earlier
+    /// fine-tuning output or an empty folder).
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let cfg = match ForgeConfig::load(&args.config) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(
+            cfg.training
+                .checkpoint_dir
+                .as_deref()
+                .unwrap_or(&cfg.training.log_dir),
+        )
+        .join("finetuned")
+    });
+    let device = RuntimeInfo::default_device();
+    let report = run_job(
+        &cfg,
+        &JobOptions {
+            config_path: Some(args.config.clone()),
+            checkpoint: args.checkpoint.clone(),
+            out,
+            force: args.force,
+            device,
+            verbose: true,
+        },
+    )?;
+    let epochs = &report.summary.epochs;
+    let secs: f64 = epochs.iter().map(|e| e.seconds).sum();
+    println!(
+        "fine-tuned {} on {} cells ({} validation): {} epochs, {} steps, {:.1}s per epoch",
+        report.architecture,
+        report.n_train,
+        report.n_val,
+        epochs.len(),
+        report.summary.steps,
+        secs / epochs.len().max(1) as f64
+    );
+    println!(
+        "trained parameters: head {}, {} {}",
+        report.trained_parameters.0,
+        if report.lora_adapted > 0 {
+            "LoRA adapters"
+        } else {
+            "backbone"
+        },
+        report.trained_parameters.1
+    );
+    if let Some(last) = epochs.last() {
+        let mut line = format!("final: train loss {:.4}", last.train_loss);
+        for (name, v) in [
+            ("val loss", last.val_loss),
+            ("accuracy", last.accuracy),
+            ("f1_macro", last.f1_macro),
+            ("mse", last.mse),
+        ] {
+            if let Some(v) = v {
+                line.push_str(&format!(", {name} {v:.4}"));
+            }
+        }
+        println!("{line}");
+    }
+    if let Some(log) = &report.summary.log_path {
+        println!("metrics      {}", log.display());
+    }
+    println!("model        {}", report.out.display());
+    Ok(ExitCode::SUCCESS)
+}
