@@ -300,6 +300,17 @@ impl Corpus {
         self.files[file].h5.cell_rows(self.matrix, start, end)
     }
 
+    /// [`Corpus::read_chunk`] into `out`, reusing its buffers.
+    pub fn read_chunk_into(
+        &self,
+        file: usize,
+        start: usize,
+        end: usize,
+        out: &mut CellChunk,
+    ) -> Result<(), DataError> {
+        self.files[file].h5.cell_rows_into(self.matrix, start, end, out)
+    }
+
     /// Maps one stored row of file `file` onto corpus genes and
     /// preprocesses it into `out`.
     pub fn prepare(&self, file: usize, cols: &[u32], vals: &[f32], out: &mut PreparedRow) {
