@@ -122,7 +122,12 @@ pub(crate) fn collate_rows(
         return Err(DataError::Loader("cannot collate an empty batch".into()));
     }
     let b = cells.len();
-    let s = cells.iter().map(TokenizedCell::len).max().unwrap_or(0).max(1);
+    let s = cells
+        .iter()
+        .map(TokenizedCell::len)
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let has_bins = cells[0].bin_ids.is_some();
     if cells.iter().any(|c| {
         c.values.len() != c.ids.len()

@@ -308,7 +308,9 @@ impl Corpus {
         end: usize,
         out: &mut CellChunk,
     ) -> Result<(), DataError> {
-        self.files[file].h5.cell_rows_into(self.matrix, start, end, out)
+        self.files[file]
+            .h5
+            .cell_rows_into(self.matrix, start, end, out)
     }
 
     /// Maps one stored row of file `file` onto corpus genes and

@@ -56,8 +56,8 @@ use crate::config::ForgeConfig;
 
 use super::collate::collate_rows;
 use super::corpus::{Corpus, PreparedRow, TaskLabels};
-use super::h5ad::CellChunk;
 use super::genes::{Coverage, GeneMatchOptions};
+use super::h5ad::CellChunk;
 use super::masking::{Masking, cell_rng, mix};
 use super::tokenize::{TokenizedCell, Tokenizer};
 use super::{DataError, GeneVocab};

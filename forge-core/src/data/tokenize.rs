@@ -276,14 +276,7 @@ impl Tokenizer {
         match &self.strategy {
             Strategy::RankValue => {
                 if n >= 128
-                    && rank_few_distinct(
-                        &genes[..n],
-                        &values[..n],
-                        gene_ids,
-                        budget,
-                        out,
-                        scratch,
-                    )
+                    && rank_few_distinct(&genes[..n], &values[..n], gene_ids, budget, out, scratch)
                 {
                     return;
                 }
@@ -568,7 +561,13 @@ mod tests {
         // cells with one value nudged apart per position take the sort.
         let gene_ids: Vec<i64> = (0..3000).map(|g| 4 + (g * 7 % 3000)).collect();
         let mut x: u64 = 7;
-        let cases = [(128usize, 2047usize), (1000, 2047), (2900, 2047), (500, 100), (2900, 999)];
+        let cases = [
+            (128usize, 2047usize),
+            (1000, 2047),
+            (2900, 2047),
+            (500, 100),
+            (2900, 999),
+        ];
         for (n, budget) in cases {
             // The last case has many distinct values: the sort path, with
             // its selection of the first `budget`.

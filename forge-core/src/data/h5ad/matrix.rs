@@ -493,16 +493,30 @@ fn is_le_f32(dt: &Datatype) -> bool {
 
 /// Whether `dt` is a standard little-endian signed 32-bit integer.
 fn is_le_i32(dt: &Datatype) -> bool {
-    matches!(dt, Datatype::FixedPoint {
-        size: 4,
-        byte_order: DatatypeByteOrder::LittleEndian,
-        layout: FixedPointLayout { signed: true, bit_offset: 0, bit_precision: 32 },
-    })
+    matches!(
+        dt,
+        Datatype::FixedPoint {
+            size: 4,
+            byte_order: DatatypeByteOrder::LittleEndian,
+            layout: FixedPointLayout {
+                signed: true,
+                bit_offset: 0,
+                bit_precision: 32
+            },
+        }
+    )
 }
 
 /// The raw bytes of `len` elements from `start` of a 1-D dataset of
 /// `elem`-byte elements.
-fn read_raw_window(h: &Hdf, path: &str, ds: &Dataset, start: usize, len: usize, elem: usize) -> Result<Vec<u8>> {
+fn read_raw_window(
+    h: &Hdf,
+    path: &str,
+    ds: &Dataset,
+    start: usize,
+    len: usize,
+    elem: usize,
+) -> Result<Vec<u8>> {
     let raw = ds
         .read_raw_rows(start as u64, len as u64)
         .map_err(|e| h.h5(path, e))?;
