@@ -828,14 +828,19 @@ impl Spare<'_> {
         };
         c.cell = cell;
         c.file = file;
+        // Exact sizes: a buffer grows to the longest cell it has held, not
+        // to twice that, and one that held a longer cell gives the excess
+        // back (a shrink in place), so what the shuffle buffer holds tracks
+        // the cells in it.
         c.cols.clear();
+        c.cols.reserve_exact(cols.len());
         c.cols.extend_from_slice(cols);
         c.vals.clear();
+        c.vals.reserve_exact(vals.len());
         c.vals.extend_from_slice(vals);
-        // A buffer that once held a much longer cell gives memory back.
-        if c.cols.capacity() > 4 * cols.len() + 1024 {
-            c.cols.shrink_to(2 * cols.len());
-            c.vals.shrink_to(2 * vals.len());
+        if c.cols.capacity() > cols.len() + cols.len() / 4 + 256 {
+            c.cols.shrink_to(cols.len());
+            c.vals.shrink_to(vals.len());
         }
         c
     }
