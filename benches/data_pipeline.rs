@@ -13,7 +13,12 @@
 //!
 //! Synthetic files are generated once under `target/bench-data/`. The
 //! Python side needs `.venv` (scripts/setup.sh); without it only forge is
-//! measured.
+//! measured. It reads `--python-cells` cells (default 20,000) and drains
+//! its buffer, so it emits as many cells as it reads, as forge does.
+//!
+//! With `FORGE_BENCH_DIGEST=1` each forge run prints a digest of every
+//! batch (stderr): equal digests before and after a change to the pipeline
+//! show the batches did not change.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,12 +120,43 @@ fn run_forge(file: &Path, workers: usize, buffer: usize) -> (usize, usize, f64) 
         })
         .expect("loader");
     let (mut cells, mut batches) = (0usize, 0usize);
+    let digest = std::env::var_os("FORGE_BENCH_DIGEST").is_some();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for b in loader.epoch(0) {
         let b = b.expect("batch");
         cells += b.batch_size() as usize;
         batches += 1;
+        if digest {
+            hash = digest_batch(hash, &b);
+        }
+    }
+    if digest {
+        eprintln!("digest {hash:016x} ({batches} batches)");
     }
     (cells, batches, t.elapsed().as_secs_f64())
+}
+
+/// Folds every element of a batch into `hash` (FORGE_BENCH_DIGEST=1: to check
+/// that an optimisation leaves the batches unchanged).
+fn digest_batch(mut hash: u64, b: &forge_core::batch::Batch) -> u64 {
+    use tch::{Kind, Tensor};
+    let mut fold = |t: &Tensor| {
+        let flat = t.to_kind(Kind::Double).flatten(0, -1);
+        let v = Vec::<f64>::try_from(&flat).expect("tensor to vec");
+        hash = (hash ^ t.size().iter().product::<i64>() as u64).wrapping_mul(0x100_0000_01b3);
+        for x in v {
+            hash = (hash ^ x.to_bits()).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    fold(b.input_ids());
+    fold(b.attention_mask());
+    for t in [b.values(), b.labels(), b.masked_positions()]
+        .into_iter()
+        .flatten()
+    {
+        fold(t);
+    }
+    hash
 }
 
 fn run_python(file: &Path, cells: usize) -> Option<(usize, f64)> {

@@ -93,7 +93,8 @@ def collate(cells):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("file")
-    p.add_argument("--cells", type=int, default=0, help="stop after this many cells (0: all)")
+    p.add_argument("--cells", type=int, default=0,
+                   help="read this many cells, then drain the buffer (0: all)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-genes", type=int, default=2048)
     p.add_argument("--chunk", type=int, default=10000)
@@ -113,7 +114,7 @@ def main():
     blocks = list(range(0, n_obs, args.chunk))
     rng.shuffle(blocks)
     buffer, batch = [], []
-    done = n_batches = 0
+    done = n_batches = read = 0
 
     def emit(cell):
         nonlocal done, n_batches, batch
@@ -128,17 +129,16 @@ def main():
             batch = []
 
     for start in blocks:
-        if done >= limit:
+        if read >= limit:
             break
-        end = min(start + args.chunk, n_obs)
+        end = min(start + args.chunk, n_obs, start + limit - read)
+        read += end - start
         x = a.X[start:end]
         totals = np.asarray(x.sum(axis=1)).ravel()
         scale = np.where(totals > 0, 1e4 / np.maximum(totals, 1e-12), 0.0).astype(np.float32)
         data = x.data.astype(np.float32) * np.repeat(scale, np.diff(x.indptr))
         data = np.log1p(data)
         for i in range(end - start):
-            if done >= limit:
-                break
             lo, hi = x.indptr[i], x.indptr[i + 1]
             cell = (x.indices[lo:hi], data[lo:hi])
             if len(buffer) < args.buffer:
@@ -149,8 +149,6 @@ def main():
             emit(cell)
     rng.shuffle(buffer)
     for cell in buffer:
-        if done >= limit:
-            break
         emit(cell)
     if batch:
         collate(batch)

@@ -16,13 +16,28 @@ fn sibling(target: &Path, tag: &str) -> PathBuf {
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_with(
+        path,
+        |tmp| std::fs::write(tmp, bytes).map_err(|e| ForgeError::io(path, e)),
+        |p, e| ForgeError::io(p, e),
+    )
+}
+
+/// Writes the file `path` all at once: `fill` writes a temporary file beside
+/// it, which is then renamed over `path`. On failure the temporary file is
+/// removed and `path` is left as it was. Generic over the caller's error
+/// type `E`; `io` turns an I/O error at a path (creating the parent folder,
+/// the rename) into one.
+pub fn write_file_with<E>(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> std::result::Result<(), E>,
+    io: impl Fn(&Path, std::io::Error) -> E,
+) -> std::result::Result<(), E> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| ForgeError::io(parent, e))?;
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     }
     let tmp = sibling(path, "partial");
-    let result = std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| ForgeError::io(path, e));
+    let result = fill(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io(path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

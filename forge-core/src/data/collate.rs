@@ -15,6 +15,7 @@ use tch::Tensor;
 use crate::batch::{Batch, special};
 
 use super::DataError;
+use super::tokenize::TokenizedCell;
 
 /// One cell ready for collation.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -101,6 +102,111 @@ pub fn collate(cells: &[CellTokens]) -> Result<Batch, DataError> {
     builder
         .build()
         .map_err(|e| DataError::Loader(format!("collated batch is invalid: {e}")))
+}
+
+/// What [`collate_rows`] calls to mask row `i`: the cell's unmasked ids, then
+/// its `input_ids`, `labels` and `masked_positions` rows (each as long as
+/// the ids) to write.
+pub(crate) type MaskRow<'a> = dyn FnMut(usize, &[i64], &mut [i64], &mut [i64], &mut [bool]) + 'a;
+
+/// The loader's collation: pads tokenized cells straight into the batch's
+/// tensors (no per-cell copy in between), masking each row in place with
+/// `mask` when given. Gives the batch [`collate`] gives for the same cells
+/// once masked; every cell must have bins when the first has.
+pub(crate) fn collate_rows(
+    cells: &[TokenizedCell],
+    task_labels: Option<&[i64]>,
+    mask: Option<&mut MaskRow<'_>>,
+) -> Result<Batch, DataError> {
+    if cells.is_empty() {
+        return Err(DataError::Loader("cannot collate an empty batch".into()));
+    }
+    let b = cells.len();
+    let s = cells
+        .iter()
+        .map(TokenizedCell::len)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let has_bins = cells[0].bin_ids.is_some();
+    if cells.iter().any(|c| {
+        c.values.len() != c.ids.len()
+            || c.bin_ids.is_some() != has_bins
+            || c.bin_ids.as_ref().is_some_and(|b| b.len() != c.ids.len())
+    }) || task_labels.is_some_and(|t| t.len() != b)
+    {
+        return Err(DataError::Loader(
+            "the cells of a batch do not carry the same keys, or their keys differ in length"
+                .into(),
+        ));
+    }
+    let shape = [b as i64, s as i64];
+    let (ids_t, ids) = empty_rows::<i64>(shape);
+    let (attn_t, attn) = empty_rows::<i64>(shape);
+    let (values_t, values) = empty_rows::<f32>(shape);
+    for (i, c) in cells.iter().enumerate() {
+        let n = c.len();
+        let r = i * s..(i + 1) * s;
+        attn[r.start..r.start + n].fill(1);
+        attn[r.start + n..r.end].fill(0);
+        values[r.start..r.start + n].copy_from_slice(&c.values);
+        values[r.start + n..r.end].fill(0.0);
+    }
+    let masked_keys = match mask {
+        Some(mask) => {
+            let (labels_t, labels) = empty_rows::<i64>(shape);
+            let (masked_t, masked) = empty_rows::<bool>(shape);
+            for (i, c) in cells.iter().enumerate() {
+                let (n, at) = (c.len(), i * s);
+                mask(
+                    i,
+                    &c.ids,
+                    &mut ids[at..at + n],
+                    &mut labels[at..at + n],
+                    &mut masked[at..at + n],
+                );
+                ids[at + n..at + s].fill(special::PAD);
+                labels[at + n..at + s].fill(special::IGNORE_INDEX);
+                masked[at + n..at + s].fill(false);
+            }
+            Some((labels_t, masked_t))
+        }
+        None => {
+            for (i, c) in cells.iter().enumerate() {
+                let (n, at) = (c.len(), i * s);
+                ids[at..at + n].copy_from_slice(&c.ids);
+                ids[at + n..at + s].fill(special::PAD);
+            }
+            None
+        }
+    };
+    let mut builder = Batch::builder(ids_t, attn_t).values(values_t);
+    if let Some((labels_t, masked_t)) = masked_keys {
+        builder = builder.labels(labels_t).masked_positions(masked_t);
+    }
+    if has_bins {
+        let bins = padded(shape, 0i64, |i| cells[i].bin_ids.as_deref().unwrap_or(&[]));
+        builder = builder.bin_ids(bins);
+    }
+    if let Some(t) = task_labels {
+        builder = builder.task_labels(Tensor::from_slice(t));
+    }
+    builder
+        .build()
+        .map_err(|e| DataError::Loader(format!("collated batch is invalid: {e}")))
+}
+
+/// A new, uninitialised contiguous CPU tensor of `shape` and its elements.
+fn empty_rows<'a, T: tch::kind::Element>(shape: [i64; 2]) -> (Tensor, &'a mut [T]) {
+    let len = (shape[0] * shape[1]) as usize;
+    let t = Tensor::empty(shape, (T::KIND, tch::Device::Cpu));
+    // SAFETY: `t` was just allocated as a contiguous CPU tensor of `len`
+    // elements of type T (its kind is T::KIND). Its storage lives on the
+    // heap, unmoved while the tensor handle moves, and every caller writes
+    // each element before the tensor is read, holding the slice no longer
+    // than it holds the tensor.
+    let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, len) };
+    (t, out)
 }
 
 /// A (B, S) tensor filled by `fill(row, slice)` for each row, written

@@ -300,27 +300,47 @@ impl Corpus {
         self.files[file].h5.cell_rows(self.matrix, start, end)
     }
 
+    /// [`Corpus::read_chunk`] into `out`, reusing its buffers.
+    pub fn read_chunk_into(
+        &self,
+        file: usize,
+        start: usize,
+        end: usize,
+        out: &mut CellChunk,
+    ) -> Result<(), DataError> {
+        self.files[file]
+            .h5
+            .cell_rows_into(self.matrix, start, end, out)
+    }
+
     /// Maps one stored row of file `file` onto corpus genes and
     /// preprocesses it into `out`.
     pub fn prepare(&self, file: usize, cols: &[u32], vals: &[f32], out: &mut PreparedRow) {
         let f = &self.files[file];
         out.genes.clear();
         out.values.clear();
-        let total: f64 = vals.iter().map(|&v| f64::from(v)).sum();
+        let total = row_total(vals);
         let mut sorted = true;
         let mut prev = 0u32;
+        let n = cols.len().min(vals.len());
+        out.genes.resize(n, 0);
+        out.values.resize(n, 0.0);
+        let mut j = 0;
         for (&c, &v) in cols.iter().zip(vals) {
             let g = f.col_gene.get(c as usize).copied().unwrap_or(NONE);
             if g == NONE {
                 continue;
             }
-            if g < prev || (g == prev && !out.genes.is_empty()) {
+            if g < prev || (g == prev && j > 0) {
                 sorted = false;
             }
             prev = g;
-            out.genes.push(g);
-            out.values.push(v);
+            out.genes[j] = g;
+            out.values[j] = v;
+            j += 1;
         }
+        out.genes.truncate(j);
+        out.values.truncate(j);
         if !sorted {
             sort_and_merge(out);
         }
@@ -522,6 +542,41 @@ impl Corpus {
 
 fn file_entry(h5: H5ad, col_gene: Vec<u32>) -> CorpusFile {
     CorpusFile { h5, col_gene }
+}
+
+/// The sum of a stored row in `f64`, in order: `vals.iter().sum()` exactly.
+/// Whole numbers of magnitude up to 2^32 (counts), fewer than 2^20 of
+/// them, sum exactly in `f64` in any order, so such rows are summed four
+/// lanes at a time; other rows are summed one value after the other.
+fn row_total(vals: &[f32]) -> f64 {
+    if vals.len() < (1 << 20) {
+        let mut lanes = [0f64; 4];
+        let mut whole = true;
+        let mut quads = vals.chunks_exact(4);
+        for q in quads.by_ref() {
+            for (l, &v) in lanes.iter_mut().zip(q) {
+                whole &= is_count(v);
+                *l += f64::from(v);
+            }
+        }
+        for &v in quads.remainder() {
+            whole &= is_count(v);
+            lanes[0] += f64::from(v);
+        }
+        if whole {
+            return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+        }
+    }
+    vals.iter().map(|&v| f64::from(v)).sum()
+}
+
+/// Whether `v` is a whole number of magnitude at most 2^32 (NaN is not).
+/// A cast rather than `trunc`, which is a libm call without SSE4.1: a
+/// non-whole `v` is below 2^23, so its truncation converts back exactly and
+/// differs from it.
+#[inline]
+fn is_count(v: f32) -> bool {
+    v.abs() <= 4_294_967_296.0 && (v as i64) as f32 == v
 }
 
 /// Sorts a row by gene and sums entries of the same gene.

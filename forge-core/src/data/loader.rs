@@ -54,10 +54,11 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::batch::Batch;
 use crate::config::ForgeConfig;
 
-use super::collate::{CellTokens, collate};
+use super::collate::collate_rows;
 use super::corpus::{Corpus, PreparedRow, TaskLabels};
 use super::genes::{Coverage, GeneMatchOptions};
-use super::masking::{MaskedCell, Masking, cell_rng, mix};
+use super::h5ad::CellChunk;
+use super::masking::{Masking, cell_rng, mix};
 use super::tokenize::{TokenizedCell, Tokenizer};
 use super::{DataError, GeneVocab};
 
@@ -593,13 +594,13 @@ impl DataLoader {
                             if stop.load(Ordering::Relaxed) {
                                 break;
                             }
-                            let cells = batch.iter().map(|&i| {
+                            for &i in batch {
                                 let (g, v) = store.row(i as usize);
-                                (store.cells[i as usize], g, v)
-                            });
+                                wk.add(&ctx, store.cells[i as usize], g, v);
+                            }
                             let ids: Vec<usize> =
                                 batch.iter().map(|&i| store.cells[i as usize]).collect();
-                            let out = wk.build(&ctx, cells).map(|b| (ids, b));
+                            let out = wk.finish(&ctx).map(|b| (ids, b));
                             if tx.send(out).is_err() {
                                 break;
                             }
@@ -609,7 +610,9 @@ impl DataLoader {
             }
             None => {
                 let mut job_txs = Vec::with_capacity(workers);
+                let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<RawCell>>();
                 for _ in 0..workers {
+                    let back = back_tx.clone();
                     let (jtx, jrx) = sync_channel::<Job>(1);
                     let (tx, rx) = sync_channel(self.opts.prefetch.max(1));
                     receivers.push(rx);
@@ -618,7 +621,6 @@ impl DataLoader {
                     threads.push(std::thread::spawn(move || {
                         let mut wk = Worker::default();
                         let mut row = PreparedRow::default();
-                        let mut rows: Vec<PreparedRow> = Vec::new();
                         while let Ok(job) = jrx.recv() {
                             if stop.load(Ordering::Relaxed) {
                                 break;
@@ -626,22 +628,16 @@ impl DataLoader {
                             let out = match job {
                                 Job::Error(e) => Err(e),
                                 Job::Cells(cells) => {
-                                    rows.resize_with(cells.len(), PreparedRow::default);
-                                    for (c, r) in cells.iter().zip(rows.iter_mut()) {
+                                    for c in &cells {
                                         ctx.inner
                                             .corpus
                                             .prepare(c.file, &c.cols, &c.vals, &mut row);
-                                        std::mem::swap(r, &mut row);
+                                        wk.add(&ctx, c.cell, &row.genes, &row.values);
                                     }
                                     let ids: Vec<usize> = cells.iter().map(|c| c.cell).collect();
-                                    wk.build(
-                                        &ctx,
-                                        cells
-                                            .iter()
-                                            .zip(&rows)
-                                            .map(|(c, r)| (c.cell, &r.genes[..], &r.values[..])),
-                                    )
-                                    .map(|b| (ids, b))
+                                    // The reader reuses the buffers (or is gone).
+                                    let _ = back.send(cells);
+                                    wk.finish(&ctx).map(|b| (ids, b))
                                 }
                             };
                             if tx.send(out).is_err() {
@@ -655,6 +651,7 @@ impl DataLoader {
                     opts: self.opts.clone(),
                     epoch,
                     stop: stop.clone(),
+                    returned: back_rx,
                 };
                 threads.push(std::thread::spawn(move || reader.run(job_txs)));
             }
@@ -752,69 +749,65 @@ enum Job {
     Error(DataError),
 }
 
-/// Per-thread scratch space for building batches.
+/// Per-thread scratch space for building batches: the batch's cells are
+/// tokenized into `toks` (reused from batch to batch), then padded and
+/// masked straight into the batch tensors.
 #[derive(Default)]
 struct Worker {
-    tok: TokenizedCell,
+    toks: Vec<TokenizedCell>,
+    cells: Vec<usize>,
     keys: Vec<u64>,
-    masked: MaskedCell,
     positions: Vec<u32>,
-    pool: Vec<CellTokens>,
 }
 
 impl Worker {
-    fn build<'a>(
-        &mut self,
-        ctx: &Ctx,
-        cells: impl Iterator<Item = (usize, &'a [u32], &'a [f32])>,
-    ) -> Result<Batch, DataError> {
+    /// Tokenizes one more cell of the batch being built.
+    fn add(&mut self, ctx: &Ctx, cell: usize, genes: &[u32], values: &[f32]) {
+        let n = self.cells.len();
+        if self.toks.len() <= n {
+            self.toks.push(TokenizedCell::default());
+        }
         let inner = &ctx.inner;
-        let mut n = 0;
-        for (cell, genes, values) in cells {
-            if self.pool.len() <= n {
-                self.pool.push(CellTokens::default());
-            }
-            inner.tokenizer.tokenize_into(
-                genes,
-                values,
-                &inner.gene_ids,
-                &mut self.tok,
-                &mut self.keys,
-            );
-            let out = &mut self.pool[n];
-            out.values.clear();
-            out.values.extend_from_slice(&self.tok.values);
-            out.bin_ids = self.tok.bin_ids.clone();
-            out.task_label = inner.labels.as_ref().map(|l| l.codes[cell]);
+        inner.tokenizer.tokenize_into(
+            genes,
+            values,
+            &inner.gene_ids,
+            &mut self.toks[n],
+            &mut self.keys,
+        );
+        self.cells.push(cell);
+    }
+
+    /// The batch of the cells added since the last call.
+    fn finish(&mut self, ctx: &Ctx) -> Result<Batch, DataError> {
+        let inner = &ctx.inner;
+        let n = self.cells.len();
+        let cells = std::mem::take(&mut self.cells);
+        let task: Option<Vec<i64>> = inner
+            .labels
+            .as_ref()
+            .map(|l| cells.iter().map(|&c| l.codes[c]).collect());
+        let positions = &mut self.positions;
+        let toks = &self.toks[..n];
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match (&inner.masking, ctx.mask) {
                 (Some(m), true) => {
-                    let mut rng = cell_rng(ctx.seed, ctx.epoch, cell as u64);
-                    m.apply_into(
-                        &self.tok.ids,
-                        &mut rng,
-                        &mut self.masked,
-                        &mut self.positions,
-                    );
-                    out.ids.clear();
-                    out.ids.extend_from_slice(&self.masked.input_ids);
-                    let labels = out.labels.get_or_insert_with(Vec::new);
-                    labels.clear();
-                    labels.extend_from_slice(&self.masked.labels);
-                    let masked = out.masked.get_or_insert_with(Vec::new);
-                    masked.clear();
-                    masked.extend_from_slice(&self.masked.masked);
+                    let mut mask = |i: usize,
+                                    ids: &[i64],
+                                    input: &mut [i64],
+                                    labels: &mut [i64],
+                                    masked: &mut [bool]| {
+                        let mut rng = cell_rng(ctx.seed, ctx.epoch, cells[i] as u64);
+                        m.apply_to(ids, &mut rng, input, labels, masked, positions);
+                    };
+                    collate_rows(toks, task.as_deref(), Some(&mut mask))
                 }
-                _ => {
-                    out.ids.clear();
-                    out.ids.extend_from_slice(&self.tok.ids);
-                    out.labels = None;
-                    out.masked = None;
-                }
+                _ => collate_rows(toks, task.as_deref(), None),
             }
-            n += 1;
-        }
-        let pool = &self.pool[..n];
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collate(pool))) {
+        }));
+        self.cells = cells;
+        self.cells.clear();
+        match result {
             Ok(r) => r,
             Err(_) => Err(DataError::Loader(
                 "building a batch failed unexpectedly (libtorch error while creating tensors)"
@@ -830,6 +823,52 @@ struct Reader {
     opts: LoaderOptions,
     epoch: u64,
     stop: Arc<AtomicBool>,
+    /// Cells the workers are done with, sent back for their buffers.
+    returned: Receiver<Vec<RawCell>>,
+}
+
+/// Cells whose buffers the reader reuses, so that streaming allocates
+/// nothing per cell once the pipeline is full.
+struct Spare<'a> {
+    cells: Vec<RawCell>,
+    returned: &'a Receiver<Vec<RawCell>>,
+}
+
+impl Spare<'_> {
+    /// A cell holding a copy of `cols`/`vals`, in a reused buffer when one
+    /// has come back.
+    fn take(&mut self, cell: usize, file: usize, cols: &[u32], vals: &[f32]) -> RawCell {
+        if self.cells.is_empty() {
+            while let Ok(mut done) = self.returned.try_recv() {
+                self.cells.append(&mut done);
+            }
+        }
+        let Some(mut c) = self.cells.pop() else {
+            return RawCell {
+                cell,
+                file,
+                cols: cols.to_vec(),
+                vals: vals.to_vec(),
+            };
+        };
+        c.cell = cell;
+        c.file = file;
+        // Exact sizes: a buffer grows to the longest cell it has held, not
+        // to twice that, and one that held a longer cell gives the excess
+        // back (a shrink in place), so what the shuffle buffer holds tracks
+        // the cells in it.
+        c.cols.clear();
+        c.cols.reserve_exact(cols.len());
+        c.cols.extend_from_slice(cols);
+        c.vals.clear();
+        c.vals.reserve_exact(vals.len());
+        c.vals.extend_from_slice(vals);
+        if c.cols.capacity() > cols.len() + cols.len() / 4 + 256 {
+            c.cols.shrink_to(cols.len());
+            c.vals.shrink_to(vals.len());
+        }
+        c
+    }
 }
 
 impl Reader {
@@ -895,11 +934,16 @@ impl Reader {
                 .step_by(READ_WINDOW)
                 .map(move |s| (f, s, (s + READ_WINDOW).min(end)))
         });
+        let mut chunk = CellChunk::empty(0, 0);
+        let mut spare = Spare {
+            cells: Vec::new(),
+            returned: &self.returned,
+        };
         for (f, start, end) in windows {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let chunk = corpus.read_chunk(f, start, end)?;
+            corpus.read_chunk_into(f, start, end, &mut chunk)?;
             let offset = corpus.file_range(f).start + start;
             for i in 0..chunk.n_cells() {
                 let cell = offset + i;
@@ -907,12 +951,7 @@ impl Reader {
                     continue;
                 }
                 let (cols, vals) = chunk.row(i);
-                let raw = RawCell {
-                    cell,
-                    file: f,
-                    cols: cols.to_vec(),
-                    vals: vals.to_vec(),
-                };
+                let raw = spare.take(cell, f, cols, vals);
                 let out = if !self.opts.shuffle {
                     Some(raw)
                 } else if buffer.len() < s.shuffle_buffer {

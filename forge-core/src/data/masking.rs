@@ -116,12 +116,37 @@ impl Masking {
         out: &mut MaskedCell,
         scratch: &mut Vec<u32>,
     ) {
-        out.input_ids.clear();
-        out.input_ids.extend_from_slice(ids);
-        out.labels.clear();
-        out.labels.resize(ids.len(), special::IGNORE_INDEX);
-        out.masked.clear();
+        out.input_ids.resize(ids.len(), 0);
+        out.labels.resize(ids.len(), 0);
         out.masked.resize(ids.len(), false);
+        self.apply_to(
+            ids,
+            rng,
+            &mut out.input_ids,
+            &mut out.labels,
+            &mut out.masked,
+            scratch,
+        );
+    }
+
+    /// Masks `ids` into three slices of the same length (rows of a batch's
+    /// `input_ids`, `labels` and `masked_positions`, for instance): the same
+    /// result, and the same draws from `rng`, as [`Masking::apply_into`].
+    ///
+    /// # Panics
+    /// When a slice's length differs from `ids.len()`.
+    pub fn apply_to(
+        &self,
+        ids: &[i64],
+        rng: &mut impl Rng,
+        input_ids: &mut [i64],
+        labels: &mut [i64],
+        masked: &mut [bool],
+        scratch: &mut Vec<u32>,
+    ) {
+        input_ids.copy_from_slice(ids);
+        labels.fill(special::IGNORE_INDEX);
+        masked.fill(false);
 
         scratch.clear();
         scratch.extend(
@@ -146,13 +171,13 @@ impl Masking {
         let n_genes = self.vocab_size - special::FIRST_GENE_ID;
         for &pos in &scratch[..n] {
             let pos = pos as usize;
-            out.labels[pos] = ids[pos];
-            out.masked[pos] = true;
+            labels[pos] = ids[pos];
+            masked[pos] = true;
             let r: f64 = rng.r#gen();
             if r < p_mask {
-                out.input_ids[pos] = special::MASK;
+                input_ids[pos] = special::MASK;
             } else if r < p_random && n_genes > 0 {
-                out.input_ids[pos] = special::FIRST_GENE_ID + rng.gen_range(0..n_genes);
+                input_ids[pos] = special::FIRST_GENE_ID + rng.gen_range(0..n_genes);
             }
         }
     }

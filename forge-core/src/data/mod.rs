@@ -52,8 +52,6 @@ pub mod vocab;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
-
 pub use collate::{CellTokens, collate};
 pub use corpus::{Corpus, CorpusOptions, PreparedRow, TaskLabels};
 pub use genes::{Coverage, FileIdKind, GeneMatchOptions, IdKind, IdSummary, check_coverage};
@@ -64,31 +62,3 @@ pub use masking::{MaskedCell, Masking, cell_rng};
 pub use preprocess::Preprocessing;
 pub use tokenize::{BinEdges, Strategy, TokenizedCell, Tokenizer};
 pub use vocab::GeneVocab;
-
-/// A temporary path beside `target` (same folder, so a rename is atomic).
-pub(crate) fn temp_beside(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.partial-{}", std::process::id()))
-}
-
-/// Writes `target` all at once: `fill` writes a temporary file beside it,
-/// which is then renamed over `target`. On failure the temporary file is
-/// removed and `target` is left as it was.
-pub(crate) fn write_atomic(
-    target: &Path,
-    fill: impl FnOnce(&Path) -> Result<(), DataError>,
-) -> Result<(), DataError> {
-    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    }
-    let tmp = temp_beside(target);
-    let result = fill(&tmp)
-        .and_then(|()| std::fs::rename(&tmp, target).map_err(|e| DataError::io(target, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}

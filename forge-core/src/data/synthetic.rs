@@ -144,7 +144,11 @@ pub fn write_synthetic_with(path: &Path, opts: &SyntheticOptions) -> Result<(), 
         return Err(DataError::setting("n_genes", "must fit in int32"));
     }
     let model = Model::new(opts);
-    super::write_atomic(path, |tmp| write_file(tmp, path, opts, &model))
+    crate::atomic::write_file_with(
+        path,
+        |tmp| write_file(tmp, path, opts, &model),
+        |p, e| DataError::io(p, e),
+    )
 }
 
 /// The per-(type, batch, level) tables of the generative model.

@@ -275,6 +275,11 @@ impl Tokenizer {
         let n = genes.len().min(values.len());
         match &self.strategy {
             Strategy::RankValue => {
+                if n >= 128
+                    && rank_few_distinct(&genes[..n], &values[..n], gene_ids, budget, out, scratch)
+                {
+                    return;
+                }
                 // Key: value descending (bit pattern of a positive f32 grows
                 // with it), then position ascending: a stable sort.
                 scratch.clear();
@@ -285,8 +290,15 @@ impl Tokenizer {
                         scratch.push((bits << 32) | k as u64);
                     }
                 }
+                // Keys are unique, so keeping the `budget` smallest first
+                // (O(n)) and sorting those is the sort-then-truncate result.
+                if scratch.len() > budget {
+                    if budget > 0 {
+                        scratch.select_nth_unstable(budget - 1);
+                    }
+                    scratch.truncate(budget);
+                }
                 sort_keys(scratch);
-                scratch.truncate(budget);
                 for &key in scratch.iter() {
                     let k = (key & 0xffff_ffff) as usize;
                     out.ids.push(gene_ids[genes[k] as usize]);
@@ -331,6 +343,88 @@ impl Tokenizer {
     }
 }
 
+/// `rank_value` of a cell whose positive values take at most 256 distinct
+/// values (values derived from small integer counts: the common case),
+/// appended to `out` in O(n): a counting sort by value, stable, so ties keep
+/// position order, and only the first `budget` entries written. Returns
+/// false, leaving `out` untouched, when there are more distinct values.
+/// `genes` and `values` have the same length.
+fn rank_few_distinct(
+    genes: &[u32],
+    values: &[f32],
+    gene_ids: &[i64],
+    budget: usize,
+    out: &mut TokenizedCell,
+    scratch: &mut Vec<u64>,
+) -> bool {
+    const SLOTS: usize = 512;
+    const EMPTY: u16 = u16::MAX;
+    let mut table_key = [0u32; SLOTS];
+    let mut table_id = [EMPTY; SLOTS];
+    let mut distinct = [0u32; 256];
+    let mut n_distinct = 0usize;
+    // Four interleaved histograms: runs of equal values do not wait on one
+    // counter.
+    let mut count = [[0u32; 256]; 4];
+    // Entries kept: (distinct id << 32) | position.
+    scratch.clear();
+    for (k, (&g, &v)) in genes.iter().zip(values).enumerate() {
+        if !(v > 0.0 && (g as usize) < gene_ids.len()) {
+            continue;
+        }
+        let key = v.to_bits();
+        let mut slot = (key.wrapping_mul(0x9e37_79b1) >> 23) as usize;
+        let id = loop {
+            let t = table_id[slot];
+            if t == EMPTY {
+                if n_distinct == distinct.len() {
+                    return false;
+                }
+                table_key[slot] = key;
+                table_id[slot] = n_distinct as u16;
+                distinct[n_distinct] = key;
+                n_distinct += 1;
+                break n_distinct as u16 - 1;
+            }
+            if table_key[slot] == key {
+                break t;
+            }
+            slot = (slot + 1) % SLOTS;
+        };
+        count[k & 3][id as usize] += 1;
+        scratch.push((u64::from(id) << 32) | k as u64);
+    }
+    // Distinct values, largest first (for positive floats the bit pattern
+    // grows with the value), and where each one's run starts.
+    let mut order = [0u16; 256];
+    for (i, o) in order.iter_mut().enumerate().take(n_distinct) {
+        *o = i as u16;
+    }
+    order[..n_distinct].sort_unstable_by_key(|&d| std::cmp::Reverse(distinct[d as usize]));
+    let mut next = [0usize; 256];
+    let mut at = 0usize;
+    for &d in &order[..n_distinct] {
+        let d = d as usize;
+        next[d] = at;
+        at += (count[0][d] + count[1][d] + count[2][d] + count[3][d]) as usize;
+    }
+    let keep = scratch.len().min(budget);
+    let base = out.ids.len();
+    out.ids.resize(base + keep, 0);
+    out.values.resize(base + keep, 0.0);
+    let (ids, vals) = (&mut out.ids[base..], &mut out.values[base..]);
+    for &e in scratch.iter() {
+        let (d, k) = ((e >> 32) as usize, (e & 0xffff_ffff) as usize);
+        let p = next[d];
+        next[d] = p + 1;
+        if p < keep {
+            ids[p] = gene_ids[genes[k] as usize];
+            vals[p] = values[k];
+        }
+    }
+    true
+}
+
 /// Sorts `(key << 32) | position` entries by key, ties by position (keys are
 /// unique, so the result is what a stable sort by key gives for entries
 /// pushed in position order). Large inputs use a least-significant-digit
@@ -340,9 +434,6 @@ fn sort_keys(keys: &mut Vec<u64>) {
     let n = keys.len();
     if n < 128 {
         keys.sort_unstable();
-        return;
-    }
-    if sort_few_distinct(keys) {
         return;
     }
     keys.resize(2 * n, 0);
@@ -375,62 +466,6 @@ fn sort_keys(keys: &mut Vec<u64>) {
         a.copy_from_slice(b);
     }
     keys.truncate(n);
-}
-
-/// Counting sort for the common case of few distinct keys (values derived
-/// from small integer counts): finds the distinct keys with a small
-/// open-addressing table, sorts them, and places entries by key in their
-/// original (position) order. Returns false, leaving `keys` untouched, when
-/// there are more than 256 distinct keys.
-fn sort_few_distinct(keys: &mut [u64]) -> bool {
-    const SLOTS: usize = 512;
-    const EMPTY: u32 = u32::MAX;
-    let n = keys.len();
-    let mut table_key = [0u32; SLOTS];
-    let mut table_id = [EMPTY; SLOTS];
-    let mut distinct: Vec<u32> = Vec::with_capacity(64);
-    let mut ids: Vec<u16> = Vec::with_capacity(n);
-    for &k in keys.iter() {
-        let key = (k >> 32) as u32;
-        let mut slot = (key.wrapping_mul(0x9e37_79b1) >> 23) as usize;
-        loop {
-            if table_id[slot] == EMPTY {
-                if distinct.len() == 256 {
-                    return false;
-                }
-                table_key[slot] = key;
-                table_id[slot] = distinct.len() as u32;
-                distinct.push(key);
-                break;
-            }
-            if table_key[slot] == key {
-                break;
-            }
-            slot = (slot + 1) % SLOTS;
-        }
-        ids.push(table_id[slot] as u16);
-    }
-    // Rank of each distinct key, then counting sort by rank.
-    let mut order: Vec<u16> = (0..distinct.len() as u16).collect();
-    order.sort_unstable_by_key(|&d| distinct[d as usize]);
-    let mut rank = [0u16; 256];
-    for (r, &d) in order.iter().enumerate() {
-        rank[d as usize] = r as u16;
-    }
-    let mut start = vec![0usize; distinct.len() + 1];
-    for &d in &ids {
-        start[rank[d as usize] as usize + 1] += 1;
-    }
-    for r in 0..distinct.len() {
-        start[r + 1] += start[r];
-    }
-    let src = keys.to_vec();
-    for (k, &d) in src.iter().zip(&ids) {
-        let r = rank[d as usize] as usize;
-        keys[start[r]] = *k;
-        start[r] += 1;
-    }
-    true
 }
 
 /// Calls `f(gene, value)` in universe order for up to `budget` genes: every
@@ -517,6 +552,54 @@ mod tests {
             let mut got = keys;
             sort_keys(&mut got);
             assert_eq!(got, want, "n={n} few={few}");
+        }
+    }
+
+    #[test]
+    fn counting_rank_agrees_with_the_sort() {
+        // Cells of few distinct values take the counting path; the same
+        // cells with one value nudged apart per position take the sort.
+        let gene_ids: Vec<i64> = (0..3000).map(|g| 4 + (g * 7 % 3000)).collect();
+        let mut x: u64 = 7;
+        let cases = [
+            (128usize, 2047usize),
+            (1000, 2047),
+            (2900, 2047),
+            (500, 100),
+            (2900, 999),
+        ];
+        for (n, budget) in cases {
+            // The last case has many distinct values: the sort path, with
+            // its selection of the first `budget`.
+            let many = budget == 999;
+            let genes: Vec<u32> = (0..n as u32).map(|g| g + g / 3).collect();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    match x >> 61 {
+                        0 => 0.0,
+                        1 => -1.0,
+                        _ if many => (x >> 40) as f32 / 7.0,
+                        r => (r as f32 * 3.0).ln_1p(),
+                    }
+                })
+                .collect();
+            let t = Tokenizer::rank_value(budget + 1, true);
+            let got = t.tokenize(&genes, &values, &gene_ids);
+            // The reference: a stable sort by value, descending.
+            let mut kept: Vec<usize> = (0..n)
+                .filter(|&k| values[k] > 0.0 && (genes[k] as usize) < gene_ids.len())
+                .collect();
+            kept.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+            kept.truncate(budget);
+            let mut want_ids = vec![special::CLS];
+            want_ids.extend(kept.iter().map(|&k| gene_ids[genes[k] as usize]));
+            let mut want_values = vec![0.0];
+            want_values.extend(kept.iter().map(|&k| values[k]));
+            assert_eq!(got.ids, want_ids, "n={n}");
+            assert_eq!(got.values, want_values, "n={n}");
         }
     }
 

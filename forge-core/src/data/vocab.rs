@@ -164,9 +164,11 @@ impl GeneVocab {
                 path: path.to_path_buf(),
                 detail: e.to_string(),
             })?;
-        super::write_atomic(path, |tmp| {
-            std::fs::write(tmp, text.as_bytes()).map_err(|e| DataError::io(tmp, e))
-        })
+        crate::atomic::write_file_with(
+            path,
+            |tmp| std::fs::write(tmp, text.as_bytes()).map_err(|e| DataError::io(tmp, e)),
+            |p, e| DataError::io(p, e),
+        )
     }
 
     /// Vocabulary size, the 4 special tokens included (largest id + 1): the

@@ -19,7 +19,9 @@
 use super::error::{DataError, Result};
 use super::hdf::{Hdf, Kind, Scalar, attr_str, classify, join};
 use super::{CellChunk, MatrixInfo, MatrixLayout, ValueStats};
-use hdf5_pure::AttrValue;
+use hdf5_pure::{
+    AttrValue, Dataset, Datatype, DatatypeByteOrder, FixedPointLayout, FloatingPointLayout,
+};
 
 /// Entries read per window when streaming through `data`/`indices`.
 pub(crate) const WINDOW: usize = 1 << 20;
@@ -63,6 +65,61 @@ impl MatrixSource {
             MatrixLayout::Csr => self.csr_rows(h, start, end),
             MatrixLayout::Csc => self.csc_rows(h, start, end),
         }
+    }
+
+    /// Cells `[start, end)` as CSR into `out`, reusing its buffers (the
+    /// streaming loader reads window after window into one chunk). CSR
+    /// matrices of little-endian `float32` data and `int32` indices, what
+    /// anndata writes, are decoded straight from the stored bytes into `out`;
+    /// other layouts and types are read as by [`MatrixSource::rows`].
+    pub(crate) fn rows_into(
+        &self,
+        h: &Hdf,
+        start: usize,
+        end: usize,
+        out: &mut CellChunk,
+    ) -> Result<()> {
+        if self.info.layout != MatrixLayout::Csr || start > end || end > self.info.n_rows {
+            *out = self.rows(h, start, end)?;
+            return Ok(());
+        }
+        let obj = self.object();
+        let indptr_path = join(obj, "indptr");
+        let ptr = read_i64_window(h, &indptr_path, start, end - start + 1)?;
+        out.start = start;
+        out.n_vars = self.info.n_cols;
+        out.indptr.clear();
+        let base = to_offset(
+            h,
+            &indptr_path,
+            ptr.first().copied().unwrap_or(0),
+            self.info.stored,
+        )?;
+        let mut prev = base;
+        for (i, &p) in ptr.iter().enumerate() {
+            let p = to_offset(h, &indptr_path, p, self.info.stored)?;
+            if p < prev {
+                return Err(h.corrupt(
+                    &indptr_path,
+                    format!(
+                        "indptr decreases at row {} ({prev} then {p}); expected a non-decreasing array",
+                        start + i
+                    ),
+                ));
+            }
+            prev = p;
+            out.indptr.push(p - base);
+        }
+        let (lo, len) = (base, prev - base);
+        read_f32_into(h, &join(obj, "data"), lo, len, &mut out.data)?;
+        read_indices_into(
+            h,
+            &join(obj, "indices"),
+            lo,
+            len,
+            self.info.n_cols,
+            &mut out.indices,
+        )
     }
 
     fn dense_rows(&self, h: &Hdf, start: usize, end: usize) -> Result<CellChunk> {
@@ -426,6 +483,102 @@ fn read_f32_window(h: &Hdf, path: &str, start: usize, len: usize) -> Result<Vec<
         .map_err(|e| h.h5(path, e))?;
     h.check_len(path, v.len(), len)?;
     Ok(v)
+}
+
+/// Whether `dt` is a standard little-endian IEEE `float32`.
+fn is_le_f32(dt: &Datatype) -> bool {
+    matches!(dt, Datatype::FloatingPoint { size: 4, byte_order: DatatypeByteOrder::LittleEndian, layout }
+        if *layout == FloatingPointLayout::IEEE754_BINARY32)
+}
+
+/// Whether `dt` is a standard little-endian signed 32-bit integer.
+fn is_le_i32(dt: &Datatype) -> bool {
+    matches!(
+        dt,
+        Datatype::FixedPoint {
+            size: 4,
+            byte_order: DatatypeByteOrder::LittleEndian,
+            layout: FixedPointLayout {
+                signed: true,
+                bit_offset: 0,
+                bit_precision: 32
+            },
+        }
+    )
+}
+
+/// The raw bytes of `len` elements from `start` of a 1-D dataset of
+/// `elem`-byte elements.
+fn read_raw_window(
+    h: &Hdf,
+    path: &str,
+    ds: &Dataset,
+    start: usize,
+    len: usize,
+    elem: usize,
+) -> Result<Vec<u8>> {
+    let raw = ds
+        .read_raw_rows(start as u64, len as u64)
+        .map_err(|e| h.h5(path, e))?;
+    h.check_len(path, raw.len() / elem, len)?;
+    Ok(raw)
+}
+
+/// [`read_f32_window`] into `out` (replacing its contents).
+fn read_f32_into(h: &Hdf, path: &str, start: usize, len: usize, out: &mut Vec<f32>) -> Result<()> {
+    out.clear();
+    if len == 0 {
+        return Ok(());
+    }
+    let ds = h.dataset(path)?;
+    if !is_le_f32(&h.datatype(path, &ds)?) {
+        *out = read_f32_window(h, path, start, len)?;
+        return Ok(());
+    }
+    let raw = read_raw_window(h, path, &ds, start, len, 4)?;
+    out.extend(
+        raw.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+    );
+    Ok(())
+}
+
+/// [`read_indices`] into `out` (replacing its contents).
+fn read_indices_into(
+    h: &Hdf,
+    path: &str,
+    start: usize,
+    len: usize,
+    bound: usize,
+    out: &mut Vec<u32>,
+) -> Result<()> {
+    out.clear();
+    if len == 0 {
+        return Ok(());
+    }
+    let ds = h.dataset(path)?;
+    if !is_le_i32(&h.datatype(path, &ds)?) {
+        *out = read_indices(h, path, start, len, bound)?;
+        return Ok(());
+    }
+    let raw = read_raw_window(h, path, &ds, start, len, 4)?;
+    // As u32, a negative index is >= 2^31 and so out of bounds too.
+    out.extend(
+        raw.chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+    );
+    if out.iter().fold(0u32, |m, &i| m.max(i)) as usize >= bound {
+        let k = out.iter().position(|&i| i as usize >= bound).unwrap_or(0);
+        return Err(h.corrupt(
+            path,
+            format!(
+                "index {} at position {} is outside 0..{bound}",
+                out[k] as i32,
+                start + k
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads `len` sparse indices from `start`, checking each is in `0..bound`.

@@ -497,6 +497,18 @@ impl H5ad {
         self.matrix(which)?.rows(&self.hdf, start, end)
     }
 
+    /// [`H5ad::cell_rows`] into `out`, reusing its buffers: for reading
+    /// block after block without allocating each time.
+    pub fn cell_rows_into(
+        &self,
+        which: Matrix,
+        start: usize,
+        end: usize,
+        out: &mut CellChunk,
+    ) -> Result<()> {
+        self.matrix(which)?.rows_into(&self.hdf, start, end, out)
+    }
+
     /// Iterates over all cells of `X` or `raw` in blocks of `cells_per_chunk`
     /// (the last block may be shorter).
     pub fn chunks(&self, which: Matrix, cells_per_chunk: usize) -> Result<Chunks<'_>> {

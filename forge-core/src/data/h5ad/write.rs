@@ -83,10 +83,14 @@ pub fn write_embeddings(
             ),
         ));
     }
-    super::super::write_atomic(output, |tmp| {
-        std::fs::copy(input, tmp).map_err(|e| DataError::io(tmp, e))?;
-        add_obsm(tmp, output, key, embeddings, n_obs, dim)
-    })
+    crate::atomic::write_file_with(
+        output,
+        |tmp| {
+            std::fs::copy(input, tmp).map_err(|e| DataError::io(tmp, e))?;
+            add_obsm(tmp, output, key, embeddings, n_obs, dim)
+        },
+        |p, e| DataError::io(p, e),
+    )
 }
 
 fn add_obsm(
