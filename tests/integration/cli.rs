@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn forge(args: &[&str]) -> Output {
+/// Runs the `forge` binary with `args`, without `LD_LIBRARY_PATH`.
+pub fn forge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_forge"))
         .args(args)
         .env_remove("LD_LIBRARY_PATH")

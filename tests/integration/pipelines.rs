@@ -4,15 +4,9 @@
 //! takes seconds.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn forge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("forge runs")
-}
+use crate::cli::forge;
 
 /// Runs forge, failing the test with both streams unless it succeeded.
 fn ok(args: &[&str]) -> String {

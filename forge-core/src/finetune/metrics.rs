@@ -2,13 +2,12 @@
 //! `metrics.jsonl` unless `training.logger` is `csv`), appended as training
 //! goes.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{ForgeError, Result};
+use crate::error::Result;
+use crate::train::metrics::LogFile;
 
 /// What one epoch did.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -71,43 +70,26 @@ const CSV_HEADER: &str = "epoch,step,train_loss,val_loss,accuracy,f1_macro,mse,h
 /// The metrics file of a fine-tuning run.
 #[derive(Debug)]
 pub struct FinetuneLog {
-    path: PathBuf,
-    out: BufWriter<File>,
-    csv: bool,
+    file: LogFile,
 }
 
 impl FinetuneLog {
     /// Opens `dir/metrics.csv` (`logger == "csv"`) or `dir/metrics.jsonl`
     /// for appending.
     pub fn open(dir: &Path, logger: &str) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| ForgeError::io(dir, e))?;
-        let csv = logger == "csv";
-        let path = dir.join(if csv { "metrics.csv" } else { "metrics.jsonl" });
-        let fresh = !path.exists();
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| ForgeError::io(&path, e))?;
-        let mut log = FinetuneLog {
-            path,
-            out: BufWriter::new(file),
-            csv,
-        };
-        if csv && fresh {
-            log.write_line(CSV_HEADER)?;
-        }
-        Ok(log)
+        Ok(FinetuneLog {
+            file: LogFile::open(dir, logger, CSV_HEADER)?,
+        })
     }
 
     /// The file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Appends one epoch and flushes.
     pub fn record(&mut self, m: &EpochMetrics) -> Result<()> {
-        let line = if self.csv {
+        let line = if self.file.is_csv() {
             let o = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
             format!(
                 "{},{},{},{},{},{},{},{},{},{},{},{}",
@@ -127,12 +109,6 @@ impl FinetuneLog {
         } else {
             serde_json::to_string(m).expect("metrics serialize")
         };
-        self.write_line(&line)
-    }
-
-    fn write_line(&mut self, line: &str) -> Result<()> {
-        writeln!(self.out, "{line}")
-            .and_then(|_| self.out.flush())
-            .map_err(|e| ForgeError::io(&self.path, e))
+        self.file.write_line(&line)
     }
 }

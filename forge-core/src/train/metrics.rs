@@ -31,19 +31,20 @@ pub struct StepMetrics {
     pub cells_per_s: f64,
 }
 
-/// Appends metrics to `metrics.csv` or `metrics.jsonl` in the log folder.
+/// An append-only metrics file: `metrics.csv` (with a header line when new)
+/// or `metrics.jsonl`, flushed after every line. Shared by the pretraining
+/// and fine-tuning logs.
 #[derive(Debug)]
-pub struct MetricsLog {
+pub(crate) struct LogFile {
     path: PathBuf,
     out: BufWriter<File>,
     csv: bool,
-    pub(crate) records: Vec<StepMetrics>,
 }
 
-impl MetricsLog {
-    /// Opens (appending) `dir/metrics.csv` when `logger` is "csv", else
-    /// `dir/metrics.jsonl`.
-    pub fn open(dir: &Path, logger: &str) -> Result<Self> {
+impl LogFile {
+    /// Opens (appending) `dir/metrics.csv` when `logger` is "csv", writing
+    /// `csv_header` first if the file is new; else `dir/metrics.jsonl`.
+    pub(crate) fn open(dir: &Path, logger: &str, csv_header: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| ForgeError::io(dir, e))?;
         let csv = logger == "csv";
         let path = dir.join(if csv { "metrics.csv" } else { "metrics.jsonl" });
@@ -53,26 +54,60 @@ impl MetricsLog {
             .append(true)
             .open(&path)
             .map_err(|e| ForgeError::io(&path, e))?;
-        let mut log = MetricsLog {
+        let mut log = LogFile {
             path,
             out: BufWriter::new(file),
             csv,
-            records: Vec::new(),
         };
         if csv && fresh {
-            log.write_line("step,epoch,split,loss,perplexity,lr,grad_norm,cells_per_s")?;
+            log.write_line(csv_header)?;
         }
         Ok(log)
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether lines are CSV rows (else JSON objects).
+    pub(crate) fn is_csv(&self) -> bool {
+        self.csv
+    }
+
+    /// Appends `line` and flushes.
+    pub(crate) fn write_line(&mut self, line: &str) -> Result<()> {
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| ForgeError::io(&self.path, e))
+    }
+}
+
+/// Appends metrics to `metrics.csv` or `metrics.jsonl` in the log folder.
+#[derive(Debug)]
+pub struct MetricsLog {
+    file: LogFile,
+    pub(crate) records: Vec<StepMetrics>,
+}
+
+impl MetricsLog {
+    /// Opens (appending) `dir/metrics.csv` when `logger` is "csv", else
+    /// `dir/metrics.jsonl`.
+    pub fn open(dir: &Path, logger: &str) -> Result<Self> {
+        let header = "step,epoch,split,loss,perplexity,lr,grad_norm,cells_per_s";
+        Ok(MetricsLog {
+            file: LogFile::open(dir, logger, header)?,
+            records: Vec::new(),
+        })
+    }
+
     /// The log file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Appends one record and flushes.
     pub fn record(&mut self, m: StepMetrics) -> Result<()> {
-        let line = if self.csv {
+        let line = if self.file.is_csv() {
             format!(
                 "{},{},{},{},{},{},{},{}",
                 m.step,
@@ -87,14 +122,8 @@ impl MetricsLog {
         } else {
             serde_json::to_string(&m).expect("metrics serialize")
         };
-        self.write_line(&line)?;
+        self.file.write_line(&line)?;
         self.records.push(m);
         Ok(())
-    }
-
-    fn write_line(&mut self, line: &str) -> Result<()> {
-        writeln!(self.out, "{line}")
-            .and_then(|_| self.out.flush())
-            .map_err(|e| ForgeError::io(&self.path, e))
     }
 }

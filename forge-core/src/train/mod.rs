@@ -8,7 +8,7 @@
 //! read files or tokenize.
 
 mod checkpoints;
-mod metrics;
+pub(crate) mod metrics;
 pub mod optim;
 mod run;
 pub mod schedule;
