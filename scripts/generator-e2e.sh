@@ -6,7 +6,9 @@
 #      a user would), each other head, and a copy of each reference model;
 #   3. build them and run their generated tests (they must pass), using this
 #      repository's target/ so dependencies are not rebuilt;
-#   4. `forge-gen check` must pass with them in place;
+#   4. `forge-gen check` must pass with them in place, and each model trains
+#      right away: `forge train` on its generated example config (the
+#      embedded PBMC data) for a few steps writes a pretrained checkpoint;
 #   5. the same in a plugin crate (`--crate tests/plugin-model`, a crate
 #      outside forge-core): a blank model and a copy of a reference model,
 #      built and tested as that crate's own test binaries;
@@ -96,6 +98,23 @@ CARGO_TARGET_DIR="$target_dir" cargo test -q --test integration models::e2e_ -- 
     tee "$scratch/test.log" || fail "generated tests"
 grep -Eq "test result: ok\. [1-9][0-9]* passed" "$scratch/test.log" ||
     fail "the generated tests did not run"
+
+step "forge train on each generated example config (3 steps)"
+# The integration tests above built the scratch copy's `forge` binary, with
+# the generated models registered.
+forge_bin="$target_dir/debug/forge"
+[[ -x "$forge_bin" ]] || fail "no forge binary at $forge_bin"
+[[ -f data/pbmc68k_reduced.h5ad ]] || fail "data/pbmc68k_reduced.h5ad missing (run scripts/setup.sh)"
+for entry in "${models[@]}"; do
+    name="${entry%%|*}"
+    run="$scratch/train-$name"
+    "$forge_bin" train --config "configs/$name.yaml" --out "$run" --max-steps 3 \
+        >"$scratch/train-$name.log" 2>&1 ||
+        fail "forge train on configs/$name.yaml (log: $scratch/train-$name.log)"
+    [[ -f "$run/pretrained/model.safetensors" ]] ||
+        fail "forge train on configs/$name.yaml wrote no pretrained checkpoint"
+    grep -E "stopped at --max-steps" "$scratch/train-$name.log" | head -1
+done
 
 plugin=tests/plugin-model
 plugin_models=(

@@ -191,10 +191,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             (split, points)
         })
         .collect();
-    let curve_path = paths.logs.join("loss_curve.png");
-    forge_core::plot::loss_curve_png(&curve_path, &curve, "pretraining loss", "loss", (900, 540))
-        .with_context(|| format!("writing {}", curve_path.display()))?;
-
     save_pretrained(
         model.as_ref(),
         &cfg.model,
@@ -209,6 +205,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .join(forge_core::embed::TRAINING_CONFIG_FILE),
         cfg.to_yaml_string().as_bytes(),
     )?;
+    // After the checkpoint, so that a plotting problem never costs the
+    // model; a run too short to log anything has no curve.
+    let curve_path = paths.logs.join("loss_curve.png");
+    let has_points = curve
+        .iter()
+        .any(|(_, points)| points.iter().any(|(x, y)| x.is_finite() && y.is_finite()));
+    if has_points {
+        forge_core::plot::loss_curve_png(
+            &curve_path,
+            &curve,
+            "pretraining loss",
+            "loss",
+            (900, 540),
+        )
+        .with_context(|| format!("writing {}", curve_path.display()))?;
+    }
     let how = match summary.stop {
         StopReason::Completed => "completed",
         StopReason::StepLimit => "stopped at --max-steps",
@@ -223,7 +235,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         println!("validation loss {val:.4} (perplexity {:.2})", val.exp());
     }
     println!("metrics      {}", paths.logs.display());
-    println!("loss curve   {}", curve_path.display());
+    if has_points {
+        println!("loss curve   {}", curve_path.display());
+    } else {
+        println!(
+            "loss curve   none: no loss was logged (training.log_every_n_steps is {} and no \
+             epoch finished)",
+            cfg.training.log_every_n_steps
+        );
+    }
     if let Some(ckpt) = &paths.checkpoints {
         println!(
             "checkpoints  {} (resume with --resume-from {}/last)",

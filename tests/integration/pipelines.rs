@@ -378,3 +378,26 @@ fn train_refuses_bad_configs_naming_the_key() {
     ]);
     assert!(err.contains("nope.h5ad"), "{err}");
 }
+
+#[test]
+fn a_run_too_short_to_log_still_saves_the_model() {
+    let dir = scratch("short");
+    let data = dir.join("cells.h5ad");
+    ok(&["synth", "--cells", "40", "--genes", "30", "--out", s(&data)]);
+    let config = dir.join("tiny.yaml");
+    let text = tiny_config(&data).replace("log_every_n_steps: 2", "log_every_n_steps: 50");
+    std::fs::write(&config, text).unwrap();
+    let run = dir.join("run");
+    let out = ok(&[
+        "train",
+        "--config",
+        s(&config),
+        "--out",
+        s(&run),
+        "--max-steps",
+        "1",
+    ]);
+    assert!(out.contains("no loss was logged"), "{out}");
+    assert!(run.join("pretrained/model.safetensors").is_file());
+    assert!(!run.join("logs/loss_curve.png").exists());
+}
