@@ -128,11 +128,7 @@ impl MaskedAutoencoder {
             &index.unsqueeze(-1).expand([b, k, d], false),
             &projected,
         );
-        let positions = Tensor::arange(s, (Kind::Int64, x.device()));
-        let decoder_in = decoder_in
-            + positions
-                .apply(&self.decoder_position_embedding)
-                .unsqueeze(0);
+        let decoder_in = self.add_decoder_positions(decoder_in);
         let decoded = self
             .decoder
             .forward(&decoder_in, batch.attention_mask(), false, train);
@@ -169,15 +165,21 @@ impl MaskedAutoencoder {
             .to_kind(projected.kind())
             .expand([b, s, d], false);
         let decoder_in = visible.scatter_onto(&mask_tokens, &projected);
-        let positions = Tensor::arange(s, (Kind::Int64, x.device()));
-        let decoder_in = decoder_in
-            + positions
-                .apply(&self.decoder_position_embedding)
-                .unsqueeze(0);
+        let decoder_in = self.add_decoder_positions(decoder_in);
         let decoded = self
             .decoder
             .forward_packed(&real.pack(&decoder_in), real, false, train);
         self.expression_head.forward(&decoded)
+    }
+
+    /// `decoder_in` (B,S,D) plus the decoder's position embeddings.
+    fn add_decoder_positions(&self, decoder_in: Tensor) -> Tensor {
+        let s = decoder_in.size()[1];
+        let positions = Tensor::arange(s, (Kind::Int64, decoder_in.device()));
+        decoder_in
+            + positions
+                .apply(&self.decoder_position_embedding)
+                .unsqueeze(0)
     }
 
     fn masked_mse(predicted: &Tensor, values: &Tensor, masked: &Tensor) -> Tensor {

@@ -89,28 +89,15 @@ impl MatrixSource {
         out.start = start;
         out.n_vars = self.info.n_cols;
         out.indptr.clear();
-        let base = to_offset(
+        let (lo, hi) = window_indptr(
             h,
             &indptr_path,
-            ptr.first().copied().unwrap_or(0),
+            &ptr,
+            start,
             self.info.stored,
+            &mut out.indptr,
         )?;
-        let mut prev = base;
-        for (i, &p) in ptr.iter().enumerate() {
-            let p = to_offset(h, &indptr_path, p, self.info.stored)?;
-            if p < prev {
-                return Err(h.corrupt(
-                    &indptr_path,
-                    format!(
-                        "indptr decreases at row {} ({prev} then {p}); expected a non-decreasing array",
-                        start + i
-                    ),
-                ));
-            }
-            prev = p;
-            out.indptr.push(p - base);
-        }
-        let (lo, len) = (base, prev - base);
+        let len = hi - lo;
         read_f32_into(h, &join(obj, "data"), lo, len, &mut out.data)?;
         read_indices_into(
             h,
@@ -155,28 +142,7 @@ impl MatrixSource {
         let indptr_path = join(obj, "indptr");
         let ptr = read_i64_window(h, &indptr_path, start, end - start + 1)?;
         let mut indptr = Vec::with_capacity(ptr.len());
-        let base = to_offset(
-            h,
-            &indptr_path,
-            ptr.first().copied().unwrap_or(0),
-            self.info.stored,
-        )?;
-        let mut prev = base;
-        for (i, &p) in ptr.iter().enumerate() {
-            let p = to_offset(h, &indptr_path, p, self.info.stored)?;
-            if p < prev {
-                return Err(h.corrupt(
-                    &indptr_path,
-                    format!(
-                        "indptr decreases at row {} ({prev} then {p}); expected a non-decreasing array",
-                        start + i
-                    ),
-                ));
-            }
-            prev = p;
-            indptr.push(p - base);
-        }
-        let (lo, hi) = (base, prev);
+        let (lo, hi) = window_indptr(h, &indptr_path, &ptr, start, self.info.stored, &mut indptr)?;
         let data = read_f32_window(h, &join(obj, "data"), lo, hi - lo)?;
         let indices = read_indices(h, &join(obj, "indices"), lo, hi - lo, n_cols)?;
         Ok(CellChunk {
@@ -451,6 +417,37 @@ fn open_sparse(h: &Hdf, object: &str) -> Result<MatrixSource> {
 }
 
 /// An `indptr` value as an offset into `data`, checked against its length.
+/// Checks the stored `indptr` window `ptr` of rows starting at `start`
+/// (offsets within `stored` entries, never decreasing) and appends it to
+/// `out` relative to its first offset. Returns the window's stored entry
+/// range `(lo, hi)`.
+fn window_indptr(
+    h: &Hdf,
+    indptr_path: &str,
+    ptr: &[i64],
+    start: usize,
+    stored: u64,
+    out: &mut Vec<usize>,
+) -> Result<(usize, usize)> {
+    let base = to_offset(h, indptr_path, ptr.first().copied().unwrap_or(0), stored)?;
+    let mut prev = base;
+    for (i, &p) in ptr.iter().enumerate() {
+        let p = to_offset(h, indptr_path, p, stored)?;
+        if p < prev {
+            return Err(h.corrupt(
+                indptr_path,
+                format!(
+                    "indptr decreases at row {} ({prev} then {p}); expected a non-decreasing array",
+                    start + i
+                ),
+            ));
+        }
+        prev = p;
+        out.push(p - base);
+    }
+    Ok((base, prev))
+}
+
 fn to_offset(h: &Hdf, object: &str, p: i64, stored: u64) -> Result<usize> {
     match u64::try_from(p) {
         Ok(u) if u <= stored => Ok(u as usize),
