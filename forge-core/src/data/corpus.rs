@@ -29,6 +29,7 @@ use crate::config::{DataConfig, Normalize, PreprocessingConfig};
 use super::genes::{IdSummary, VocabIndex, gene_names, match_key};
 use super::h5ad::{CellChunk, Column, H5ad, Matrix};
 use super::preprocess::{HvgAccumulator, Preprocessing};
+use super::rank_counts::ColumnTokens;
 use super::{DataError, GeneVocab};
 
 const NONE: u32 = u32::MAX;
@@ -426,6 +427,13 @@ impl Corpus {
             f.col_gene = col_gene;
         }
         Ok(())
+    }
+
+    /// The token id of each column of file `file`'s matrix, for
+    /// [`Tokenizer::tokenize_counts`](super::Tokenizer::tokenize_counts).
+    pub fn column_tokens(&self, file: usize, gene_ids: &[i64]) -> ColumnTokens {
+        let cols = self.files[file].col_gene.iter();
+        ColumnTokens::new(cols.map(|&g| (g != NONE).then_some(g)), gene_ids)
     }
 
     /// The vocabulary id of every corpus gene (UNK where the vocabulary

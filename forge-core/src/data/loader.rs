@@ -59,6 +59,7 @@ use super::corpus::{Corpus, PreparedRow, TaskLabels};
 use super::genes::{Coverage, GeneMatchOptions};
 use super::h5ad::CellChunk;
 use super::masking::{Masking, cell_rng, mix};
+use super::rank_counts::{ColumnTokens, CountRanker};
 use super::tokenize::{TokenizedCell, Tokenizer};
 use super::{DataError, GeneVocab};
 
@@ -76,6 +77,8 @@ struct Inner {
     masking: Option<Masking>,
     labels: Option<TaskLabels>,
     coverage: Vec<Coverage>,
+    /// Token id of each column of each file (the streaming fast path).
+    columns: Vec<ColumnTokens>,
 }
 
 /// Files, vocabulary, tokenizer and masking: everything needed to turn
@@ -129,6 +132,9 @@ impl DataPipeline {
             None => GeneVocab::from_genes(corpus.genes()),
         };
         let gene_ids = corpus.gene_ids(&vocab);
+        let columns = (0..corpus.n_files())
+            .map(|f| corpus.column_tokens(f, &gene_ids))
+            .collect();
         let masking = masking.map(|m| Masking {
             vocab_size: vocab.len() as i64,
             ..m
@@ -142,6 +148,7 @@ impl DataPipeline {
                 masking,
                 labels: None,
                 coverage,
+                columns,
             }),
         })
     }
@@ -524,6 +531,7 @@ impl DataLoader {
                 "must be at least 1",
             ));
         }
+        keep_freed_batch_memory();
         let store = if opts.streaming.is_none() {
             let mut store = Store {
                 cells: Vec::with_capacity(ds.len()),
@@ -629,10 +637,7 @@ impl DataLoader {
                                 Job::Error(e) => Err(e),
                                 Job::Cells(cells) => {
                                     for c in &cells {
-                                        ctx.inner
-                                            .corpus
-                                            .prepare(c.file, &c.cols, &c.vals, &mut row);
-                                        wk.add(&ctx, c.cell, &row.genes, &row.values);
+                                        wk.add_stored(&ctx, c, &mut row);
                                     }
                                     let ids: Vec<usize> = cells.iter().map(|c| c.cell).collect();
                                     // The reader reuses the buffers (or is gone).
@@ -675,6 +680,32 @@ impl DataLoader {
         }
         let lens = |i: u32| store.indptr[i as usize + 1] - store.indptr[i as usize];
         plan_batches(order, &self.opts, &mut rng, lens)
+    }
+}
+
+/// Asks glibc's allocator, once per process, to keep memory freed by the
+/// consumer of batches for the next batches instead of giving it back to
+/// the operating system.
+///
+/// Every batch's tensors are freshly allocated (a few MB), and freed when
+/// the training step drops them. By default glibc serves such sizes with
+/// `mmap` at first and trims a thread heap's free top beyond a few MB, so
+/// batch after batch the memory goes back to the kernel and comes back as
+/// newly zeroed pages, a page fault per 4 KiB. With a 32 MiB mmap
+/// threshold and a 64 MiB trim threshold the same memory is reused
+/// instead; the process keeps at most that much freed memory per heap.
+fn keep_freed_batch_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only adjusts allocator parameters; it is
+            // thread-safe and takes plain integers.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+            }
+        });
     }
 }
 
@@ -758,15 +789,51 @@ struct Worker {
     cells: Vec<usize>,
     keys: Vec<u64>,
     positions: Vec<u32>,
+    ranker: CountRanker,
+    /// Per cell of the batch: the position from which every token is
+    /// maskable, when the fast path knows it (see [`Worker::add_stored`]).
+    maskable_from: Vec<Option<usize>>,
 }
 
 impl Worker {
-    /// Tokenizes one more cell of the batch being built.
-    fn add(&mut self, ctx: &Ctx, cell: usize, genes: &[u32], values: &[f32]) {
+    /// The reused token buffer of the next cell of the batch.
+    fn next_slot(&mut self) -> usize {
         let n = self.cells.len();
         if self.toks.len() <= n {
             self.toks.push(TokenizedCell::default());
         }
+        n
+    }
+
+    /// Tokenizes one more cell of the batch from its stored row: straight
+    /// from the counts when [`Tokenizer::tokenize_counts`] can, else
+    /// prepared into `row` first.
+    fn add_stored(&mut self, ctx: &Ctx, c: &RawCell, row: &mut PreparedRow) {
+        let n = self.next_slot();
+        let inner = &ctx.inner;
+        if inner.tokenizer.tokenize_counts(
+            &c.cols,
+            &c.vals,
+            &inner.columns[c.file],
+            inner.corpus.preprocessing(),
+            &mut self.ranker,
+            &mut self.toks[n],
+        ) {
+            // Gene tokens from plain columns are never CLS or PAD: all but a
+            // prepended CLS are maskable.
+            let columns = &inner.columns[c.file];
+            let first = usize::from(inner.tokenizer.prepend_cls).min(self.toks[n].len());
+            self.maskable_from.push(columns.plain().then_some(first));
+            self.cells.push(c.cell);
+            return;
+        }
+        inner.corpus.prepare(c.file, &c.cols, &c.vals, row);
+        self.add(ctx, c.cell, &row.genes, &row.values);
+    }
+
+    /// Tokenizes one more cell of the batch.
+    fn add(&mut self, ctx: &Ctx, cell: usize, genes: &[u32], values: &[f32]) {
+        let n = self.next_slot();
         let inner = &ctx.inner;
         inner.tokenizer.tokenize_into(
             genes,
@@ -775,6 +842,7 @@ impl Worker {
             &mut self.toks[n],
             &mut self.keys,
         );
+        self.maskable_from.push(None);
         self.cells.push(cell);
     }
 
@@ -788,6 +856,7 @@ impl Worker {
             .as_ref()
             .map(|l| cells.iter().map(|&c| l.codes[c]).collect());
         let positions = &mut self.positions;
+        let maskable_from = &self.maskable_from;
         let toks = &self.toks[..n];
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match (&inner.masking, ctx.mask) {
@@ -798,7 +867,12 @@ impl Worker {
                                     labels: &mut [i64],
                                     masked: &mut [bool]| {
                         let mut rng = cell_rng(ctx.seed, ctx.epoch, cells[i] as u64);
-                        m.apply_to(ids, &mut rng, input, labels, masked, positions);
+                        match maskable_from[i] {
+                            Some(first) => m.apply_to_from(
+                                first, ids, &mut rng, input, labels, masked, positions,
+                            ),
+                            None => m.apply_to(ids, &mut rng, input, labels, masked, positions),
+                        }
                     };
                     collate_rows(toks, task.as_deref(), Some(&mut mask))
                 }
@@ -807,6 +881,7 @@ impl Worker {
         }));
         self.cells = cells;
         self.cells.clear();
+        self.maskable_from.clear();
         match result {
             Ok(r) => r,
             Err(_) => Err(DataError::Loader(
@@ -853,17 +928,17 @@ impl Spare<'_> {
         };
         c.cell = cell;
         c.file = file;
-        // Exact sizes: a buffer grows to the longest cell it has held, not
-        // to twice that, and one that held a longer cell gives the excess
-        // back (a shrink in place), so what the shuffle buffer holds tracks
-        // the cells in it.
+        // A buffer grows to exactly the cell it receives, not to twice that,
+        // and one more than twice too large gives the excess back, so the
+        // shuffle buffer holds at most about twice its cells' data while
+        // cells of similar sizes reuse buffers without reallocating.
         c.cols.clear();
         c.cols.reserve_exact(cols.len());
         c.cols.extend_from_slice(cols);
         c.vals.clear();
         c.vals.reserve_exact(vals.len());
         c.vals.extend_from_slice(vals);
-        if c.cols.capacity() > cols.len() + cols.len() / 4 + 256 {
+        if c.cols.capacity() > 2 * cols.len() + 256 {
             c.cols.shrink_to(cols.len());
             c.vals.shrink_to(vals.len());
         }

@@ -135,6 +135,7 @@ impl Masking {
     ///
     /// # Panics
     /// When a slice's length differs from `ids.len()`.
+    #[inline]
     pub fn apply_to(
         &self,
         ids: &[i64],
@@ -144,17 +145,50 @@ impl Masking {
         masked: &mut [bool],
         scratch: &mut Vec<u32>,
     ) {
+        maskable_positions(ids, scratch);
+        self.mask_positions(ids, rng, input_ids, labels, masked, scratch);
+    }
+
+    /// [`Masking::apply_to`] for a cell whose maskable positions the caller
+    /// knows to be exactly `first..ids.len()` (the loader's fast path: CLS,
+    /// then gene tokens that are never CLS or PAD), saving the scan.
+    #[inline]
+    pub(crate) fn apply_to_from(
+        &self,
+        first: usize,
+        ids: &[i64],
+        rng: &mut impl Rng,
+        input_ids: &mut [i64],
+        labels: &mut [i64],
+        masked: &mut [bool],
+        scratch: &mut Vec<u32>,
+    ) {
+        debug_assert!({
+            let mut check = Vec::new();
+            maskable_positions(ids, &mut check);
+            check.iter().copied().eq(first as u32..ids.len() as u32)
+        });
+        scratch.clear();
+        scratch.extend(first as u32..ids.len() as u32);
+        self.mask_positions(ids, rng, input_ids, labels, masked, scratch);
+    }
+
+    /// Masks `ids` at a uniform sample of the positions in `maskable`
+    /// (reordered in place).
+    #[inline]
+    fn mask_positions(
+        &self,
+        ids: &[i64],
+        rng: &mut impl Rng,
+        input_ids: &mut [i64],
+        labels: &mut [i64],
+        masked: &mut [bool],
+        maskable: &mut [u32],
+    ) {
         input_ids.copy_from_slice(ids);
         labels.fill(special::IGNORE_INDEX);
         masked.fill(false);
-
-        scratch.clear();
-        scratch.extend(
-            ids.iter()
-                .enumerate()
-                .filter(|(_, id)| **id != special::CLS && **id != special::PAD)
-                .map(|(i, _)| i as u32),
-        );
+        let scratch = maskable;
         let n_maskable = scratch.len();
         if n_maskable == 0 {
             return;
@@ -183,6 +217,27 @@ impl Masking {
     }
 }
 
+/// The positions of `ids` that are neither CLS nor PAD, into `out`. The
+/// usual sequence (CLS first, genes after) is recognised with one
+/// vectorised count and written as a range.
+fn maskable_positions(ids: &[i64], out: &mut Vec<u32>) {
+    out.clear();
+    let special = |id: i64| id == special::CLS || id == special::PAD;
+    let n_special = ids.iter().map(|&id| usize::from(special(id))).sum::<usize>();
+    match ids.first() {
+        Some(&first) if n_special == usize::from(special(first)) => {
+            let from = n_special as u32;
+            out.extend(from..ids.len() as u32);
+        }
+        _ => out.extend(
+            ids.iter()
+                .enumerate()
+                .filter(|(_, id)| !special(**id))
+                .map(|(i, _)| i as u32),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +262,28 @@ mod tests {
         let only_cls = m.apply(&[special::CLS], &mut cell_rng(1, 0, 0));
         assert_eq!(only_cls.masked, vec![false]);
         assert_eq!(only_cls.input_ids, vec![special::CLS]);
+    }
+
+    #[test]
+    fn maskable_positions_skip_every_cls_and_pad() {
+        let (c, p) = (special::CLS, special::PAD);
+        let cases: [&[i64]; 7] = [
+            &[],
+            &[c],
+            &[c, 9, 10],
+            &[9, 10, 11],
+            &[9, c, 10],
+            &[c, 9, p, p],
+            &[p, 9],
+        ];
+        let mut out = Vec::new();
+        for ids in cases {
+            maskable_positions(ids, &mut out);
+            let naive: Vec<u32> = (0..ids.len() as u32)
+                .filter(|&i| ids[i as usize] != c && ids[i as usize] != p)
+                .collect();
+            assert_eq!(out, naive, "{ids:?}");
+        }
     }
 
     #[test]

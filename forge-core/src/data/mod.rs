@@ -10,7 +10,9 @@
 //! - [`corpus`]: several files as one sequence of cells over shared genes,
 //!   preprocessed ([`preprocess`]: library size, log1p, HVG).
 //! - [`tokenize`], [`masking`], [`collate`]: the three tokenizers,
-//!   masking, padding, exactly as scModelForge defines them.
+//!   masking, padding, exactly as scModelForge defines them;
+//!   [`rank_counts`]: `rank_value` straight from stored counts, the
+//!   streaming loader's fast path to the same tokens.
 //! - [`loader`]: [`DataPipeline`], train/validation [`CellDataset`]s and the
 //!   threaded, prefetching [`DataLoader`] (in memory or streaming).
 //! - [`synthetic`]: a generator of realistic count data of any size.
@@ -45,6 +47,7 @@ pub mod h5ad;
 pub mod loader;
 pub mod masking;
 pub mod preprocess;
+pub mod rank_counts;
 pub mod synthetic;
 pub mod tokenize;
 pub mod vocab;

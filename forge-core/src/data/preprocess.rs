@@ -54,15 +54,30 @@ impl Preprocessing {
         }
     }
 
+    /// The factor the values of a cell whose stored row sums to `total` are
+    /// multiplied by: `None` without normalisation or for an empty cell.
+    pub fn scale(&self, total: f64) -> Option<f32> {
+        match self.target_sum {
+            Some(t) if total > 0.0 => Some((t / total) as f32),
+            _ => None,
+        }
+    }
+
+    /// One stored value `x` after preprocessing, for a cell of [`scale`].
+    ///
+    /// [`scale`]: Preprocessing::scale
+    #[inline]
+    pub fn value(&self, x: f32, scale: Option<f32>) -> f32 {
+        let x = scale.map_or(x, |s| x * s);
+        if self.log1p { ln_1p(x) } else { x }
+    }
+
     /// Preprocesses a cell's stored values in place; `total` is the sum of
     /// the cell's whole row in the file.
     pub fn apply(&self, values: &mut [f32], total: f64) {
-        let scale = match self.target_sum {
-            Some(t) if total > 0.0 => Some((t / total) as f32),
-            _ => None,
-        };
+        let scale = self.scale(total);
         match (scale, self.log1p) {
-            (Some(s), true) => {
+            (Some(_), true) => {
                 // Counts are mostly small integers: compute each distinct
                 // one once per cell.
                 let mut lut = [f32::NAN; 64];
@@ -71,11 +86,11 @@ impl Preprocessing {
                     let c = x as usize;
                     if c < 64 && c as f32 == x {
                         if lut[c].is_nan() {
-                            lut[c] = ln_1p(x * s);
+                            lut[c] = self.value(x, scale);
                         }
                         *v = lut[c];
                     } else {
-                        *v = ln_1p(x * s);
+                        *v = self.value(x, scale);
                     }
                 }
             }

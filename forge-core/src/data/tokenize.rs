@@ -37,6 +37,8 @@ use crate::batch::special;
 use crate::config::{BinningMethod, TokenizerConfig, TokenizerStrategy};
 
 use super::DataError;
+use super::preprocess::Preprocessing;
+use super::rank_counts::{ColumnTokens, CountRanker};
 
 /// One cell as tokens (before masking and padding).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -244,6 +246,42 @@ impl Tokenizer {
         self.max_genes.saturating_sub(usize::from(self.prepend_cls))
     }
 
+    /// Empties `out` and puts CLS in it when prepended.
+    fn start(&self, out: &mut TokenizedCell) {
+        out.clear(self.has_bins());
+        if self.prepend_cls && self.max_genes > 0 {
+            out.ids.push(special::CLS);
+            out.values.push(0.0);
+            if let Some(b) = &mut out.bin_ids {
+                b.push(0);
+            }
+        }
+    }
+
+    /// `rank_value` of a stored row of counts of a file with `columns`,
+    /// preprocessed by `pre`, into `out`, in one go (see
+    /// [`super::rank_counts`]): the tokens [`Corpus::prepare`] then
+    /// [`Tokenizer::tokenize_into`] give. Returns false when the strategy
+    /// is not `rank_value` or the row needs that general path (`out` is
+    /// then to be overwritten).
+    ///
+    /// [`Corpus::prepare`]: super::Corpus::prepare
+    pub fn tokenize_counts(
+        &self,
+        cols: &[u32],
+        vals: &[f32],
+        columns: &ColumnTokens,
+        pre: &Preprocessing,
+        ranker: &mut CountRanker,
+        out: &mut TokenizedCell,
+    ) -> bool {
+        if !matches!(self.strategy, Strategy::RankValue) {
+            return false;
+        }
+        self.start(out);
+        ranker.rank(cols, vals, columns, pre, self.gene_budget(), out)
+    }
+
     /// Tokenizes one cell into a fresh [`TokenizedCell`].
     pub fn tokenize(&self, genes: &[u32], values: &[f32], gene_ids: &[i64]) -> TokenizedCell {
         let mut out = TokenizedCell::default();
@@ -263,14 +301,7 @@ impl Tokenizer {
         out: &mut TokenizedCell,
         scratch: &mut Vec<u64>,
     ) {
-        out.clear(self.has_bins());
-        if self.prepend_cls && self.max_genes > 0 {
-            out.ids.push(special::CLS);
-            out.values.push(0.0);
-            if let Some(b) = &mut out.bin_ids {
-                b.push(0);
-            }
-        }
+        self.start(out);
         let budget = self.gene_budget();
         let n = genes.len().min(values.len());
         match &self.strategy {

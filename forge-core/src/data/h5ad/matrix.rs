@@ -17,11 +17,12 @@
 //! does not normalise or transform values.
 
 use super::error::{DataError, Result};
+use std::sync::{Arc, OnceLock};
+
+use super::direct::{DirectCsr, is_le_f32, le_int_width};
 use super::hdf::{Hdf, Kind, Scalar, attr_str, classify, join};
 use super::{CellChunk, MatrixInfo, MatrixLayout, ValueStats};
-use hdf5_pure::{
-    AttrValue, Dataset, Datatype, DatatypeByteOrder, FixedPointLayout, FloatingPointLayout,
-};
+use hdf5_pure::{AttrValue, Dataset};
 
 /// Entries read per window when streaming through `data`/`indices`.
 pub(crate) const WINDOW: usize = 1 << 20;
@@ -33,6 +34,10 @@ const SUPPORTED_MATRICES: &str = "a dense 2-D dataset (`array`), `csr_matrix`, `
 #[derive(Debug, Clone)]
 pub(crate) struct MatrixSource {
     pub(crate) info: MatrixInfo,
+    /// For a CSR matrix, its positioned-read reader once the first window
+    /// has been read through [`MatrixSource::rows_into`] (`None` inside:
+    /// the matrix is not stored in a way it reads).
+    direct: Arc<OnceLock<Option<DirectCsr>>>,
 }
 
 impl MatrixSource {
@@ -85,6 +90,9 @@ impl MatrixSource {
         }
         let obj = self.object();
         let indptr_path = join(obj, "indptr");
+        if let Some(direct) = self.direct.get_or_init(|| DirectCsr::open(h, obj)) {
+            return self.rows_into_direct(h, direct, start, end, out);
+        }
         let ptr = read_i64_window(h, &indptr_path, start, end - start + 1)?;
         out.start = start;
         out.n_vars = self.info.n_cols;
@@ -106,6 +114,43 @@ impl MatrixSource {
             len,
             self.info.n_cols,
             &mut out.indices,
+        )
+    }
+
+    /// [`MatrixSource::rows_into`] of a CSR matrix through `direct`.
+    fn rows_into_direct(
+        &self,
+        h: &Hdf,
+        direct: &DirectCsr,
+        start: usize,
+        end: usize,
+        out: &mut CellChunk,
+    ) -> Result<()> {
+        let obj = self.object();
+        let indptr_path = join(obj, "indptr");
+        let mut ptr = vec![0i64; end - start + 1];
+        direct.read_indptr(&h.path, start, &mut ptr)?;
+        out.start = start;
+        out.n_vars = self.info.n_cols;
+        out.indptr.clear();
+        let (lo, hi) = window_indptr(
+            h,
+            &indptr_path,
+            &ptr,
+            start,
+            self.info.stored,
+            &mut out.indptr,
+        )?;
+        out.data.resize(hi - lo, 0.0);
+        direct.read_data(&h.path, lo, &mut out.data)?;
+        out.indices.resize(hi - lo, 0);
+        direct.read_indices(&h.path, lo, &mut out.indices)?;
+        check_indices(
+            h,
+            &join(obj, "indices"),
+            lo,
+            &out.indices,
+            self.info.n_cols,
         )
     }
 
@@ -281,6 +326,7 @@ fn open_dense(h: &Hdf, object: &str) -> Result<MatrixSource> {
             dtype: scalar.name(),
             stored: (n_rows as u64).saturating_mul(n_cols as u64),
         },
+        direct: Arc::default(),
     })
 }
 
@@ -413,6 +459,7 @@ fn open_sparse(h: &Hdf, object: &str) -> Result<MatrixSource> {
             dtype: data_type.name(),
             stored: n_data as u64,
         },
+        direct: Arc::default(),
     })
 }
 
@@ -482,28 +529,6 @@ fn read_f32_window(h: &Hdf, path: &str, start: usize, len: usize) -> Result<Vec<
     Ok(v)
 }
 
-/// Whether `dt` is a standard little-endian IEEE `float32`.
-fn is_le_f32(dt: &Datatype) -> bool {
-    matches!(dt, Datatype::FloatingPoint { size: 4, byte_order: DatatypeByteOrder::LittleEndian, layout }
-        if *layout == FloatingPointLayout::IEEE754_BINARY32)
-}
-
-/// Whether `dt` is a standard little-endian signed 32-bit integer.
-fn is_le_i32(dt: &Datatype) -> bool {
-    matches!(
-        dt,
-        Datatype::FixedPoint {
-            size: 4,
-            byte_order: DatatypeByteOrder::LittleEndian,
-            layout: FixedPointLayout {
-                signed: true,
-                bit_offset: 0,
-                bit_precision: 32
-            },
-        }
-    )
-}
-
 /// The raw bytes of `len` elements from `start` of a 1-D dataset of
 /// `elem`-byte elements.
 fn read_raw_window(
@@ -554,23 +579,28 @@ fn read_indices_into(
         return Ok(());
     }
     let ds = h.dataset(path)?;
-    if !is_le_i32(&h.datatype(path, &ds)?) {
+    if le_int_width(&h.datatype(path, &ds)?) != Some(4) {
         *out = read_indices(h, path, start, len, bound)?;
         return Ok(());
     }
     let raw = read_raw_window(h, path, &ds, start, len, 4)?;
-    // As u32, a negative index is >= 2^31 and so out of bounds too.
     out.extend(
         raw.chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
     );
-    if out.iter().fold(0u32, |m, &i| m.max(i)) as usize >= bound {
-        let k = out.iter().position(|&i| i as usize >= bound).unwrap_or(0);
+    check_indices(h, path, start, out, bound)
+}
+
+/// Checks that the indices read from `start` of `path` are in `0..bound`
+/// (as `u32`, a negative index is at least 2^31 and so out of bounds too).
+fn check_indices(h: &Hdf, path: &str, start: usize, indices: &[u32], bound: usize) -> Result<()> {
+    if indices.iter().fold(0u32, |m, &i| m.max(i)) as usize >= bound {
+        let k = indices.iter().position(|&i| i as usize >= bound).unwrap_or(0);
         return Err(h.corrupt(
             path,
             format!(
                 "index {} at position {} is outside 0..{bound}",
-                out[k] as i32,
+                indices[k] as i32,
                 start + k
             ),
         ));

@@ -36,6 +36,7 @@
 mod error;
 mod frame;
 mod hdf;
+mod direct;
 mod matrix;
 mod summary;
 pub mod write;
