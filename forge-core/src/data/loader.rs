@@ -868,9 +868,11 @@ impl Worker {
                                     masked: &mut [bool]| {
                         let mut rng = cell_rng(ctx.seed, ctx.epoch, cells[i] as u64);
                         match maskable_from[i] {
-                            Some(first) => m.apply_to_from(
-                                first, ids, &mut rng, input, labels, masked, positions,
-                            ),
+                            Some(first) => {
+                                positions.clear();
+                                positions.extend(first as u32..ids.len() as u32);
+                                m.mask_positions(ids, &mut rng, input, labels, masked, positions);
+                            }
                             None => m.apply_to(ids, &mut rng, input, labels, masked, positions),
                         }
                     };

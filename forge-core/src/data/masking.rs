@@ -149,34 +149,12 @@ impl Masking {
         self.mask_positions(ids, rng, input_ids, labels, masked, scratch);
     }
 
-    /// [`Masking::apply_to`] for a cell whose maskable positions the caller
-    /// knows to be exactly `first..ids.len()` (the loader's fast path: CLS,
-    /// then gene tokens that are never CLS or PAD), saving the scan.
+    /// [`Masking::apply_to`] with the maskable positions given: `maskable`
+    /// must hold exactly the positions of `ids` that are neither CLS nor PAD,
+    /// ascending (the loader's fast path knows them without a scan); it is
+    /// reordered in place.
     #[inline]
-    pub(crate) fn apply_to_from(
-        &self,
-        first: usize,
-        ids: &[i64],
-        rng: &mut impl Rng,
-        input_ids: &mut [i64],
-        labels: &mut [i64],
-        masked: &mut [bool],
-        scratch: &mut Vec<u32>,
-    ) {
-        debug_assert!({
-            let mut check = Vec::new();
-            maskable_positions(ids, &mut check);
-            check.iter().copied().eq(first as u32..ids.len() as u32)
-        });
-        scratch.clear();
-        scratch.extend(first as u32..ids.len() as u32);
-        self.mask_positions(ids, rng, input_ids, labels, masked, scratch);
-    }
-
-    /// Masks `ids` at a uniform sample of the positions in `maskable`
-    /// (reordered in place).
-    #[inline]
-    fn mask_positions(
+    pub(crate) fn mask_positions(
         &self,
         ids: &[i64],
         rng: &mut impl Rng,
@@ -185,6 +163,11 @@ impl Masking {
         masked: &mut [bool],
         maskable: &mut [u32],
     ) {
+        debug_assert!({
+            let mut check = Vec::new();
+            maskable_positions(ids, &mut check);
+            check == maskable
+        });
         input_ids.copy_from_slice(ids);
         labels.fill(special::IGNORE_INDEX);
         masked.fill(false);
@@ -223,7 +206,10 @@ impl Masking {
 fn maskable_positions(ids: &[i64], out: &mut Vec<u32>) {
     out.clear();
     let special = |id: i64| id == special::CLS || id == special::PAD;
-    let n_special = ids.iter().map(|&id| usize::from(special(id))).sum::<usize>();
+    let n_special = ids
+        .iter()
+        .map(|&id| usize::from(special(id)))
+        .sum::<usize>();
     match ids.first() {
         Some(&first) if n_special == usize::from(special(first)) => {
             let from = n_special as u32;

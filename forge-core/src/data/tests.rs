@@ -465,6 +465,115 @@ fn streaming_loader_sees_every_cell_once_and_is_reproducible() {
     }
 }
 
+/// Tokens of every cell of `corpus`: (general path, counts fast path or
+/// `None` where it declines).
+#[allow(clippy::type_complexity)]
+fn both_paths(
+    corpus: &Corpus,
+    vocab: &GeneVocab,
+    tok: &Tokenizer,
+) -> Vec<(TokenizedCell, Option<TokenizedCell>)> {
+    let gene_ids = corpus.gene_ids(vocab);
+    let mut ranker = super::rank_counts::CountRanker::default();
+    let mut row = PreparedRow::default();
+    let mut out = Vec::new();
+    for file in 0..corpus.n_files() {
+        let columns = corpus.column_tokens(file, &gene_ids);
+        let chunk = corpus
+            .read_chunk(file, 0, corpus.file_range(file).len())
+            .unwrap();
+        for i in 0..chunk.n_cells() {
+            let (cols, vals) = chunk.row(i);
+            corpus.prepare(file, cols, vals, &mut row);
+            let general = tok.tokenize(&row.genes, &row.values, &gene_ids);
+            let mut fast = TokenizedCell::default();
+            let ok = tok.tokenize_counts(
+                cols,
+                vals,
+                &columns,
+                corpus.preprocessing(),
+                &mut ranker,
+                &mut fast,
+            );
+            out.push((general, ok.then_some(fast)));
+        }
+    }
+    out
+}
+
+#[test]
+fn counts_fast_path_tokenizes_like_the_general_path() {
+    let dir = Scratch::new("fast");
+    let p = dir.path("counts.h5ad");
+    write_synthetic(&p, 300, 400, 3, 8).unwrap();
+    let hvg = PreprocessingConfig {
+        hvg_selection: Some(60),
+        ..PreprocessingConfig::default()
+    };
+    for (what, pre, max_genes) in [
+        ("normalise + log1p", PreprocessingConfig::default(), 2048),
+        ("truncated to 16", PreprocessingConfig::default(), 16),
+        ("highly variable genes", hvg, 2048),
+        ("as stored", no_preprocessing(), 32),
+    ] {
+        let opts = CorpusOptions {
+            preprocessing: pre,
+            ..CorpusOptions::default()
+        };
+        let corpus = Corpus::open(&[&p], &opts).unwrap();
+        // A vocabulary lacking every third gene: those become UNK.
+        let genes: Vec<String> = corpus.genes().iter().step_by(3).cloned().collect();
+        for vocab in [
+            GeneVocab::from_genes(corpus.genes()),
+            GeneVocab::from_genes(&genes),
+        ] {
+            let tok = Tokenizer::rank_value(max_genes, true);
+            for (cell, (general, fast)) in both_paths(&corpus, &vocab, &tok).iter().enumerate() {
+                let fast = fast
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("{what}: cell {cell} declined"));
+                assert_eq!(fast.ids, general.ids, "{what}: cell {cell}");
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&fast.values),
+                    bits(&general.values),
+                    "{what}: cell {cell}"
+                );
+            }
+        }
+    }
+    // Files it does not cover: log-normalised values (PBMC-like raw in the
+    // gzip fixture), duplicate gene names (columns merged into one gene),
+    // unsorted indices. The fast path declines; the general path serves.
+    for (file, raw) in [("gzip_raw.h5ad", true), ("csr_unsorted.h5ad", false)] {
+        let opts = CorpusOptions {
+            use_raw: raw,
+            preprocessing: no_preprocessing(),
+            ..CorpusOptions::default()
+        };
+        let corpus = Corpus::open(&[h5ad_fixture(file)], &opts).unwrap();
+        let vocab = GeneVocab::from_genes(corpus.genes());
+        let tok = Tokenizer::rank_value(64, true);
+        for (general, fast) in both_paths(&corpus, &vocab, &tok) {
+            if let Some(fast) = fast {
+                assert_eq!(
+                    (fast.ids, fast.values),
+                    (general.ids, general.values),
+                    "{file}"
+                );
+            }
+        }
+    }
+    let dup = Corpus::open(&[fixture("genes_dup.h5ad")], &CorpusOptions::default()).unwrap();
+    let vocab = GeneVocab::from_genes(dup.genes());
+    let tok = Tokenizer::rank_value(64, true);
+    assert!(
+        both_paths(&dup, &vocab, &tok)
+            .iter()
+            .all(|(_, fast)| fast.is_none())
+    );
+}
+
 #[test]
 fn length_bucketing_cuts_padding_without_losing_cells() {
     let dir = Scratch::new("bucket");

@@ -55,7 +55,6 @@ impl Spans {
         }
         let shape = ds.shape().ok()?;
         let [len] = shape[..] else { return None };
-        let len = len as u64;
         let bytes = len.checked_mul(elem)?;
         let storage = match ds.layout().ok()? {
             hdf5_pure::Layout::Contiguous {
@@ -101,11 +100,7 @@ impl Spans {
         if start + n > self.len {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!(
-                    "elements {start}..{} requested of {}",
-                    start + n,
-                    self.len
-                ),
+                format!("elements {start}..{} requested of {}", start + n, self.len),
             ));
         }
         match &self.storage {
@@ -157,7 +152,8 @@ impl DirectCsr {
         let file_len = file.metadata().ok()?.len();
         let ds = |name: &str| h.file.dataset(&join(object, name)).ok();
         let (data_ds, indices_ds, indptr_ds) = (ds("data")?, ds("indices")?, ds("indptr")?);
-        if !is_le_f32(&data_ds.datatype().ok()?) || le_int_width(&indices_ds.datatype().ok()?)? != 4 {
+        if !is_le_f32(&data_ds.datatype().ok()?) || le_int_width(&indices_ds.datatype().ok()?)? != 4
+        {
             return None;
         }
         let ptr_width = match le_int_width(&indptr_ds.datatype().ok()?)? {
@@ -176,7 +172,7 @@ impl DirectCsr {
     }
 
     /// `indptr[start .. start + out.len()]` into `out`.
-    pub(crate) fn read_indptr(&self, path: &Path, start: usize, out: &mut Vec<i64>) -> Result<()> {
+    pub(crate) fn read_indptr(&self, path: &Path, start: usize, out: &mut [i64]) -> Result<()> {
         let n = out.len();
         match self.ptr_width {
             PtrWidth::I64 => self.fill(&self.indptr, path, start, out),

@@ -90,7 +90,7 @@ impl MatrixSource {
         }
         let obj = self.object();
         let indptr_path = join(obj, "indptr");
-        if let Some(direct) = self.direct.get_or_init(|| DirectCsr::open(h, obj)) {
+        if let Some(direct) = self.direct(h) {
             return self.rows_into_direct(h, direct, start, end, out);
         }
         let ptr = read_i64_window(h, &indptr_path, start, end - start + 1)?;
@@ -115,6 +115,17 @@ impl MatrixSource {
             self.info.n_cols,
             &mut out.indices,
         )
+    }
+
+    /// The positioned-read reader of a CSR matrix, located on first use;
+    /// `None` for other layouts and storage.
+    pub(crate) fn direct(&self, h: &Hdf) -> Option<&DirectCsr> {
+        if self.info.layout != MatrixLayout::Csr {
+            return None;
+        }
+        self.direct
+            .get_or_init(|| DirectCsr::open(h, self.object()))
+            .as_ref()
     }
 
     /// [`MatrixSource::rows_into`] of a CSR matrix through `direct`.
@@ -145,13 +156,7 @@ impl MatrixSource {
         direct.read_data(&h.path, lo, &mut out.data)?;
         out.indices.resize(hi - lo, 0);
         direct.read_indices(&h.path, lo, &mut out.indices)?;
-        check_indices(
-            h,
-            &join(obj, "indices"),
-            lo,
-            &out.indices,
-            self.info.n_cols,
-        )
+        check_indices(h, &join(obj, "indices"), lo, &out.indices, self.info.n_cols)
     }
 
     fn dense_rows(&self, h: &Hdf, start: usize, end: usize) -> Result<CellChunk> {
@@ -595,7 +600,10 @@ fn read_indices_into(
 /// (as `u32`, a negative index is at least 2^31 and so out of bounds too).
 fn check_indices(h: &Hdf, path: &str, start: usize, indices: &[u32], bound: usize) -> Result<()> {
     if indices.iter().fold(0u32, |m, &i| m.max(i)) as usize >= bound {
-        let k = indices.iter().position(|&i| i as usize >= bound).unwrap_or(0);
+        let k = indices
+            .iter()
+            .position(|&i| i as usize >= bound)
+            .unwrap_or(0);
         return Err(h.corrupt(
             path,
             format!(

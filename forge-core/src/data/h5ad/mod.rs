@@ -33,10 +33,10 @@
 //! `varm`/`obsp`/`layers`/`uns` (apart from the old layout's categories),
 //! and does not normalise, filter or tokenise cells.
 
+mod direct;
 mod error;
 mod frame;
 mod hdf;
-mod direct;
 mod matrix;
 mod summary;
 pub mod write;
@@ -508,6 +508,13 @@ impl H5ad {
         out: &mut CellChunk,
     ) -> Result<()> {
         self.matrix(which)?.rows_into(&self.hdf, start, end, out)
+    }
+
+    /// Whether [`H5ad::cell_rows_into`] reads `which` with positioned reads
+    /// straight from the file (an unfiltered CSR matrix of little-endian
+    /// `float32` data and `int32` indices) rather than through `hdf5-pure`.
+    pub fn reads_directly(&self, which: Matrix) -> Result<bool> {
+        Ok(self.matrix(which)?.direct(&self.hdf).is_some())
     }
 
     /// Iterates over all cells of `X` or `raw` in blocks of `cells_per_chunk`
