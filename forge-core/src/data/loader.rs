@@ -30,6 +30,9 @@
 //!   time a new one enters. Memory is bounded by buffer + one block +
 //!   prefetched batches, whatever the file size. The shuffle is local
 //!   (cells from nearby blocks mix), as with any streaming loader.
+//!   Under `rank_value`, a stored row of whole counts is tokenized straight
+//!   from the file's values ([`super::rank_counts`]): the same tokens as
+//!   preparing the row then tokenizing it, at a fraction of the cost.
 //!
 //! Length bucketing ([`LoaderOptions::bucket_window`], off by default to
 //! match scModelForge): cells are taken `window` batches at a time, sorted by

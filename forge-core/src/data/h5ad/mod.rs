@@ -17,7 +17,11 @@
 //! [`CellChunk`]. Only the rows asked for are read from disk (a row window of
 //! a dense `X`, the `indptr`-delimited slice of a CSR matrix's `data` and
 //! `indices`), so memory is bounded by the block, not the file. The file is
-//! opened in `hdf5-pure`'s streaming mode: it is never loaded whole.
+//! opened in `hdf5-pure`'s streaming mode: it is never loaded whole. For the
+//! streaming loader's block after block reads ([`H5ad::cell_rows_into`]),
+//! CSR matrices stored without compression are read with positioned reads
+//! straight into the caller's buffers (`direct`), skipping hdf5-pure's
+//! per-read copies; compressed ones go through hdf5-pure.
 //!
 //! Within a cell, gene indices are returned in file order, which AnnData does
 //! not guarantee to be sorted; use [`CellChunk::sort_indices`] when order
