@@ -135,7 +135,8 @@ impl std::fmt::Debug for Hdf {
 
 impl Hdf {
     /// Opens `path` for streaming reads (metadata and data are fetched on
-    /// demand; the file is never buffered whole).
+    /// demand, small reads through a block cache: [`super::source`]; the
+    /// file is never buffered whole).
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let io = |source| DataError::Io {
             path: path.to_path_buf(),
@@ -164,7 +165,8 @@ impl Hdf {
             }
             Err(e) => return Err(io(e)),
         }
-        let file = hdf5_pure::File::open_streaming(path).map_err(|e| match e {
+        let source = super::source::CachedFile::open(path).map_err(io)?;
+        let file = hdf5_pure::File::from_source(source).map_err(|e| match e {
             hdf5_pure::Error::Io(source) => io(source),
             other => DataError::Corrupt {
                 path: path.to_path_buf(),

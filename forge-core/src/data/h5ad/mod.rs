@@ -42,6 +42,7 @@ mod error;
 mod frame;
 mod hdf;
 mod matrix;
+mod source;
 mod summary;
 pub mod write;
 
