@@ -104,17 +104,52 @@ pub fn collate(cells: &[CellTokens]) -> Result<Batch, DataError> {
         .map_err(|e| DataError::Loader(format!("collated batch is invalid: {e}")))
 }
 
-/// What [`collate_rows`] calls to mask row `i`: the cell's unmasked ids, then
-/// its `input_ids`, `labels` and `masked_positions` rows (each as long as
-/// the ids) to write.
-pub(crate) type MaskRow<'a> = dyn FnMut(usize, &[i64], &mut [i64], &mut [i64], &mut [bool]) + 'a;
+/// What [`collate_rows`] calls to mask row `i` in place: its `input_ids`
+/// row (holding the cell's unmasked ids), then its `labels` and
+/// `masked_positions` rows, all as long as the cell, to write.
+pub(crate) type MaskRow<'a> = dyn FnMut(usize, &mut [i64], &mut [i64], &mut [bool]) + 'a;
 
-/// The loader's collation: pads tokenized cells straight into the batch's
+/// One cell's tokens as [`collate_rows`] reads them.
+pub(crate) trait RowTokens {
+    /// Number of tokens.
+    fn len(&self) -> usize;
+    /// Whether the cell's keys agree in length.
+    fn consistent(&self) -> bool;
+    /// Writes the token ids and values into slices of [`RowTokens::len`].
+    fn write(&self, ids: &mut [i64], values: &mut [f32]);
+    /// Bin ids, when the tokenizer gives them.
+    fn bins(&self) -> Option<&[i64]>;
+}
+
+impl RowTokens for TokenizedCell {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn consistent(&self) -> bool {
+        self.values.len() == self.ids.len()
+            && self
+                .bin_ids
+                .as_ref()
+                .is_none_or(|b| b.len() == self.ids.len())
+    }
+
+    fn write(&self, ids: &mut [i64], values: &mut [f32]) {
+        ids.copy_from_slice(&self.ids);
+        values.copy_from_slice(&self.values);
+    }
+
+    fn bins(&self) -> Option<&[i64]> {
+        self.bin_ids.as_deref()
+    }
+}
+
+/// The loader's collation: writes each cell straight into the batch's
 /// tensors (no per-cell copy in between), masking each row in place with
 /// `mask` when given. Gives the batch [`collate`] gives for the same cells
 /// once masked; every cell must have bins when the first has.
-pub(crate) fn collate_rows(
-    cells: &[TokenizedCell],
+pub(crate) fn collate_rows<R: RowTokens>(
+    cells: &[R],
     task_labels: Option<&[i64]>,
     mask: Option<&mut MaskRow<'_>>,
 ) -> Result<Batch, DataError> {
@@ -122,18 +157,12 @@ pub(crate) fn collate_rows(
         return Err(DataError::Loader("cannot collate an empty batch".into()));
     }
     let b = cells.len();
-    let s = cells
+    let s = cells.iter().map(R::len).max().unwrap_or(0).max(1);
+    let has_bins = cells[0].bins().is_some();
+    if cells
         .iter()
-        .map(TokenizedCell::len)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let has_bins = cells[0].bin_ids.is_some();
-    if cells.iter().any(|c| {
-        c.values.len() != c.ids.len()
-            || c.bin_ids.is_some() != has_bins
-            || c.bin_ids.as_ref().is_some_and(|b| b.len() != c.ids.len())
-    }) || task_labels.is_some_and(|t| t.len() != b)
+        .any(|c| !c.consistent() || c.bins().is_some() != has_bins)
+        || task_labels.is_some_and(|t| t.len() != b)
     {
         return Err(DataError::Loader(
             "the cells of a batch do not carry the same keys, or their keys differ in length"
@@ -145,12 +174,12 @@ pub(crate) fn collate_rows(
     let (attn_t, attn) = empty_rows::<i64>(shape);
     let (values_t, values) = empty_rows::<f32>(shape);
     for (i, c) in cells.iter().enumerate() {
-        let n = c.len();
-        let r = i * s..(i + 1) * s;
-        attn[r.start..r.start + n].fill(1);
-        attn[r.start + n..r.end].fill(0);
-        values[r.start..r.start + n].copy_from_slice(&c.values);
-        values[r.start + n..r.end].fill(0.0);
+        let (n, at) = (c.len(), i * s);
+        c.write(&mut ids[at..at + n], &mut values[at..at + n]);
+        ids[at + n..at + s].fill(special::PAD);
+        values[at + n..at + s].fill(0.0);
+        attn[at..at + n].fill(1);
+        attn[at + n..at + s].fill(0);
     }
     let masked_keys = match mask {
         Some(mask) => {
@@ -160,32 +189,23 @@ pub(crate) fn collate_rows(
                 let (n, at) = (c.len(), i * s);
                 mask(
                     i,
-                    &c.ids,
                     &mut ids[at..at + n],
                     &mut labels[at..at + n],
                     &mut masked[at..at + n],
                 );
-                ids[at + n..at + s].fill(special::PAD);
                 labels[at + n..at + s].fill(special::IGNORE_INDEX);
                 masked[at + n..at + s].fill(false);
             }
             Some((labels_t, masked_t))
         }
-        None => {
-            for (i, c) in cells.iter().enumerate() {
-                let (n, at) = (c.len(), i * s);
-                ids[at..at + n].copy_from_slice(&c.ids);
-                ids[at + n..at + s].fill(special::PAD);
-            }
-            None
-        }
+        None => None,
     };
     let mut builder = Batch::builder(ids_t, attn_t).values(values_t);
     if let Some((labels_t, masked_t)) = masked_keys {
         builder = builder.labels(labels_t).masked_positions(masked_t);
     }
     if has_bins {
-        let bins = padded(shape, 0i64, |i| cells[i].bin_ids.as_deref().unwrap_or(&[]));
+        let bins = padded(shape, 0i64, |i| cells[i].bins().unwrap_or(&[]));
         builder = builder.bin_ids(bins);
     }
     if let Some(t) = task_labels {

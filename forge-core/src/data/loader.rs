@@ -57,12 +57,12 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::batch::Batch;
 use crate::config::ForgeConfig;
 
-use super::collate::collate_rows;
+use super::collate::{RowTokens, collate_rows};
 use super::corpus::{Corpus, PreparedRow, TaskLabels};
 use super::genes::{Coverage, GeneMatchOptions};
 use super::h5ad::CellChunk;
-use super::masking::{Masking, cell_rng, mix};
-use super::rank_counts::{ColumnTokens, CountRanker};
+use super::masking::{Masking, cell_rng, maskable_positions, mix};
+use super::rank_counts::{ColumnTokens, CountRanker, RankedCell};
 use super::tokenize::{TokenizedCell, Tokenizer};
 use super::{DataError, GeneVocab};
 
@@ -783,12 +783,51 @@ enum Job {
     Error(DataError),
 }
 
+/// One cell of the batch being built: tokenized by the general path, or
+/// ranked straight from its counts (the buffers of both are kept for reuse).
+#[derive(Default)]
+struct Slot {
+    ranked: bool,
+    tokens: TokenizedCell,
+    counts: RankedCell,
+}
+
+impl RowTokens for Slot {
+    fn len(&self) -> usize {
+        if self.ranked {
+            self.counts.len()
+        } else {
+            self.tokens.len()
+        }
+    }
+
+    fn consistent(&self) -> bool {
+        self.ranked || self.tokens.consistent()
+    }
+
+    fn write(&self, ids: &mut [i64], values: &mut [f32]) {
+        if self.ranked {
+            self.counts.write(ids, values);
+        } else {
+            self.tokens.write(ids, values);
+        }
+    }
+
+    fn bins(&self) -> Option<&[i64]> {
+        if self.ranked {
+            None
+        } else {
+            self.tokens.bins()
+        }
+    }
+}
+
 /// Per-thread scratch space for building batches: the batch's cells are
-/// tokenized into `toks` (reused from batch to batch), then padded and
+/// tokenized into `slots` (reused from batch to batch), then written and
 /// masked straight into the batch tensors.
 #[derive(Default)]
 struct Worker {
-    toks: Vec<TokenizedCell>,
+    slots: Vec<Slot>,
     cells: Vec<usize>,
     keys: Vec<u64>,
     positions: Vec<u32>,
@@ -799,33 +838,35 @@ struct Worker {
 }
 
 impl Worker {
-    /// The reused token buffer of the next cell of the batch.
+    /// The reused slot of the next cell of the batch.
     fn next_slot(&mut self) -> usize {
         let n = self.cells.len();
-        if self.toks.len() <= n {
-            self.toks.push(TokenizedCell::default());
+        if self.slots.len() <= n {
+            self.slots.push(Slot::default());
         }
         n
     }
 
     /// Tokenizes one more cell of the batch from its stored row: straight
-    /// from the counts when [`Tokenizer::tokenize_counts`] can, else
-    /// prepared into `row` first.
+    /// from the counts when [`Tokenizer::rank_counts`] can, else prepared
+    /// into `row` first.
     fn add_stored(&mut self, ctx: &Ctx, c: &RawCell, row: &mut PreparedRow) {
         let n = self.next_slot();
         let inner = &ctx.inner;
-        if inner.tokenizer.tokenize_counts(
+        let columns = &inner.columns[c.file];
+        let slot = &mut self.slots[n];
+        if inner.tokenizer.rank_counts(
             &c.cols,
             &c.vals,
-            &inner.columns[c.file],
+            columns,
             inner.corpus.preprocessing(),
             &mut self.ranker,
-            &mut self.toks[n],
+            &mut slot.counts,
         ) {
+            slot.ranked = true;
             // Gene tokens from plain columns are never CLS or PAD: all but a
             // prepended CLS are maskable.
-            let columns = &inner.columns[c.file];
-            let first = usize::from(inner.tokenizer.prepend_cls).min(self.toks[n].len());
+            let first = usize::from(slot.counts.cls);
             self.maskable_from.push(columns.plain().then_some(first));
             self.cells.push(c.cell);
             return;
@@ -838,11 +879,13 @@ impl Worker {
     fn add(&mut self, ctx: &Ctx, cell: usize, genes: &[u32], values: &[f32]) {
         let n = self.next_slot();
         let inner = &ctx.inner;
+        let slot = &mut self.slots[n];
+        slot.ranked = false;
         inner.tokenizer.tokenize_into(
             genes,
             values,
             &inner.gene_ids,
-            &mut self.toks[n],
+            &mut slot.tokens,
             &mut self.keys,
         );
         self.maskable_from.push(None);
@@ -860,28 +903,25 @@ impl Worker {
             .map(|l| cells.iter().map(|&c| l.codes[c]).collect());
         let positions = &mut self.positions;
         let maskable_from = &self.maskable_from;
-        let toks = &self.toks[..n];
+        let slots = &self.slots[..n];
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match (&inner.masking, ctx.mask) {
                 (Some(m), true) => {
-                    let mut mask = |i: usize,
-                                    ids: &[i64],
-                                    input: &mut [i64],
-                                    labels: &mut [i64],
-                                    masked: &mut [bool]| {
-                        let mut rng = cell_rng(ctx.seed, ctx.epoch, cells[i] as u64);
-                        match maskable_from[i] {
-                            Some(first) => {
-                                positions.clear();
-                                positions.extend(first as u32..ids.len() as u32);
-                                m.mask_positions(ids, &mut rng, input, labels, masked, positions);
+                    let mut mask =
+                        |i: usize, input: &mut [i64], labels: &mut [i64], masked: &mut [bool]| {
+                            let mut rng = cell_rng(ctx.seed, ctx.epoch, cells[i] as u64);
+                            match maskable_from[i] {
+                                Some(first) => {
+                                    positions.clear();
+                                    positions.extend(first as u32..input.len() as u32);
+                                }
+                                None => maskable_positions(input, positions),
                             }
-                            None => m.apply_to(ids, &mut rng, input, labels, masked, positions),
-                        }
-                    };
-                    collate_rows(toks, task.as_deref(), Some(&mut mask))
+                            m.mask_in_place(input, &mut rng, labels, masked, positions);
+                        };
+                    collate_rows(slots, task.as_deref(), Some(&mut mask))
                 }
-                _ => collate_rows(toks, task.as_deref(), None),
+                _ => collate_rows(slots, task.as_deref(), None),
             }
         }));
         self.cells = cells;

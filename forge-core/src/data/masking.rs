@@ -145,30 +145,30 @@ impl Masking {
         masked: &mut [bool],
         scratch: &mut Vec<u32>,
     ) {
+        input_ids.copy_from_slice(ids);
         maskable_positions(ids, scratch);
-        self.mask_positions(ids, rng, input_ids, labels, masked, scratch);
+        self.mask_in_place(input_ids, rng, labels, masked, scratch);
     }
 
-    /// [`Masking::apply_to`] with the maskable positions given: `maskable`
-    /// must hold exactly the positions of `ids` that are neither CLS nor PAD,
-    /// ascending (the loader's fast path knows them without a scan); it is
-    /// reordered in place.
+    /// [`Masking::apply_to`] on a row that already holds the cell's ids
+    /// (`input_ids`, masked in place), with its maskable positions given:
+    /// `maskable` must hold exactly the positions that are neither CLS nor
+    /// PAD, ascending ([`maskable_positions`], or what the loader's fast
+    /// path knows without a scan); it is reordered in place.
     #[inline]
-    pub(crate) fn mask_positions(
+    pub(crate) fn mask_in_place(
         &self,
-        ids: &[i64],
-        rng: &mut impl Rng,
         input_ids: &mut [i64],
+        rng: &mut impl Rng,
         labels: &mut [i64],
         masked: &mut [bool],
         maskable: &mut [u32],
     ) {
         debug_assert!({
             let mut check = Vec::new();
-            maskable_positions(ids, &mut check);
+            maskable_positions(input_ids, &mut check);
             check == maskable
         });
-        input_ids.copy_from_slice(ids);
         labels.fill(special::IGNORE_INDEX);
         masked.fill(false);
         let scratch = maskable;
@@ -188,7 +188,8 @@ impl Masking {
         let n_genes = self.vocab_size - special::FIRST_GENE_ID;
         for &pos in &scratch[..n] {
             let pos = pos as usize;
-            labels[pos] = ids[pos];
+            // Each position is chosen once: it still holds the cell's id.
+            labels[pos] = input_ids[pos];
             masked[pos] = true;
             let r: f64 = rng.r#gen();
             if r < p_mask {
@@ -203,7 +204,7 @@ impl Masking {
 /// The positions of `ids` that are neither CLS nor PAD, into `out`. The
 /// usual sequence (CLS first, genes after) is recognised with one
 /// vectorised count and written as a range.
-fn maskable_positions(ids: &[i64], out: &mut Vec<u32>) {
+pub(crate) fn maskable_positions(ids: &[i64], out: &mut Vec<u32>) {
     out.clear();
     let special = |id: i64| id == special::CLS || id == special::PAD;
     let n_special = ids

@@ -109,6 +109,66 @@ impl ColumnTokens {
     }
 }
 
+/// One cell's `rank_value` tokens as [`CountRanker::rank`] leaves them:
+/// CLS when prepended, the tokens of counts above 1 in rank order, then the
+/// tokens of the count-1 entries kept, which share one value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RankedCell {
+    /// A CLS token (value 0) comes first.
+    pub cls: bool,
+    /// `(token << 32) | value bits` of the entries above count 1, in rank
+    /// order.
+    head: Vec<u64>,
+    /// Tokens of the count-1 entries kept, in gene order.
+    ones: Vec<u32>,
+    /// The value of count 1.
+    one: f32,
+}
+
+impl RankedCell {
+    /// Number of tokens, CLS included.
+    pub fn len(&self) -> usize {
+        usize::from(self.cls) + self.head.len() + self.ones.len()
+    }
+
+    /// Whether the cell has no token.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the token ids and values into `ids` and `values`, each
+    /// [`RankedCell::len`] long (a row of a batch, for instance).
+    ///
+    /// # Panics
+    /// When a slice's length differs from [`RankedCell::len`].
+    pub fn write(&self, ids: &mut [i64], values: &mut [f32]) {
+        assert!(ids.len() == self.len() && values.len() == self.len());
+        let c = usize::from(self.cls);
+        if self.cls {
+            ids[0] = special::CLS;
+            values[0] = 0.0;
+        }
+        let (head_ids, ones_ids) = ids[c..].split_at_mut(self.head.len());
+        let (head_values, ones_values) = values[c..].split_at_mut(self.head.len());
+        for ((id, v), &e) in head_ids.iter_mut().zip(head_values).zip(&self.head) {
+            *id = (e >> 32) as i64;
+            *v = f32::from_bits(e as u32);
+        }
+        for (id, &t) in ones_ids.iter_mut().zip(&self.ones) {
+            *id = i64::from(t);
+        }
+        ones_values.fill(self.one);
+    }
+
+    /// The tokens as a [`TokenizedCell`] (no bins).
+    pub fn to_tokens(&self, out: &mut TokenizedCell) {
+        out.ids.resize(self.len(), 0);
+        out.values.resize(self.len(), 0.0);
+        out.bin_ids = None;
+        self.write(&mut out.ids, &mut out.values);
+    }
+}
+
 /// Working memory of [`CountRanker::rank`], one per thread.
 #[derive(Debug, Clone)]
 pub struct CountRanker {
@@ -154,11 +214,11 @@ struct Split {
 }
 
 impl CountRanker {
-    /// Appends to `out` the `rank_value` tokens of the stored row
-    /// `cols`/`vals` (file columns and stored values) of a file with
-    /// `columns`, preprocessed by `pre`, at most `budget` of them; returns
-    /// false, leaving `out` as it was, when the row needs the general path
-    /// (see the module documentation).
+    /// Ranks the stored row `cols`/`vals` (file columns and stored values)
+    /// of a file with `columns`, preprocessed by `pre`, into `out`'s gene
+    /// tokens (at most `budget`; `out.cls` is left as it is); returns false
+    /// when the row needs the general path (see the module documentation),
+    /// `out` then holding nothing of use.
     ///
     /// In UMI data most stored counts are 1 (about 70% of them): one pass
     /// splits the ranked entries, without branching, into those (which keep
@@ -171,7 +231,7 @@ impl CountRanker {
         columns: &ColumnTokens,
         pre: &Preprocessing,
         budget: usize,
-        out: &mut TokenizedCell,
+        out: &mut RankedCell,
     ) -> bool {
         let n = cols.len().min(vals.len());
         if !columns.usable || n >= DROPPED as usize {
@@ -227,10 +287,8 @@ impl CountRanker {
         // sequence after them.
         let keep = (at as usize + ones_kept).min(budget);
         let from = (at as usize).min(keep);
-        let base = out.ids.len();
-        out.ids.resize(base + from, 0);
-        out.values.resize(base + from, 0.0);
-        let (ids, values) = (&mut out.ids[base..], &mut out.values[base..]);
+        out.head.clear();
+        out.head.resize(from, 0);
         for &e in &self.others {
             let count = (e >> 32) as usize;
             let p = self.next[count];
@@ -239,14 +297,14 @@ impl CountRanker {
             }
             self.next[count] = p + 1;
             if (p as usize) < from {
-                ids[p as usize] = i64::from(columns.get(e as u32));
-                values[p as usize] = self.value[count];
+                let token = u64::from(columns.get(e as u32));
+                out.head[p as usize] = (token << 32) | u64::from(self.value[count].to_bits());
             }
         }
-        let ones = &self.ones[..keep - from];
-        out.ids
-            .extend(ones.iter().map(|&c| i64::from(columns.get(c))));
-        out.values.resize(base + keep, one);
+        out.ones.clear();
+        out.ones
+            .extend(self.ones[..keep - from].iter().map(|&c| columns.get(c)));
+        out.one = one;
         true
     }
 
@@ -349,9 +407,13 @@ mod tests {
         pre: &Preprocessing,
         budget: usize,
     ) -> Option<(Vec<i64>, Vec<f32>)> {
-        let mut out = TokenizedCell::default();
+        let mut out = RankedCell::default();
         let ok = CountRanker::default().rank(cols, vals, &columns(tokens), pre, budget, &mut out);
-        ok.then_some((out.ids, out.values))
+        ok.then(|| {
+            let mut t = TokenizedCell::default();
+            out.to_tokens(&mut t);
+            (t.ids, t.values)
+        })
     }
 
     fn normalise_log1p() -> Preprocessing {
@@ -401,11 +463,13 @@ mod tests {
             let pre = &pres[case % pres.len()];
             let budget = [0, 1, 5, 40, 2048][case % 5];
             let cols_tok = columns(&tokens);
-            let mut out = TokenizedCell::default();
+            let mut ranked = RankedCell::default();
             assert!(
-                ranker.rank(&cols, &vals, &cols_tok, pre, budget, &mut out),
+                ranker.rank(&cols, &vals, &cols_tok, pre, budget, &mut ranked),
                 "case {case}"
             );
+            let mut out = TokenizedCell::default();
+            ranked.to_tokens(&mut out);
             let (ids, values) = reference(&cols, &vals, &tokens, pre, budget);
             assert_eq!(out.ids, ids, "case {case}");
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -441,7 +505,7 @@ mod tests {
         assert_eq!(rank(&cols, &[1.0, 2.0, 3.0], &tokens, &huge, 10), None);
         // Columns reaching corpus genes out of order.
         let swapped = ColumnTokens::new([Some(1), Some(0)], &[4, 5]);
-        let mut out = TokenizedCell::default();
+        let mut out = RankedCell::default();
         let mut r = CountRanker::default();
         assert!(!r.rank(&[0, 1], &[1.0, 2.0], &swapped, &pre, 10, &mut out));
         assert!(r.hist.iter().all(|&h| h == 0));

@@ -38,7 +38,7 @@ use crate::config::{BinningMethod, TokenizerConfig, TokenizerStrategy};
 
 use super::DataError;
 use super::preprocess::Preprocessing;
-use super::rank_counts::{ColumnTokens, CountRanker};
+use super::rank_counts::{ColumnTokens, CountRanker, RankedCell};
 
 /// One cell as tokens (before masking and padding).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -262,10 +262,26 @@ impl Tokenizer {
     /// preprocessed by `pre`, into `out`, in one go (see
     /// [`super::rank_counts`]): the tokens [`Corpus::prepare`] then
     /// [`Tokenizer::tokenize_into`] give. Returns false when the strategy
-    /// is not `rank_value` or the row needs that general path (`out` is
-    /// then to be overwritten).
+    /// is not `rank_value` or the row needs that general path.
     ///
     /// [`Corpus::prepare`]: super::Corpus::prepare
+    pub fn rank_counts(
+        &self,
+        cols: &[u32],
+        vals: &[f32],
+        columns: &ColumnTokens,
+        pre: &Preprocessing,
+        ranker: &mut CountRanker,
+        out: &mut RankedCell,
+    ) -> bool {
+        if !matches!(self.strategy, Strategy::RankValue) {
+            return false;
+        }
+        out.cls = self.prepend_cls && self.max_genes > 0;
+        ranker.rank(cols, vals, columns, pre, self.gene_budget(), out)
+    }
+
+    /// [`Tokenizer::rank_counts`] as a [`TokenizedCell`].
     pub fn tokenize_counts(
         &self,
         cols: &[u32],
@@ -275,11 +291,12 @@ impl Tokenizer {
         ranker: &mut CountRanker,
         out: &mut TokenizedCell,
     ) -> bool {
-        if !matches!(self.strategy, Strategy::RankValue) {
-            return false;
+        let mut ranked = RankedCell::default();
+        let ok = self.rank_counts(cols, vals, columns, pre, ranker, &mut ranked);
+        if ok {
+            ranked.to_tokens(out);
         }
-        self.start(out);
-        ranker.rank(cols, vals, columns, pre, self.gene_budget(), out)
+        ok
     }
 
     /// Tokenizes one cell into a fresh [`TokenizedCell`].
