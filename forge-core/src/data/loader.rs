@@ -639,7 +639,14 @@ impl DataLoader {
                             let out = match job {
                                 Job::Error(e) => Err(e),
                                 Job::Cells(cells) => {
-                                    for c in &cells {
+                                    for (k, c) in cells.iter().enumerate() {
+                                        // The cells waited in the shuffle
+                                        // buffer: fetch the next one from
+                                        // memory while this one is ranked.
+                                        if let Some(next) = cells.get(k + 1) {
+                                            prefetch(&next.cols);
+                                            prefetch(&next.vals);
+                                        }
                                         wk.add_stored(&ctx, c, &mut row);
                                     }
                                     let ids: Vec<usize> = cells.iter().map(|c| c.cell).collect();
@@ -768,6 +775,24 @@ struct Ctx {
     epoch: u64,
     seed: u64,
     mask: bool,
+}
+
+/// Asks the CPU to bring `data` into its caches ahead of use (a hint: no
+/// effect on results, none at all off x86-64).
+fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let bytes = std::mem::size_of_val(data);
+        let start = data.as_ptr().cast::<i8>();
+        for offset in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch never faults and reads nothing the program
+            // sees; every address is within `data`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 /// A cell as stored, travelling from the streaming reader to a worker.
