@@ -66,8 +66,10 @@ use super::rank_counts::{ColumnTokens, CountRanker, RankedCell};
 use super::tokenize::{TokenizedCell, Tokenizer};
 use super::{DataError, GeneVocab};
 
-/// Most cells read from disk at once by the streaming reader.
-const READ_WINDOW: usize = 1024;
+/// Most cells read from disk at once by the streaming reader: about 1 MB
+/// of typical cells, so a window is still in the CPU's cache when its cells
+/// are copied out.
+const READ_WINDOW: usize = 128;
 
 /// Cells sampled to fit quantile bin edges.
 const QUANTILE_FIT_CELLS: usize = 10_000;
@@ -1073,7 +1075,7 @@ impl Reader {
             true
         };
         // A block is read in windows of at most READ_WINDOW cells: the
-        // buffers stay small enough for the allocator to reuse them.
+        // buffers stay small (cache-sized, and reused by the allocator).
         let windows = blocks.into_iter().flat_map(|(f, start, end)| {
             (start..end)
                 .step_by(READ_WINDOW)
