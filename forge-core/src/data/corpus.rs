@@ -430,7 +430,7 @@ impl Corpus {
     }
 
     /// The token id of each column of file `file`'s matrix, for
-    /// [`Tokenizer::tokenize_counts`](super::Tokenizer::tokenize_counts).
+    /// [`Tokenizer::rank_counts`](super::Tokenizer::rank_counts).
     pub fn column_tokens(&self, file: usize, gene_ids: &[i64]) -> ColumnTokens {
         let cols = self.files[file].col_gene.iter();
         ColumnTokens::new(cols.map(|&g| (g != NONE).then_some(g)), gene_ids)

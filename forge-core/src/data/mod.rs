@@ -9,7 +9,7 @@
 //!   rules and vocabulary coverage checks.
 //! - [`corpus`]: several files as one sequence of cells over shared genes,
 //!   preprocessed ([`preprocess`]: library size, log1p, HVG).
-//! - [`tokenize`], [`masking`], [`collate`]: the three tokenizers,
+//! - [`tokenize`], [`masking`], [`collate`](mod@collate): the three tokenizers,
 //!   masking, padding, exactly as scModelForge defines them;
 //!   [`rank_counts`]: `rank_value` straight from stored counts, the
 //!   streaming loader's fast path to the same tokens.

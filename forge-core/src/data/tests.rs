@@ -486,15 +486,17 @@ fn both_paths(
             let (cols, vals) = chunk.row(i);
             corpus.prepare(file, cols, vals, &mut row);
             let general = tok.tokenize(&row.genes, &row.values, &gene_ids);
-            let mut fast = TokenizedCell::default();
-            let ok = tok.tokenize_counts(
+            let mut ranked = super::rank_counts::RankedCell::default();
+            let ok = tok.rank_counts(
                 cols,
                 vals,
                 &columns,
                 corpus.preprocessing(),
                 &mut ranker,
-                &mut fast,
+                &mut ranked,
             );
+            let mut fast = TokenizedCell::default();
+            ranked.to_tokens(&mut fast);
             out.push((general, ok.then_some(fast)));
         }
     }

@@ -31,7 +31,7 @@
 //! refused by [`Tokenizer::from_config`].
 //!
 //! What this module is not: no masking ([`super::masking`]), no padding
-//! ([`super::collate`]), no preprocessing ([`super::preprocess`]).
+//! ([`super::collate`](mod@super::collate)), no preprocessing ([`super::preprocess`]).
 
 use crate::batch::special;
 use crate::config::{BinningMethod, TokenizerConfig, TokenizerStrategy};
@@ -279,24 +279,6 @@ impl Tokenizer {
         }
         out.cls = self.prepend_cls && self.max_genes > 0;
         ranker.rank(cols, vals, columns, pre, self.gene_budget(), out)
-    }
-
-    /// [`Tokenizer::rank_counts`] as a [`TokenizedCell`].
-    pub fn tokenize_counts(
-        &self,
-        cols: &[u32],
-        vals: &[f32],
-        columns: &ColumnTokens,
-        pre: &Preprocessing,
-        ranker: &mut CountRanker,
-        out: &mut TokenizedCell,
-    ) -> bool {
-        let mut ranked = RankedCell::default();
-        let ok = self.rank_counts(cols, vals, columns, pre, ranker, &mut ranked);
-        if ok {
-            ranked.to_tokens(out);
-        }
-        ok
     }
 
     /// Tokenizes one cell into a fresh [`TokenizedCell`].

@@ -76,7 +76,9 @@ impl MatrixSource {
     /// streaming loader reads window after window into one chunk). CSR
     /// matrices of little-endian `float32` data and `int32` indices, what
     /// anndata writes, are decoded straight from the stored bytes into `out`;
-    /// other layouts and types are read as by [`MatrixSource::rows`].
+    /// other layouts and types are read as by [`MatrixSource::rows`]. CSR
+    /// arrays stored without filters are read straight from the file
+    /// ([`DirectCsr`]).
     pub(crate) fn rows_into(
         &self,
         h: &Hdf,
@@ -90,10 +92,16 @@ impl MatrixSource {
         }
         let obj = self.object();
         let indptr_path = join(obj, "indptr");
-        if let Some(direct) = self.direct(h) {
-            return self.rows_into_direct(h, direct, start, end, out);
-        }
-        let ptr = read_i64_window(h, &indptr_path, start, end - start + 1)?;
+        let direct = self.direct(h);
+        let n_ptr = end - start + 1;
+        let ptr = match direct {
+            Some(d) => {
+                let mut ptr = vec![0i64; n_ptr];
+                d.read_indptr(&h.path, start, &mut ptr)?;
+                ptr
+            }
+            None => read_i64_window(h, &indptr_path, start, n_ptr)?,
+        };
         out.start = start;
         out.n_vars = self.info.n_cols;
         out.indptr.clear();
@@ -106,15 +114,21 @@ impl MatrixSource {
             &mut out.indptr,
         )?;
         let len = hi - lo;
-        read_f32_into(h, &join(obj, "data"), lo, len, &mut out.data)?;
-        read_indices_into(
-            h,
-            &join(obj, "indices"),
-            lo,
-            len,
-            self.info.n_cols,
-            &mut out.indices,
-        )
+        let (data_path, indices_path) = (join(obj, "data"), join(obj, "indices"));
+        let n_cols = self.info.n_cols;
+        match direct {
+            Some(d) => {
+                out.data.resize(len, 0.0);
+                d.read_data(&h.path, lo, &mut out.data)?;
+                out.indices.resize(len, 0);
+                d.read_indices(&h.path, lo, &mut out.indices)?;
+                check_indices(h, &indices_path, lo, &out.indices, n_cols)
+            }
+            None => {
+                read_f32_into(h, &data_path, lo, len, &mut out.data)?;
+                read_indices_into(h, &indices_path, lo, len, n_cols, &mut out.indices)
+            }
+        }
     }
 
     /// The positioned-read reader of a CSR matrix, located on first use;
@@ -126,37 +140,6 @@ impl MatrixSource {
         self.direct
             .get_or_init(|| DirectCsr::open(h, self.object()))
             .as_ref()
-    }
-
-    /// [`MatrixSource::rows_into`] of a CSR matrix through `direct`.
-    fn rows_into_direct(
-        &self,
-        h: &Hdf,
-        direct: &DirectCsr,
-        start: usize,
-        end: usize,
-        out: &mut CellChunk,
-    ) -> Result<()> {
-        let obj = self.object();
-        let indptr_path = join(obj, "indptr");
-        let mut ptr = vec![0i64; end - start + 1];
-        direct.read_indptr(&h.path, start, &mut ptr)?;
-        out.start = start;
-        out.n_vars = self.info.n_cols;
-        out.indptr.clear();
-        let (lo, hi) = window_indptr(
-            h,
-            &indptr_path,
-            &ptr,
-            start,
-            self.info.stored,
-            &mut out.indptr,
-        )?;
-        out.data.resize(hi - lo, 0.0);
-        direct.read_data(&h.path, lo, &mut out.data)?;
-        out.indices.resize(hi - lo, 0);
-        direct.read_indices(&h.path, lo, &mut out.indices)?;
-        check_indices(h, &join(obj, "indices"), lo, &out.indices, self.info.n_cols)
     }
 
     fn dense_rows(&self, h: &Hdf, start: usize, end: usize) -> Result<CellChunk> {
