@@ -143,12 +143,12 @@ pub(crate) struct DirectCsr {
 impl DirectCsr {
     /// The direct reader of the CSR group `object`, or `None` when one of
     /// its arrays is not stored in a way this module reads (see the module
-    /// documentation) or the file cannot be opened a second time.
+    /// documentation) or the file handle cannot be duplicated.
     pub(crate) fn open(h: &Hdf, object: &str) -> Option<DirectCsr> {
         if cfg!(target_endian = "big") {
             return None;
         }
-        let file = File::open(&h.path).ok()?;
+        let file = h.handle.try_clone().ok()?;
         let file_len = file.metadata().ok()?.len();
         let ds = |name: &str| h.file.dataset(&join(object, name)).ok();
         let (data_ds, indices_ds, indptr_ds) = (ds("data")?, ds("indices")?, ds("indptr")?);

@@ -122,6 +122,8 @@ fn is_bool_enum(dt: &Datatype) -> bool {
 /// An open HDF5 file plus its path, for error messages.
 pub(crate) struct Hdf {
     pub(crate) file: hdf5_pure::File,
+    /// The open file behind `file`, for positioned reads of raw data.
+    pub(crate) handle: std::fs::File,
     pub(crate) path: PathBuf,
     /// Size of the file in bytes.
     len: u64,
@@ -165,7 +167,10 @@ impl Hdf {
             }
             Err(e) => return Err(io(e)),
         }
-        let source = super::source::CachedFile::open(path).map_err(io)?;
+        // One open file serves hdf5-pure and the direct reads, so both read
+        // the same file even if the path is replaced while it is open.
+        let handle = std::fs::File::open(path).map_err(io)?;
+        let source = super::source::CachedFile::new(handle.try_clone().map_err(io)?).map_err(io)?;
         let file = hdf5_pure::File::from_source(source).map_err(|e| match e {
             hdf5_pure::Error::Io(source) => io(source),
             other => DataError::Corrupt {
@@ -187,6 +192,7 @@ impl Hdf {
         }
         Ok(Hdf {
             file,
+            handle,
             path: path.to_path_buf(),
             len: meta.len(),
         })

@@ -11,7 +11,6 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::Mutex;
 
 use hdf5_pure::{FormatError, Source};
@@ -41,9 +40,8 @@ struct Blocks {
 }
 
 impl CachedFile {
-    /// Opens `path` for reading.
-    pub(crate) fn open(path: &Path) -> std::io::Result<CachedFile> {
-        let file = File::open(path)?;
+    /// Reads `file` (opened for reading).
+    pub(crate) fn new(file: File) -> std::io::Result<CachedFile> {
         let len = file.metadata()?.len();
         Ok(CachedFile {
             file,
@@ -131,7 +129,7 @@ mod tests {
             .map(|i| (i * 7 + i / 251) as u8)
             .collect();
         std::fs::write(&path, &bytes).unwrap();
-        let f = CachedFile::open(&path).unwrap();
+        let f = CachedFile::new(File::open(&path).unwrap()).unwrap();
         assert_eq!(f.len(), bytes.len() as u64);
         let mut state = 12345u64;
         for _ in 0..3000 {

@@ -403,6 +403,25 @@ fn direct_reads_agree_with_hdf5_pure() {
 }
 
 #[test]
+fn direct_reads_follow_the_open_file_when_its_path_is_replaced() {
+    let p = temp_path("direct-replaced.h5ad");
+    let other = temp_path("direct-other.h5ad");
+    crate::data::synthetic::write_synthetic(&p, 200, 300, 3, 7).unwrap();
+    crate::data::synthetic::write_synthetic(&other, 250, 300, 3, 8).unwrap();
+    let f = H5ad::open(&p).unwrap();
+    let before = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap();
+    std::fs::rename(&other, &p).unwrap();
+    let mut chunk = CellChunk::empty(0, 0);
+    f.cell_rows_into(Matrix::X, 0, f.n_obs(), &mut chunk)
+        .unwrap();
+    std::fs::remove_file(&p).ok();
+    assert!(f.reads_directly(Matrix::X).unwrap());
+    for i in 0..before.n_cells() {
+        assert_eq!(chunk.row(i), before.row(i), "cell {i}");
+    }
+}
+
+#[test]
 fn a_file_truncated_after_opening_is_an_error_naming_it() {
     let p = temp_path("direct-trunc.h5ad");
     crate::data::synthetic::write_synthetic(&p, 300, 500, 3, 6).unwrap();
