@@ -35,7 +35,8 @@ use super::tokenize::TokenizedCell;
 /// Counts from this value up send the cell down the general path.
 pub const MAX_COUNT: u32 = 4096;
 
-/// 2^23: see [`CountRanker::rank`].
+/// 2^23: adding it to a value in `0..2^23` rounds it to a whole number held
+/// in the low mantissa bits (see `CountRanker::split`).
 const ROUNDER: f32 = 8_388_608.0;
 
 /// No token: the column maps to no corpus gene.
@@ -46,10 +47,8 @@ const NO_TOKEN: u32 = u32::MAX;
 pub struct ColumnTokens {
     /// Token id of each column, [`NO_TOKEN`] for columns outside the
     /// corpus genes; padded with [`NO_TOKEN`] to a power of two, so
-    /// `tokens[c & mask]` needs no bounds check.
+    /// masking a column with `len - 1` keeps it in bounds.
     tokens: Vec<u32>,
-    /// `tokens.len() - 1`.
-    mask: usize,
     /// Whether every column maps to a corpus gene.
     all_mapped: bool,
     /// Whether no column's token is CLS or PAD (so that in a cell ranked
@@ -90,7 +89,6 @@ impl ColumnTokens {
         let all_mapped = !tokens.contains(&NO_TOKEN);
         tokens.resize(tokens.len().next_power_of_two(), NO_TOKEN);
         ColumnTokens {
-            mask: tokens.len() - 1,
             tokens,
             all_mapped,
             plain,
@@ -105,7 +103,8 @@ impl ColumnTokens {
 
     #[inline]
     fn get(&self, col: u32) -> u32 {
-        self.tokens[col as usize & self.mask]
+        let tokens = &self.tokens[..];
+        tokens[col as usize & (tokens.len() - 1)]
     }
 }
 

@@ -246,10 +246,15 @@ impl Tokenizer {
         self.max_genes.saturating_sub(usize::from(self.prepend_cls))
     }
 
+    /// Whether cells start with a CLS token.
+    fn has_cls(&self) -> bool {
+        self.prepend_cls && self.max_genes > 0
+    }
+
     /// Empties `out` and puts CLS in it when prepended.
     fn start(&self, out: &mut TokenizedCell) {
         out.clear(self.has_bins());
-        if self.prepend_cls && self.max_genes > 0 {
+        if self.has_cls() {
             out.ids.push(special::CLS);
             out.values.push(0.0);
             if let Some(b) = &mut out.bin_ids {
@@ -277,7 +282,7 @@ impl Tokenizer {
         if !matches!(self.strategy, Strategy::RankValue) {
             return false;
         }
-        out.cls = self.prepend_cls && self.max_genes > 0;
+        out.cls = self.has_cls();
         ranker.rank(cols, vals, columns, pre, self.gene_budget(), out)
     }
 

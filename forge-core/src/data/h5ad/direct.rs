@@ -19,7 +19,6 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use hdf5_pure::{Dataset, Datatype, DatatypeByteOrder, FixedPointLayout, FloatingPointLayout};
 
@@ -133,7 +132,6 @@ enum PtrWidth {
 /// (`int32` or `int64`), all little-endian, are read by positioned reads.
 #[derive(Debug)]
 pub(crate) struct DirectCsr {
-    file: File,
     data: Spans,
     indices: Spans,
     indptr: Spans,
@@ -143,13 +141,13 @@ pub(crate) struct DirectCsr {
 impl DirectCsr {
     /// The direct reader of the CSR group `object`, or `None` when one of
     /// its arrays is not stored in a way this module reads (see the module
-    /// documentation) or the file handle cannot be duplicated.
+    /// documentation). It reads through `h`'s open file, the one hdf5-pure
+    /// reads.
     pub(crate) fn open(h: &Hdf, object: &str) -> Option<DirectCsr> {
         if cfg!(target_endian = "big") {
             return None;
         }
-        let file = h.handle.try_clone().ok()?;
-        let file_len = file.metadata().ok()?.len();
+        let file_len = h.len;
         let ds = |name: &str| h.file.dataset(&join(object, name)).ok();
         let (data_ds, indices_ds, indptr_ds) = (ds("data")?, ds("indices")?, ds("indptr")?);
         if !is_le_f32(&data_ds.datatype().ok()?) || le_int_width(&indices_ds.datatype().ok()?)? != 4
@@ -167,18 +165,17 @@ impl DirectCsr {
             indices: Spans::locate(&indices_ds, 4, file_len)?,
             indptr: Spans::locate(&indptr_ds, ptr_elem, file_len)?,
             ptr_width,
-            file,
         })
     }
 
     /// `indptr[start .. start + out.len()]` into `out`.
-    pub(crate) fn read_indptr(&self, path: &Path, start: usize, out: &mut [i64]) -> Result<()> {
+    pub(crate) fn read_indptr(&self, h: &Hdf, start: usize, out: &mut [i64]) -> Result<()> {
         let n = out.len();
         match self.ptr_width {
-            PtrWidth::I64 => self.fill(&self.indptr, path, start, out),
+            PtrWidth::I64 => self.fill(&self.indptr, h, start, out),
             PtrWidth::I32 => {
                 let mut narrow = vec![0i32; n];
-                self.fill(&self.indptr, path, start, &mut narrow)?;
+                self.fill(&self.indptr, h, start, &mut narrow)?;
                 for (o, v) in out.iter_mut().zip(narrow) {
                     *o = i64::from(v);
                 }
@@ -188,26 +185,26 @@ impl DirectCsr {
     }
 
     /// `data[start .. start + out.len()]` into `out`.
-    pub(crate) fn read_data(&self, path: &Path, start: usize, out: &mut [f32]) -> Result<()> {
-        self.fill(&self.data, path, start, out)
+    pub(crate) fn read_data(&self, h: &Hdf, start: usize, out: &mut [f32]) -> Result<()> {
+        self.fill(&self.data, h, start, out)
     }
 
     /// `indices[start .. start + out.len()]` into `out`, unchecked (as
     /// `u32`, a negative index is at least 2^31).
-    pub(crate) fn read_indices(&self, path: &Path, start: usize, out: &mut [u32]) -> Result<()> {
-        self.fill(&self.indices, path, start, out)
+    pub(crate) fn read_indices(&self, h: &Hdf, start: usize, out: &mut [u32]) -> Result<()> {
+        self.fill(&self.indices, h, start, out)
     }
 
     fn fill<T: bytemuck::Pod>(
         &self,
         spans: &Spans,
-        path: &Path,
+        h: &Hdf,
         start: usize,
         out: &mut [T],
     ) -> Result<()> {
         spans
-            .read(&self.file, start as u64, bytemuck::cast_slice_mut(out))
-            .map_err(|e| DataError::io(path, e))
+            .read(&h.handle, start as u64, bytemuck::cast_slice_mut(out))
+            .map_err(|e| DataError::io(&h.path, e))
     }
 }
 

@@ -126,7 +126,7 @@ pub(crate) struct Hdf {
     pub(crate) handle: std::fs::File,
     pub(crate) path: PathBuf,
     /// Size of the file in bytes.
-    len: u64,
+    pub(crate) len: u64,
 }
 
 impl std::fmt::Debug for Hdf {
@@ -144,7 +144,10 @@ impl Hdf {
             path: path.to_path_buf(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
+        // One open file serves the checks below, hdf5-pure and the direct
+        // reads, so all see the same file even if the path is replaced.
+        let handle = std::fs::File::open(path).map_err(io)?;
+        let meta = handle.metadata().map_err(io)?;
         if meta.is_dir() {
             return Err(DataError::NotHdf5 {
                 path: path.to_path_buf(),
@@ -167,10 +170,7 @@ impl Hdf {
             }
             Err(e) => return Err(io(e)),
         }
-        // One open file serves hdf5-pure and the direct reads, so both read
-        // the same file even if the path is replaced while it is open.
-        let handle = std::fs::File::open(path).map_err(io)?;
-        let source = super::source::CachedFile::new(handle.try_clone().map_err(io)?).map_err(io)?;
+        let source = super::source::CachedFile::new(handle.try_clone().map_err(io)?, meta.len());
         let file = hdf5_pure::File::from_source(source).map_err(|e| match e {
             hdf5_pure::Error::Io(source) => io(source),
             other => DataError::Corrupt {

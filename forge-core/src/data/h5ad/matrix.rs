@@ -97,7 +97,7 @@ impl MatrixSource {
         let ptr = match direct {
             Some(d) => {
                 let mut ptr = vec![0i64; n_ptr];
-                d.read_indptr(&h.path, start, &mut ptr)?;
+                d.read_indptr(h, start, &mut ptr)?;
                 ptr
             }
             None => read_i64_window(h, &indptr_path, start, n_ptr)?,
@@ -119,9 +119,9 @@ impl MatrixSource {
         match direct {
             Some(d) => {
                 out.data.resize(len, 0.0);
-                d.read_data(&h.path, lo, &mut out.data)?;
+                d.read_data(h, lo, &mut out.data)?;
                 out.indices.resize(len, 0);
-                d.read_indices(&h.path, lo, &mut out.indices)?;
+                d.read_indices(h, lo, &mut out.indices)?;
                 check_indices(h, &indices_path, lo, &out.indices, n_cols)
             }
             None => {

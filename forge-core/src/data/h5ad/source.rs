@@ -40,14 +40,13 @@ struct Blocks {
 }
 
 impl CachedFile {
-    /// Reads `file` (opened for reading).
-    pub(crate) fn new(file: File) -> std::io::Result<CachedFile> {
-        let len = file.metadata()?.len();
-        Ok(CachedFile {
+    /// Reads `file` (opened for reading), `len` bytes long.
+    pub(crate) fn new(file: File, len: u64) -> CachedFile {
+        CachedFile {
             file,
             len,
             blocks: Mutex::default(),
-        })
+        }
     }
 
     /// Copies from block `index` (read on a miss) the bytes at `within..`
@@ -129,7 +128,7 @@ mod tests {
             .map(|i| (i * 7 + i / 251) as u8)
             .collect();
         std::fs::write(&path, &bytes).unwrap();
-        let f = CachedFile::new(File::open(&path).unwrap()).unwrap();
+        let f = CachedFile::new(File::open(&path).unwrap(), bytes.len() as u64);
         assert_eq!(f.len(), bytes.len() as u64);
         let mut state = 12345u64;
         for _ in 0..3000 {
