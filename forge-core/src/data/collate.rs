@@ -119,6 +119,9 @@ pub(crate) trait RowTokens {
     fn write(&self, ids: &mut [i64], values: &mut [f32]);
     /// Bin ids, when the tokenizer gives them.
     fn bins(&self) -> Option<&[i64]>;
+    /// Asks the CPU to start loading what [`RowTokens::write`] will read
+    /// (a hint, called one cell ahead; nothing by default).
+    fn prefetch(&self) {}
 }
 
 impl RowTokens for TokenizedCell {
@@ -173,33 +176,34 @@ pub(crate) fn collate_rows<R: RowTokens>(
     let (ids_t, ids) = empty_rows::<i64>(shape);
     let (attn_t, attn) = empty_rows::<i64>(shape);
     let (values_t, values) = empty_rows::<f32>(shape);
+    let mut masked_keys = mask.map(|mask| {
+        let (labels_t, labels) = empty_rows::<i64>(shape);
+        let (masked_t, masked) = empty_rows::<bool>(shape);
+        (mask, labels_t, labels, masked_t, masked)
+    });
+    // One pass, row by row: a row is masked while it is still in cache.
     for (i, c) in cells.iter().enumerate() {
+        if let Some(next) = cells.get(i + 1) {
+            next.prefetch();
+        }
         let (n, at) = (c.len(), i * s);
         c.write(&mut ids[at..at + n], &mut values[at..at + n]);
         ids[at + n..at + s].fill(special::PAD);
         values[at + n..at + s].fill(0.0);
         attn[at..at + n].fill(1);
         attn[at + n..at + s].fill(0);
-    }
-    let masked_keys = match mask {
-        Some(mask) => {
-            let (labels_t, labels) = empty_rows::<i64>(shape);
-            let (masked_t, masked) = empty_rows::<bool>(shape);
-            for (i, c) in cells.iter().enumerate() {
-                let (n, at) = (c.len(), i * s);
-                mask(
-                    i,
-                    &mut ids[at..at + n],
-                    &mut labels[at..at + n],
-                    &mut masked[at..at + n],
-                );
-                labels[at + n..at + s].fill(special::IGNORE_INDEX);
-                masked[at + n..at + s].fill(false);
-            }
-            Some((labels_t, masked_t))
+        if let Some((mask, _, labels, _, masked)) = &mut masked_keys {
+            mask(
+                i,
+                &mut ids[at..at + n],
+                &mut labels[at..at + n],
+                &mut masked[at..at + n],
+            );
+            labels[at + n..at + s].fill(special::IGNORE_INDEX);
+            masked[at + n..at + s].fill(false);
         }
-        None => None,
-    };
+    }
+    let masked_keys = masked_keys.map(|(_, labels_t, _, masked_t, _)| (labels_t, masked_t));
     let mut builder = Batch::builder(ids_t, attn_t).values(values_t);
     if let Some((labels_t, masked_t)) = masked_keys {
         builder = builder.labels(labels_t).masked_positions(masked_t);

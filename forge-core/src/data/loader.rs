@@ -29,7 +29,10 @@
 //!   `streaming_shuffle_buffer` cells from which a random one leaves each
 //!   time a new one enters. Memory is bounded by buffer + one block +
 //!   prefetched batches, whatever the file size. The shuffle is local
-//!   (cells from nearby blocks mix), as with any streaming loader.
+//!   (cells from nearby blocks mix), as with any streaming loader. The
+//!   loader's threads share the reading as well as the batching
+//!   ([`super::stream`]), and the batches do not depend on how many there
+//!   are.
 //!   Under `rank_value`, a stored row of whole counts is tokenized straight
 //!   from the file's values ([`super::rank_counts`]): the same tokens as
 //!   preparing the row then tokenizing it, at a fraction of the cost.
@@ -43,47 +46,42 @@
 //!
 //! What this module is not: it does not train or move batches to a device.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
+use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::Batch;
 use crate::config::ForgeConfig;
 
-use super::collate::{RowTokens, collate_rows};
 use super::corpus::{Corpus, PreparedRow, TaskLabels};
 use super::genes::{Coverage, GeneMatchOptions};
-use super::h5ad::CellChunk;
-use super::masking::{Masking, cell_rng, maskable_positions, mix};
-use super::rank_counts::{ColumnTokens, CountRanker, RankedCell};
+use super::masking::{Masking, mix};
+use super::rank_counts::ColumnTokens;
+use super::stream;
 use super::tokenize::{TokenizedCell, Tokenizer};
+use super::worker::{Ctx, Slot, Worker};
 use super::{DataError, GeneVocab};
-
-/// Most cells read from disk at once by the streaming reader: about 1 MB
-/// of typical cells, so a window is still in the CPU's cache when its cells
-/// are copied out.
-const READ_WINDOW: usize = 128;
 
 /// Cells sampled to fit quantile bin edges.
 const QUANTILE_FIT_CELLS: usize = 10_000;
 
-struct Inner {
-    corpus: Corpus,
-    vocab: GeneVocab,
-    gene_ids: Vec<i64>,
-    tokenizer: Tokenizer,
-    masking: Option<Masking>,
-    labels: Option<TaskLabels>,
-    coverage: Vec<Coverage>,
+/// What a pipeline's datasets, loaders and their threads share.
+pub(super) struct Inner {
+    pub corpus: Corpus,
+    pub vocab: GeneVocab,
+    pub gene_ids: Vec<i64>,
+    pub tokenizer: Tokenizer,
+    pub masking: Option<Masking>,
+    pub labels: Option<TaskLabels>,
+    pub coverage: Vec<Coverage>,
     /// Token id of each column of each file (the streaming fast path).
-    columns: Vec<ColumnTokens>,
+    pub columns: Vec<ColumnTokens>,
 }
 
 /// Files, vocabulary, tokenizer and masking: everything needed to turn
@@ -501,7 +499,15 @@ impl Store {
 pub struct DataLoader {
     ds: CellDataset,
     opts: LoaderOptions,
-    store: Option<Arc<Store>>,
+    source: Source,
+}
+
+/// Where a loader's cells come from.
+enum Source {
+    /// The dataset's prepared rows, read when the loader was created.
+    Memory(Arc<Store>),
+    /// The files, read anew each epoch.
+    Streaming(StreamingOptions),
 }
 
 impl std::fmt::Debug for DataLoader {
@@ -537,7 +543,9 @@ impl DataLoader {
             ));
         }
         keep_freed_batch_memory();
-        let store = if opts.streaming.is_none() {
+        let source = if let Some(s) = opts.streaming {
+            Source::Streaming(s)
+        } else {
             let mut store = Store {
                 cells: Vec::with_capacity(ds.len()),
                 indptr: vec![0],
@@ -553,11 +561,9 @@ impl DataLoader {
                 }
                 Ok(())
             })?;
-            Some(Arc::new(store))
-        } else {
-            None
+            Source::Memory(Arc::new(store))
         };
-        Ok(DataLoader { ds, opts, store })
+        Ok(DataLoader { ds, opts, source })
     }
 
     /// Cells per epoch.
@@ -584,95 +590,28 @@ impl DataLoader {
     /// batches are built in the background as the iterator is consumed.
     pub fn epoch(&self, epoch: u64) -> Batches {
         let workers = self.opts.num_workers.max(1);
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut receivers = Vec::with_capacity(workers);
-        let mut threads = Vec::new();
+        let prefetch = self.opts.prefetch.max(1);
         let ctx = Arc::new(Ctx {
             inner: self.ds.inner.clone(),
             epoch,
             seed: self.opts.seed,
             mask: self.opts.mask,
         });
-        match &self.store {
-            Some(store) => {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (receivers, threads, stream) = match &self.source {
+            Source::Memory(store) => {
                 let plan = Arc::new(self.plan_memory(store, epoch));
-                for w in 0..workers {
-                    let (tx, rx) = sync_channel(self.opts.prefetch.max(1));
-                    receivers.push(rx);
-                    let (plan, store, ctx, stop) =
-                        (plan.clone(), store.clone(), ctx.clone(), stop.clone());
-                    threads.push(std::thread::spawn(move || {
-                        let mut wk = Worker::default();
-                        for batch in plan.iter().skip(w).step_by(workers) {
-                            if stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            for &i in batch {
-                                let (g, v) = store.row(i as usize);
-                                wk.add(&ctx, store.cells[i as usize], g, v);
-                            }
-                            let ids: Vec<usize> =
-                                batch.iter().map(|&i| store.cells[i as usize]).collect();
-                            let out = wk.finish(&ctx).map(|b| (ids, b));
-                            if tx.send(out).is_err() {
-                                break;
-                            }
-                        }
-                    }));
-                }
+                let (receivers, threads) =
+                    memory_epoch(store, plan, &ctx, workers, prefetch, &stop);
+                (receivers, threads, None)
             }
-            None => {
-                let mut job_txs = Vec::with_capacity(workers);
-                let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<RawCell>>();
-                for _ in 0..workers {
-                    let back = back_tx.clone();
-                    let (jtx, jrx) = sync_channel::<Job>(1);
-                    let (tx, rx) = sync_channel(self.opts.prefetch.max(1));
-                    receivers.push(rx);
-                    job_txs.push(jtx);
-                    let (ctx, stop) = (ctx.clone(), stop.clone());
-                    threads.push(std::thread::spawn(move || {
-                        let mut wk = Worker::default();
-                        let mut row = PreparedRow::default();
-                        while let Ok(job) = jrx.recv() {
-                            if stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            let out = match job {
-                                Job::Error(e) => Err(e),
-                                Job::Cells(cells) => {
-                                    for (k, c) in cells.iter().enumerate() {
-                                        // The cells waited in the shuffle
-                                        // buffer: fetch the next one from
-                                        // memory while this one is ranked.
-                                        if let Some(next) = cells.get(k + 1) {
-                                            prefetch(&next.cols);
-                                            prefetch(&next.vals);
-                                        }
-                                        wk.add_stored(&ctx, c, &mut row);
-                                    }
-                                    let ids: Vec<usize> = cells.iter().map(|c| c.cell).collect();
-                                    // The reader reuses the buffers (or is gone).
-                                    let _ = back.send(cells);
-                                    wk.finish(&ctx).map(|b| (ids, b))
-                                }
-                            };
-                            if tx.send(out).is_err() {
-                                break;
-                            }
-                        }
-                    }));
-                }
-                let reader = Reader {
-                    ds: self.ds.clone(),
-                    opts: self.opts.clone(),
-                    epoch,
-                    stop: stop.clone(),
-                    returned: back_rx,
-                };
-                threads.push(std::thread::spawn(move || reader.run(job_txs)));
+            &Source::Streaming(streaming) => {
+                let ahead = workers * prefetch;
+                let (shared, receivers, threads) =
+                    stream::start(&self.ds, &self.opts, streaming, ctx, workers, ahead);
+                (receivers, threads, Some(shared))
             }
-        }
+        };
         Batches {
             receivers,
             next: 0,
@@ -680,6 +619,7 @@ impl DataLoader {
             done: false,
             threads,
             stop,
+            stream,
         }
     }
 
@@ -693,6 +633,48 @@ impl DataLoader {
         let lens = |i: u32| store.indptr[i as usize + 1] - store.indptr[i as usize];
         plan_batches(order, &self.opts, &mut rng, lens)
     }
+}
+
+/// Starts the threads of an in-memory epoch: worker `w` builds batches
+/// `w`, `w + workers`, ... of `plan` and sends them on its own channel,
+/// holding at most `prefetch` ahead of the consumer.
+fn memory_epoch(
+    store: &Arc<Store>,
+    plan: Arc<Vec<Vec<u32>>>,
+    ctx: &Arc<Ctx>,
+    workers: usize,
+    prefetch: usize,
+    stop: &Arc<AtomicBool>,
+) -> (Vec<Receiver<Loaded>>, Vec<JoinHandle<()>>) {
+    let mut receivers = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let (tx, rx) = sync_channel(prefetch);
+        receivers.push(rx);
+        let (plan, store, ctx, stop) = (plan.clone(), store.clone(), ctx.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut wk = Worker::default();
+            let mut slots: Vec<Slot> = Vec::new();
+            for batch in plan.iter().skip(w).step_by(workers) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                slots.resize_with(slots.len().max(batch.len()), Slot::default);
+                for (slot, &i) in slots.iter_mut().zip(batch) {
+                    let (g, v) = store.row(i as usize);
+                    wk.tokenize(&ctx, slot, store.cells[i as usize], g, v);
+                }
+                let slots = &slots[..batch.len()];
+                let out = wk
+                    .build(&ctx, slots)
+                    .map(|b| (slots.iter().map(|s| s.cell).collect(), b));
+                if tx.send(out).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    (receivers, threads)
 }
 
 /// Asks glibc's allocator, once per process, to keep memory freed by the
@@ -721,13 +703,13 @@ fn keep_freed_batch_memory() {
     }
 }
 
-fn epoch_rng(seed: u64, epoch: u64, salt: u64) -> Xoshiro256PlusPlus {
+pub(super) fn epoch_rng(seed: u64, epoch: u64, salt: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(mix(mix(seed ^ salt) ^ epoch))
 }
 
 /// Cuts an ordered list of cells into batches, with optional bucketing and
 /// `drop_last`.
-fn plan_batches<T: Copy>(
+pub(super) fn plan_batches<T: Copy>(
     order: Vec<T>,
     opts: &LoaderOptions,
     rng: &mut Xoshiro256PlusPlus,
@@ -772,365 +754,9 @@ fn plan_batches<T: Copy>(
     out
 }
 
-struct Ctx {
-    inner: Arc<Inner>,
-    epoch: u64,
-    seed: u64,
-    mask: bool,
-}
-
-/// Asks the CPU to bring `data` into its caches ahead of use (a hint: no
-/// effect on results, none at all off x86-64).
-fn prefetch<T>(data: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let bytes = std::mem::size_of_val(data);
-        let start = data.as_ptr().cast::<i8>();
-        for offset in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch never faults and reads nothing the program
-            // sees; every address is within `data`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(offset)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
-
-/// A cell as stored, travelling from the streaming reader to a worker.
-struct RawCell {
-    cell: usize,
-    file: usize,
-    cols: Vec<u32>,
-    vals: Vec<f32>,
-}
-
-enum Job {
-    Cells(Vec<RawCell>),
-    Error(DataError),
-}
-
-/// One cell of the batch being built: tokenized by the general path, or
-/// ranked straight from its counts (the buffers of both are kept for reuse).
-#[derive(Default)]
-struct Slot {
-    ranked: bool,
-    tokens: TokenizedCell,
-    counts: RankedCell,
-}
-
-impl RowTokens for Slot {
-    fn len(&self) -> usize {
-        if self.ranked {
-            self.counts.len()
-        } else {
-            self.tokens.len()
-        }
-    }
-
-    fn consistent(&self) -> bool {
-        self.ranked || self.tokens.consistent()
-    }
-
-    fn write(&self, ids: &mut [i64], values: &mut [f32]) {
-        if self.ranked {
-            self.counts.write(ids, values);
-        } else {
-            self.tokens.write(ids, values);
-        }
-    }
-
-    fn bins(&self) -> Option<&[i64]> {
-        if self.ranked {
-            None
-        } else {
-            self.tokens.bins()
-        }
-    }
-}
-
-/// Per-thread scratch space for building batches: the batch's cells are
-/// tokenized into `slots` (reused from batch to batch), then written and
-/// masked straight into the batch tensors.
-#[derive(Default)]
-struct Worker {
-    slots: Vec<Slot>,
-    cells: Vec<usize>,
-    keys: Vec<u64>,
-    positions: Vec<u32>,
-    ranker: CountRanker,
-    /// Per cell of the batch: the position from which every token is
-    /// maskable, when the fast path knows it (see [`Worker::add_stored`]).
-    maskable_from: Vec<Option<usize>>,
-}
-
-impl Worker {
-    /// The reused slot of the next cell of the batch.
-    fn next_slot(&mut self) -> usize {
-        let n = self.cells.len();
-        if self.slots.len() <= n {
-            self.slots.push(Slot::default());
-        }
-        n
-    }
-
-    /// Tokenizes one more cell of the batch from its stored row: straight
-    /// from the counts when [`Tokenizer::rank_counts`] can, else prepared
-    /// into `row` first.
-    fn add_stored(&mut self, ctx: &Ctx, c: &RawCell, row: &mut PreparedRow) {
-        let n = self.next_slot();
-        let inner = &ctx.inner;
-        let columns = &inner.columns[c.file];
-        let slot = &mut self.slots[n];
-        if inner.tokenizer.rank_counts(
-            &c.cols,
-            &c.vals,
-            columns,
-            inner.corpus.preprocessing(),
-            &mut self.ranker,
-            &mut slot.counts,
-        ) {
-            slot.ranked = true;
-            // Gene tokens from plain columns are never CLS or PAD: all but a
-            // prepended CLS are maskable.
-            let first = usize::from(slot.counts.cls);
-            self.maskable_from.push(columns.plain().then_some(first));
-            self.cells.push(c.cell);
-            return;
-        }
-        inner.corpus.prepare(c.file, &c.cols, &c.vals, row);
-        self.add(ctx, c.cell, &row.genes, &row.values);
-    }
-
-    /// Tokenizes one more cell of the batch.
-    fn add(&mut self, ctx: &Ctx, cell: usize, genes: &[u32], values: &[f32]) {
-        let n = self.next_slot();
-        let inner = &ctx.inner;
-        let slot = &mut self.slots[n];
-        slot.ranked = false;
-        inner.tokenizer.tokenize_into(
-            genes,
-            values,
-            &inner.gene_ids,
-            &mut slot.tokens,
-            &mut self.keys,
-        );
-        self.maskable_from.push(None);
-        self.cells.push(cell);
-    }
-
-    /// The batch of the cells added since the last call.
-    fn finish(&mut self, ctx: &Ctx) -> Result<Batch, DataError> {
-        let inner = &ctx.inner;
-        let n = self.cells.len();
-        let cells = std::mem::take(&mut self.cells);
-        let task: Option<Vec<i64>> = inner
-            .labels
-            .as_ref()
-            .map(|l| cells.iter().map(|&c| l.codes[c]).collect());
-        let positions = &mut self.positions;
-        let maskable_from = &self.maskable_from;
-        let slots = &self.slots[..n];
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match (&inner.masking, ctx.mask) {
-                (Some(m), true) => {
-                    let mut mask =
-                        |i: usize, input: &mut [i64], labels: &mut [i64], masked: &mut [bool]| {
-                            let mut rng = cell_rng(ctx.seed, ctx.epoch, cells[i] as u64);
-                            match maskable_from[i] {
-                                Some(first) => {
-                                    positions.clear();
-                                    positions.extend(first as u32..input.len() as u32);
-                                }
-                                None => maskable_positions(input, positions),
-                            }
-                            m.mask_in_place(input, &mut rng, labels, masked, positions);
-                        };
-                    collate_rows(slots, task.as_deref(), Some(&mut mask))
-                }
-                _ => collate_rows(slots, task.as_deref(), None),
-            }
-        }));
-        self.cells = cells;
-        self.cells.clear();
-        self.maskable_from.clear();
-        match result {
-            Ok(r) => r,
-            Err(_) => Err(DataError::Loader(
-                "building a batch failed unexpectedly (libtorch error while creating tensors)"
-                    .into(),
-            )),
-        }
-    }
-}
-
-/// The streaming reader of one epoch.
-struct Reader {
-    ds: CellDataset,
-    opts: LoaderOptions,
-    epoch: u64,
-    stop: Arc<AtomicBool>,
-    /// Cells the workers are done with, sent back for their buffers.
-    returned: Receiver<Vec<RawCell>>,
-}
-
-/// Cells whose buffers the reader reuses, so that streaming allocates
-/// nothing per cell once the pipeline is full.
-struct Spare<'a> {
-    cells: Vec<RawCell>,
-    returned: &'a Receiver<Vec<RawCell>>,
-}
-
-impl Spare<'_> {
-    /// A cell holding a copy of `cols`/`vals`, in a reused buffer when one
-    /// has come back.
-    fn take(&mut self, cell: usize, file: usize, cols: &[u32], vals: &[f32]) -> RawCell {
-        if self.cells.is_empty() {
-            while let Ok(mut done) = self.returned.try_recv() {
-                self.cells.append(&mut done);
-            }
-        }
-        let Some(mut c) = self.cells.pop() else {
-            return RawCell {
-                cell,
-                file,
-                cols: cols.to_vec(),
-                vals: vals.to_vec(),
-            };
-        };
-        c.cell = cell;
-        c.file = file;
-        // A buffer grows to exactly the cell it receives, not to twice that,
-        // and one more than twice too large gives the excess back, so the
-        // shuffle buffer holds at most about twice its cells' data while
-        // cells of similar sizes reuse buffers without reallocating.
-        c.cols.clear();
-        c.cols.reserve_exact(cols.len());
-        c.cols.extend_from_slice(cols);
-        c.vals.clear();
-        c.vals.reserve_exact(vals.len());
-        c.vals.extend_from_slice(vals);
-        if c.cols.capacity() > 2 * cols.len() + 256 {
-            c.cols.shrink_to(cols.len());
-            c.vals.shrink_to(vals.len());
-        }
-        c
-    }
-}
-
-impl Reader {
-    fn run(self, jobs: Vec<SyncSender<Job>>) {
-        let mut sent = 0usize;
-        let mut send = |job: Job| -> bool {
-            let ok = jobs[sent % jobs.len()].send(job).is_ok();
-            sent += 1;
-            ok
-        };
-        if let Err(e) = self.stream(&mut send) {
-            send(Job::Error(e));
-        }
-    }
-
-    fn stream(&self, send: &mut impl FnMut(Job) -> bool) -> Result<(), DataError> {
-        let Some(s) = self.opts.streaming else {
-            return Ok(());
-        };
-        let corpus = &self.ds.inner.corpus;
-        let mut blocks = Vec::new();
-        for f in 0..corpus.n_files() {
-            let n = corpus.file_range(f).len();
-            let mut start = 0;
-            while start < n {
-                let end = (start + s.chunk_size).min(n);
-                blocks.push((f, start, end));
-                start = end;
-            }
-        }
-        let mut rng = epoch_rng(self.opts.seed, self.epoch, 0x57ea);
-        if self.opts.shuffle {
-            blocks.shuffle(&mut rng);
-        }
-        let bs = self.opts.batch_size;
-        let window = bs * self.opts.bucket_window.filter(|&w| w > 1).unwrap_or(1);
-        let mut buffer: Vec<RawCell> = Vec::with_capacity(s.shuffle_buffer.min(1 << 20));
-        let mut pending: VecDeque<RawCell> = VecDeque::with_capacity(window);
-        let mut plan_rng = epoch_rng(self.opts.seed, self.epoch, 0xb0c7);
-        let mut flush = |pending: &mut VecDeque<RawCell>, last: bool| -> bool {
-            if pending.is_empty() {
-                return true;
-            }
-            let cells: Vec<RawCell> = pending.drain(..).collect();
-            let mut opts = self.opts.clone();
-            opts.drop_last = last && self.opts.drop_last;
-            let idx: Vec<usize> = (0..cells.len()).collect();
-            let lens: Vec<usize> = cells.iter().map(|c| c.cols.len()).collect();
-            let plan = plan_batches(idx, &opts, &mut plan_rng, |i| lens[i]);
-            let mut slots: Vec<Option<RawCell>> = cells.into_iter().map(Some).collect();
-            for batch in plan {
-                let job: Vec<RawCell> = batch.iter().filter_map(|&i| slots[i].take()).collect();
-                if !send(Job::Cells(job)) {
-                    return false;
-                }
-            }
-            true
-        };
-        // A block is read in windows of at most READ_WINDOW cells: the
-        // buffers stay small (cache-sized, and reused by the allocator).
-        let windows = blocks.into_iter().flat_map(|(f, start, end)| {
-            (start..end)
-                .step_by(READ_WINDOW)
-                .map(move |s| (f, s, (s + READ_WINDOW).min(end)))
-        });
-        let mut chunk = CellChunk::empty(0, 0);
-        let mut spare = Spare {
-            cells: Vec::new(),
-            returned: &self.returned,
-        };
-        for (f, start, end) in windows {
-            if self.stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            corpus.read_chunk_into(f, start, end, &mut chunk)?;
-            let offset = corpus.file_range(f).start + start;
-            for i in 0..chunk.n_cells() {
-                let cell = offset + i;
-                if !self.ds.selection.contains(cell) {
-                    continue;
-                }
-                let (cols, vals) = chunk.row(i);
-                let raw = spare.take(cell, f, cols, vals);
-                let out = if !self.opts.shuffle {
-                    Some(raw)
-                } else if buffer.len() < s.shuffle_buffer {
-                    buffer.push(raw);
-                    None
-                } else {
-                    let j = rng.gen_range(0..buffer.len());
-                    Some(std::mem::replace(&mut buffer[j], raw))
-                };
-                if let Some(c) = out {
-                    pending.push_back(c);
-                    if pending.len() == window && !flush(&mut pending, false) {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        buffer.shuffle(&mut rng);
-        for c in buffer {
-            pending.push_back(c);
-            if pending.len() == window && !flush(&mut pending, false) {
-                return Ok(());
-            }
-        }
-        flush(&mut pending, true);
-        Ok(())
-    }
-}
-
 /// A built batch with the corpus indices of its cells, or the error that
 /// stopped the epoch.
-type Loaded = Result<(Vec<usize>, Batch), DataError>;
+pub(super) type Loaded = Result<(Vec<usize>, Batch), DataError>;
 
 /// One epoch of batches; see [`DataLoader::epoch`]. Dropping it stops the
 /// background threads.
@@ -1141,6 +767,8 @@ pub struct Batches {
     done: bool,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// The streaming epoch's shared state (told of each batch received).
+    stream: Option<Arc<stream::Shared>>,
 }
 
 impl std::fmt::Debug for Batches {
@@ -1162,6 +790,9 @@ impl Batches {
         match self.receivers[k % self.receivers.len()].recv() {
             Ok(r) => {
                 self.next += 1;
+                if let Some(s) = &self.stream {
+                    s.delivered(self.next);
+                }
                 if r.is_err() {
                     self.done = true;
                 }
@@ -1196,6 +827,9 @@ impl Iterator for Batches {
 impl Drop for Batches {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = &self.stream {
+            s.stop();
+        }
         self.receivers.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();

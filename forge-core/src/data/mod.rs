@@ -48,9 +48,11 @@ pub mod loader;
 pub mod masking;
 pub mod preprocess;
 pub mod rank_counts;
+mod stream;
 pub mod synthetic;
 pub mod tokenize;
 pub mod vocab;
+mod worker;
 
 #[cfg(test)]
 mod tests;

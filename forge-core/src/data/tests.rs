@@ -465,6 +465,84 @@ fn streaming_loader_sees_every_cell_once_and_is_reproducible() {
     }
 }
 
+#[test]
+fn streaming_batches_do_not_depend_on_threads_or_prefetch() {
+    let dir = Scratch::new("stream-threads");
+    let pipe = synthetic_pipeline(&dir, 700, 150);
+    let (train, _) = pipe.split(0.2, 3).unwrap();
+    let opts = LoaderOptions {
+        batch_size: 8,
+        drop_last: true,
+        seed: 4,
+        // Blocks of 300 cells: read windows of 128, 128 and 44 cells.
+        streaming: Some(StreamingOptions {
+            chunk_size: 300,
+            shuffle_buffer: 90,
+        }),
+        bucket_window: Some(3),
+        ..LoaderOptions::default()
+    };
+    let run = |num_workers, prefetch| {
+        let loader = train
+            .loader(LoaderOptions {
+                num_workers,
+                prefetch,
+                ..opts.clone()
+            })
+            .unwrap();
+        collect(loader.epoch(1))
+    };
+    let one = run(1, 1);
+    assert_eq!(one.len(), train.len() / 8);
+    let cells: BTreeSet<usize> = one.iter().flat_map(|b| b.0.iter().copied()).collect();
+    assert_eq!(cells.len(), train.len() / 8 * 8);
+    assert!(cells.iter().all(|&c| train.contains(c)));
+    for (workers, prefetch) in [(2, 1), (3, 2), (6, 4)] {
+        assert!(
+            same_batches(&one, &run(workers, prefetch)),
+            "{workers} workers, prefetch {prefetch}"
+        );
+    }
+    // Dropping an epoch part-way stops every thread (the drop joins them).
+    let loader = train.loader(opts.clone()).unwrap();
+    let mut it = loader.epoch(0);
+    assert!(it.next().unwrap().is_ok());
+    drop(it);
+}
+
+#[test]
+fn a_read_error_while_streaming_ends_the_epoch_with_the_file_named() {
+    let dir = Scratch::new("stream-error");
+    let pipe = synthetic_pipeline(&dir, 600, 300);
+    let path = dir.path("synth.h5ad");
+    let loader = pipe
+        .all()
+        .loader(LoaderOptions {
+            batch_size: 16,
+            num_workers: 3,
+            streaming: Some(StreamingOptions {
+                chunk_size: 50,
+                shuffle_buffer: 40,
+            }),
+            ..LoaderOptions::default()
+        })
+        .unwrap();
+    // Cut the file after the first third of the cells' entries.
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 3)
+        .unwrap();
+    let results: Vec<_> = loader.epoch(0).collect();
+    let (last, ok) = results.split_last().unwrap();
+    assert!(ok.iter().all(Result::is_ok));
+    let err = last.as_ref().unwrap_err().to_string();
+    assert!(err.contains("synth.h5ad"), "{err}");
+    assert!(results.len() < loader.n_batches());
+}
+
 /// Tokens of every cell of `corpus`: (general path, counts fast path or
 /// `None` where it declines).
 #[allow(clippy::type_complexity)]
