@@ -13,9 +13,12 @@
 //!   plus the index field `index`; a categorical column is an integer field
 //!   whose categories are the string dataset `uns/<column>_categories`.
 //!
-//! Opening a frame reads the index and each column's type (cheap); column
-//! values are read only when asked for. This module does not interpret
+//! Opening a frame reads the index's length and each column's type
+//! (cheap); the index itself (a million cell barcodes in a large file) and
+//! column values are read only when asked for. This module does not interpret
 //! columns (no label encoding, no batch keys).
+
+use std::sync::OnceLock;
 
 use super::error::Result;
 use super::hdf::{FieldValues, Hdf, Kind, Scalar, attr_str, classify, decode_field, join};
@@ -69,9 +72,56 @@ pub(crate) struct Frame {
     /// How the frame is named in messages: `obs`, `var`, `raw/var`.
     pub(crate) label: String,
     /// Row names (cell barcodes or gene names).
-    pub(crate) index: Vec<String>,
+    pub(crate) index: Index,
     /// Columns in file order.
     pub(crate) columns: Vec<FrameColumn>,
+}
+
+/// A dataframe's row names: counted when the frame is opened, read when
+/// first asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Index {
+    len: usize,
+    source: IndexSource,
+    names: OnceLock<Vec<String>>,
+}
+
+/// Where an index's names live.
+#[derive(Debug, Clone)]
+enum IndexSource {
+    /// A string dataset (current layout).
+    Dataset(String),
+    /// A string field of a compound dataset (old layout).
+    Field { dataset: String, field: String },
+}
+
+impl Index {
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The names, read from the file on the first call.
+    pub(crate) fn names(&self, h: &Hdf) -> Result<&[String]> {
+        if let Some(names) = self.names.get() {
+            return Ok(names);
+        }
+        let names = match &self.source {
+            IndexSource::Dataset(path) => h.read_strings(path, Some(self.len))?,
+            IndexSource::Field { dataset, field } => {
+                match read_field(h, dataset, field, self.len)? {
+                    FieldValues::Str(v) => v,
+                    _ => {
+                        return Err(h.corrupt(
+                            dataset,
+                            format!("index field `{field}` is not a string field"),
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(self.names.get_or_init(|| names))
+    }
 }
 
 impl Frame {
@@ -173,8 +223,21 @@ fn open_group(h: &Hdf, object: &str, label: &str) -> Result<Frame> {
         )
     })?;
     let index_path = join(object, &index_name);
-    let index = h.read_strings(&index_path, None)?;
-    let n = index.len();
+    let index_ds = h.whole(&index_path)?;
+    let n = h.len_1d(&index_path, &index_ds)?;
+    let dt = h.datatype(&index_path, &index_ds)?;
+    if classify(&dt) != Scalar::Str {
+        return Err(h.unsupported(
+            &index_path,
+            format!("element type {}", classify(&dt).name()),
+            "strings (fixed- or variable-length)",
+        ));
+    }
+    let index = Index {
+        len: n,
+        source: IndexSource::Dataset(index_path),
+        names: OnceLock::new(),
+    };
 
     let members = h.members(object)?;
     let order: Vec<String> = match attrs.get("column-order") {
@@ -363,14 +426,20 @@ fn open_compound(h: &Hdf, object: &str, label: &str) -> Result<Frame> {
             )
         })?
         .to_string();
-    let index = match read_field(h, object, &index_field, n)? {
-        FieldValues::Str(v) => v,
-        _ => {
-            return Err(h.corrupt(
-                object,
-                format!("index field `{index_field}` is not a string field"),
-            ));
-        }
+    let index_type = members.iter().find(|m| m.name == index_field);
+    if index_type.is_none_or(|m| classify(&m.datatype) != Scalar::Str) {
+        return Err(h.corrupt(
+            object,
+            format!("index field `{index_field}` is not a string field"),
+        ));
+    }
+    let index = Index {
+        len: n,
+        source: IndexSource::Field {
+            dataset: object.to_string(),
+            field: index_field.clone(),
+        },
+        names: OnceLock::new(),
     };
     let mut columns = Vec::new();
     for m in members.iter().filter(|m| m.name != index_field) {

@@ -461,14 +461,15 @@ impl H5ad {
         Ok(&self.matrix(which)?.info)
     }
 
-    /// Cell names (the obs index).
-    pub fn obs_names(&self) -> &[String] {
-        &self.obs.index
+    /// Cell names (the obs index), read from the file on the first call.
+    pub fn obs_names(&self) -> Result<&[String]> {
+        self.obs.index.names(&self.hdf)
     }
 
-    /// Gene names of `X` (the var index) or of `raw` (its own var index).
+    /// Gene names of `X` (the var index) or of `raw` (its own var index),
+    /// read from the file on the first call.
     pub fn var_names(&self, which: Matrix) -> Result<&[String]> {
-        Ok(&self.var_frame(which)?.index)
+        self.var_frame(which)?.index.names(&self.hdf)
     }
 
     /// obs columns and their types, in file order.

@@ -138,7 +138,7 @@ fn check_current_fixture(name: &str, x_layout: MatrixLayout) {
     assert_eq!(f.n_obs(), n_obs, "{name}");
     assert_eq!(f.n_vars(Matrix::X).unwrap(), n_vars, "{name}");
     assert_eq!(
-        f.obs_names(),
+        f.obs_names().unwrap(),
         strings(&want["obs_names"]).as_slice(),
         "{name}"
     );
@@ -506,6 +506,9 @@ fn corrupted_bytes_never_panic() {
         let p = temp_path(&format!("garbled{k}.h5ad"));
         std::fs::write(&p, &b).unwrap();
         if let Ok(f) = H5ad::open(&p) {
+            // Names are read on first use: a garbled index fails then.
+            let _ = f.obs_names();
+            let _ = f.var_names(Matrix::X);
             let _ = f.summary();
             let _ = f.obs_column("cell_type");
             for chunk in f.chunks(Matrix::X, 4).unwrap() {
@@ -579,10 +582,13 @@ fn pbmc68k_reduced_matches_anndata() {
         want["raw_n_vars"].as_u64().unwrap() as usize
     );
     assert_eq!(
-        &f.obs_names()[..5],
+        &f.obs_names().unwrap()[..5],
         strings(&want["obs_names_head"]).as_slice()
     );
-    assert_eq!(f.obs_names()[699], want["obs_names_tail"].as_str().unwrap());
+    assert_eq!(
+        f.obs_names().unwrap()[699],
+        want["obs_names_tail"].as_str().unwrap()
+    );
     assert_eq!(
         &f.var_names(Matrix::X).unwrap()[..5],
         strings(&want["var_names_head"]).as_slice()
