@@ -178,10 +178,12 @@ impl RankedCell {
 /// Working memory of [`CountRanker::rank`], one per thread.
 #[derive(Debug, Clone)]
 pub struct CountRanker {
-    /// Columns of the cell's ranked entries of count 1, in order.
+    /// Tokens of the cell's ranked entries of count 1, in order.
     ones: Vec<u32>,
-    /// The cell's other ranked entries, `(count << 32) | column`, in order.
-    others: Vec<u64>,
+    /// Tokens of the cell's other ranked entries, in order.
+    other_tokens: Vec<u32>,
+    /// Counts of the cell's other ranked entries, in order.
+    other_counts: Vec<u32>,
     /// Entries of `others` per count; all zero between calls.
     hist: Vec<u32>,
     /// Next output position of each count of `others`.
@@ -195,7 +197,8 @@ impl Default for CountRanker {
         let m = MAX_COUNT as usize;
         CountRanker {
             ones: Vec::new(),
-            others: Vec::new(),
+            other_tokens: Vec::new(),
+            other_counts: Vec::new(),
             hist: vec![0; m],
             next: vec![0; m],
             value: vec![0.0; m],
@@ -207,8 +210,9 @@ impl Default for CountRanker {
 /// position however many entries follow, so its entries are dropped.
 const DROPPED: u32 = 1 << 31;
 
-/// Entries split at a time, into buffers on the stack.
-const BLOCK: usize = 256;
+/// Entries of one AVX-512 vector (also the slack the split's output
+/// buffers keep past their end).
+const LANES: usize = 16;
 
 /// What one pass over a row learns.
 struct Split {
@@ -256,8 +260,8 @@ impl CountRanker {
         // count's run of output positions starts; count 1 comes last.
         let hist = &mut self.hist[..];
         let mut top = 1usize;
-        for &e in &self.others {
-            let count = (e >> 32) as usize;
+        for &count in &self.other_counts {
+            let count = count as usize;
             hist[count] += 1;
             top = top.max(count);
         }
@@ -295,75 +299,192 @@ impl CountRanker {
         let from = (at as usize).min(keep);
         out.head.clear();
         out.head.resize(from, 0);
-        for &e in &self.others {
-            let count = (e >> 32) as usize;
+        for (&token, &count) in self.other_tokens.iter().zip(&self.other_counts) {
+            let count = count as usize;
             let p = self.next[count];
             if p == DROPPED {
                 continue;
             }
             self.next[count] = p + 1;
             if (p as usize) < from {
-                let token = u64::from(columns.get(e as u32));
-                out.head[p as usize] = (token << 32) | u64::from(self.value[count].to_bits());
+                let value = self.value[count].to_bits();
+                out.head[p as usize] = (u64::from(token) << 32) | u64::from(value);
             }
         }
+        // The ones' tokens are already in order.
         out.ones.clear();
-        out.ones
-            .extend(self.ones[..keep - from].iter().map(|&c| columns.get(c)));
+        out.ones.extend_from_slice(&self.ones[..keep - from]);
         out.one = one;
         true
     }
 
     /// One pass over a row: checks it, sums it, and splits its ranked
-    /// entries (count > 0, column mapped) into `ones` and `others`. Every
-    /// entry is written to both block buffers; only the right buffer's
-    /// length grows, so there is no branch on the count.
+    /// entries (count > 0, column mapped) into `ones` and the others, as
+    /// tokens. Sixteen entries at a time where the CPU has AVX-512
+    /// ([`CountRanker::split_avx512`]), else one at a time; both give the
+    /// same result.
     fn split<const ALL_MAPPED: bool>(
         &mut self,
         cols: &[u32],
         vals: &[f32],
         columns: &ColumnTokens,
     ) -> Split {
-        self.ones.clear();
-        self.others.clear();
-        let mut ones = [0u32; BLOCK];
-        let mut others = [0u64; BLOCK];
-        let mut counts = [0u32; BLOCK];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the one target feature the function
+            // enables.
+            return unsafe { self.split_avx512::<ALL_MAPPED>(cols, vals, columns) };
+        }
+        self.split_scalar::<ALL_MAPPED>(cols, vals, columns)
+    }
+
+    /// Empties the output buffers and gives them room for a row of `n`
+    /// entries plus what is written past the last one kept (uninitialised:
+    /// the split writes each element it keeps).
+    fn reset(&mut self, n: usize) {
+        for buffer in [
+            &mut self.ones,
+            &mut self.other_tokens,
+            &mut self.other_counts,
+        ] {
+            buffer.clear();
+            buffer.reserve(n + LANES);
+        }
+    }
+
+    /// [`CountRanker::split`] one entry at a time. Every entry is written to
+    /// both outputs; only the right one's length grows, so there is no
+    /// branch on the count.
+    fn split_scalar<const ALL_MAPPED: bool>(
+        &mut self,
+        cols: &[u32],
+        vals: &[f32],
+        columns: &ColumnTokens,
+    ) -> Split {
+        let n = cols.len().min(vals.len());
+        self.reset(n);
+        let ones = &mut self.ones.spare_capacity_mut()[..n + 1];
+        let other_tokens = &mut self.other_tokens.spare_capacity_mut()[..n + 1];
+        let other_counts = &mut self.other_counts.spare_capacity_mut()[..n + 1];
+        let (mut n_ones, mut n_others) = (0usize, 0usize);
         let mut bad = false;
         let mut total = 0u64;
-        let mut min_col = 0u32;
-        for (cols, vals) in cols.chunks(BLOCK).zip(vals.chunks(BLOCK)) {
-            // Checks and counts first, in loops simple enough to vectorise.
+        let mut prev: Option<u32> = None;
+        for (&c, &v) in cols.iter().zip(vals) {
             // For 0 <= v < 2^23, v + 2^23 rounds v to a whole number and
             // holds it in its low mantissa bits.
-            let mut block_bad = false;
-            for (count, &v) in counts.iter_mut().zip(vals) {
-                let shifted = v + ROUNDER;
-                *count = shifted.to_bits() & 0x007f_ffff;
-                let in_range = (v >= 0.0) & (v < MAX_COUNT as f32);
-                block_bad |= !in_range | (shifted - ROUNDER != v);
-                total += u64::from(*count);
-            }
-            let descending = cols
-                .iter()
-                .zip(&cols[1..])
-                .fold(false, |d, (a, b)| d | (b <= a));
-            bad |= block_bad | descending | (cols[0] < min_col);
-            min_col = cols[cols.len() - 1].saturating_add(1);
-            let (mut n_ones, mut n_others) = (0usize, 0usize);
-            for (&c, &count) in cols.iter().zip(&counts) {
-                let ranked = (count != 0) & (ALL_MAPPED || columns.get(c) != NO_TOKEN);
-                // n_ones, n_others <= entries seen so far in the block < BLOCK.
-                ones[n_ones % BLOCK] = c;
-                n_ones += usize::from(ranked & (count == 1));
-                others[n_others % BLOCK] = (u64::from(count) << 32) | u64::from(c);
-                n_others += usize::from(ranked & (count > 1));
-            }
-            self.ones.extend_from_slice(&ones[..n_ones.min(BLOCK)]);
-            self.others
-                .extend_from_slice(&others[..n_others.min(BLOCK)]);
+            let shifted = v + ROUNDER;
+            let count = shifted.to_bits() & 0x007f_ffff;
+            let in_range = (v >= 0.0) & (v < MAX_COUNT as f32);
+            bad |= !in_range | (shifted - ROUNDER != v) | prev.is_some_and(|p| c <= p);
+            prev = Some(c);
+            total += u64::from(count);
+            let token = columns.get(c);
+            let ranked = (count != 0) & (ALL_MAPPED || token != NO_TOKEN);
+            // n_ones, n_others <= entries seen before this one < n + 1.
+            ones[n_ones].write(token);
+            n_ones += usize::from(ranked & (count == 1));
+            other_tokens[n_others].write(token);
+            other_counts[n_others].write(count);
+            n_others += usize::from(ranked & (count > 1));
+        }
+        self.finish_split(n_ones, n_others, bad, total)
+    }
+
+    /// Sets the outputs' lengths to what the split kept: the first
+    /// `n_ones` elements of `ones`, `n_others` of the others, which the
+    /// split wrote.
+    fn finish_split(&mut self, n_ones: usize, n_others: usize, bad: bool, total: u64) -> Split {
+        assert!(n_ones <= self.ones.capacity() && n_others <= self.other_tokens.capacity());
+        assert!(n_others <= self.other_counts.capacity());
+        // SAFETY: within capacity (checked), and both splits write every
+        // position below the final length before moving past it.
+        unsafe {
+            self.ones.set_len(n_ones);
+            self.other_tokens.set_len(n_others);
+            self.other_counts.set_len(n_others);
         }
         Split { ok: !bad, total }
+    }
+
+    /// [`CountRanker::split`] sixteen entries at a time: the checks as lane
+    /// masks, tokens gathered from the table, and each output written as a
+    /// full vector of the lanes it keeps, packed to the front (`compress`),
+    /// its length then growing by their number.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn split_avx512<const ALL_MAPPED: bool>(
+        &mut self,
+        cols: &[u32],
+        vals: &[f32],
+        columns: &ColumnTokens,
+    ) -> Split {
+        use std::arch::x86_64::*;
+        let n = cols.len().min(vals.len());
+        self.reset(n);
+        let table = columns.tokens.as_ptr().cast::<i32>();
+        let index_mask = _mm512_set1_epi32((columns.tokens.len() - 1) as i32);
+        let rounder = _mm512_set1_ps(ROUNDER);
+        let max_count = _mm512_set1_ps(MAX_COUNT as f32);
+        let low_bits = _mm512_set1_epi32(0x007f_ffff);
+        let one = _mm512_set1_epi32(1);
+        let no_token = _mm512_set1_epi32(NO_TOKEN as i32);
+        let (mut n_ones, mut n_others) = (0usize, 0usize);
+        let mut bad: __mmask16 = 0;
+        let mut total = 0u64;
+        // The previous vector of columns (its last lane precedes the next
+        // vector's first); lane 0 of the first vector has no predecessor.
+        let mut prev_cols = _mm512_setzero_si512();
+        let mut has_prev: __mmask16 = 0xfffe;
+        let mut at = 0;
+        while at < n {
+            let lanes: __mmask16 = if n - at >= LANES {
+                0xffff
+            } else {
+                (1u16 << (n - at)) - 1
+            };
+            // SAFETY (all pointer use below): loads are masked to the
+            // entries `at..n` of `cols`/`vals`; gathered indices are masked
+            // into the table (a power of two long); each store writes 16
+            // lanes at an output position that is at most the number of
+            // entries before `at`, so below n, into buffers of n + 16.
+            let c = unsafe { _mm512_maskz_loadu_epi32(lanes, cols.as_ptr().add(at).cast()) };
+            let v = unsafe { _mm512_maskz_loadu_ps(lanes, vals.as_ptr().add(at)) };
+            let shifted = _mm512_add_ps(v, rounder);
+            let count = _mm512_and_si512(_mm512_castps_si512(shifted), low_bits);
+            let in_range = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(v, _mm512_setzero_ps())
+                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, max_count);
+            let whole = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_sub_ps(shifted, rounder), v);
+            let before = _mm512_alignr_epi32::<15>(c, prev_cols);
+            let not_ascending = _mm512_cmple_epu32_mask(c, before) & has_prev;
+            bad |= ((!in_range | !whole) | not_ascending) & lanes;
+            total += _mm512_reduce_add_epi32(count) as u32 as u64;
+            let index = _mm512_and_si512(c, index_mask);
+            let token = unsafe { _mm512_mask_i32gather_epi32::<4>(no_token, lanes, index, table) };
+            let mut ranked = _mm512_cmpneq_epi32_mask(count, _mm512_setzero_si512()) & lanes;
+            if !ALL_MAPPED {
+                ranked &= _mm512_cmpneq_epi32_mask(token, no_token);
+            }
+            let is_one = ranked & _mm512_cmpeq_epi32_mask(count, one);
+            let is_other = ranked & _mm512_cmpgt_epu32_mask(count, one);
+            unsafe {
+                let ones = self.ones.as_mut_ptr().add(n_ones).cast();
+                _mm512_storeu_si512(ones, _mm512_maskz_compress_epi32(is_one, token));
+                let tokens = self.other_tokens.as_mut_ptr().add(n_others).cast();
+                _mm512_storeu_si512(tokens, _mm512_maskz_compress_epi32(is_other, token));
+                let counts = self.other_counts.as_mut_ptr().add(n_others).cast();
+                _mm512_storeu_si512(counts, _mm512_maskz_compress_epi32(is_other, count));
+            }
+            n_ones += is_one.count_ones() as usize;
+            n_others += is_other.count_ones() as usize;
+            prev_cols = c;
+            has_prev = 0xffff;
+            at += LANES;
+        }
+        self.finish_split(n_ones, n_others, bad != 0, total)
     }
 }
 
@@ -500,6 +621,63 @@ mod tests {
             assert_eq!(bits(&out.values), bits(&values), "case {case}");
             // The working memory is clean for the next cell.
             assert!(ranker.hist.iter().all(|&h| h == 0));
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn vector_and_scalar_splits_agree() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512 on this CPU: the scalar split alone is used");
+            return;
+        }
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        let tokens: Vec<Option<i64>> = (0..200)
+            .map(|c| (c % 7 != 3).then_some(4 + c as i64))
+            .collect();
+        let (partial, full) = (columns(&tokens), columns(&vec![Some(9); 200]));
+        let (mut a, mut b) = (CountRanker::default(), CountRanker::default());
+        for case in 0..3000 {
+            // Every length around the vector width, some rows broken.
+            let n = case % 70;
+            let mut cols: Vec<u32> = (0..200u32).filter(|_| rng.gen_bool(0.4)).take(n).collect();
+            let mut vals: Vec<f32> = (0..cols.len())
+                .map(|_| match rng.gen_range(0..10) {
+                    0..=5 => 1.0,
+                    6 => 0.0,
+                    _ => rng.gen_range(2..300) as f32,
+                })
+                .collect();
+            if !cols.is_empty() && case % 5 == 0 {
+                let i = rng.gen_range(0..cols.len());
+                match case % 4 {
+                    0 => vals[i] = [0.5, -1.0, f32::NAN, MAX_COUNT as f32][case % 3],
+                    1 => vals[i] = f32::INFINITY,
+                    2 => cols[i] = cols[i.saturating_sub(1)],
+                    _ => {
+                        let last = cols.len() - 1;
+                        cols.swap(i, last);
+                    }
+                }
+            }
+            for table in [&partial, &full] {
+                let (x, y) = if table.all_mapped {
+                    (a.split_scalar::<true>(&cols, &vals, table), unsafe {
+                        b.split_avx512::<true>(&cols, &vals, table)
+                    })
+                } else {
+                    (a.split_scalar::<false>(&cols, &vals, table), unsafe {
+                        b.split_avx512::<false>(&cols, &vals, table)
+                    })
+                };
+                assert_eq!(x.ok, y.ok, "case {case}: {cols:?} {vals:?}");
+                if x.ok {
+                    assert_eq!(x.total, y.total, "case {case}");
+                    assert_eq!(a.ones, b.ones, "case {case}");
+                    assert_eq!(a.other_tokens, b.other_tokens, "case {case}");
+                    assert_eq!(a.other_counts, b.other_counts, "case {case}");
+                }
+            }
         }
     }
 
