@@ -124,6 +124,28 @@ pub(crate) trait RowTokens {
     fn prefetch(&self) {}
 }
 
+impl<T: RowTokens> RowTokens for Box<T> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn consistent(&self) -> bool {
+        (**self).consistent()
+    }
+
+    fn write(&self, ids: &mut [i64], values: &mut [f32]) {
+        (**self).write(ids, values);
+    }
+
+    fn bins(&self) -> Option<&[i64]> {
+        (**self).bins()
+    }
+
+    fn prefetch(&self) {
+        (**self).prefetch();
+    }
+}
+
 impl RowTokens for TokenizedCell {
     fn len(&self) -> usize {
         self.ids.len()

@@ -474,7 +474,7 @@ fn streaming_batches_do_not_depend_on_threads_or_prefetch() {
         batch_size: 8,
         drop_last: true,
         seed: 4,
-        // Blocks of 300 cells: read windows of 128, 128 and 44 cells.
+        // Blocks of 300 cells: nine full read windows and a short one.
         streaming: Some(StreamingOptions {
             chunk_size: 300,
             shuffle_buffer: 90,

@@ -7,6 +7,7 @@
 //! streaming one stored rows ([`Worker::tokenize_stored`], which ranks whole
 //! counts directly when it can).
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use crate::batch::Batch;
@@ -156,19 +157,22 @@ impl Worker {
 
     /// The batch of `slots`, in order, masked when the epoch masks (each
     /// cell with its own generator, [`cell_rng`]).
-    pub fn build(&mut self, ctx: &Ctx, slots: &[Slot]) -> Result<Batch, DataError> {
+    pub fn build<S>(&mut self, ctx: &Ctx, slots: &[S]) -> Result<Batch, DataError>
+    where
+        S: Borrow<Slot> + RowTokens,
+    {
         let inner = &ctx.inner;
         let task: Option<Vec<i64>> = inner
             .labels
             .as_ref()
-            .map(|l| slots.iter().map(|s| l.codes[s.cell]).collect());
+            .map(|l| slots.iter().map(|s| l.codes[s.borrow().cell]).collect());
         let positions = &mut self.positions;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match (&inner.masking, ctx.mask) {
                 (Some(m), true) => {
                     let mut mask =
                         |i: usize, input: &mut [i64], labels: &mut [i64], masked: &mut [bool]| {
-                            let slot = &slots[i];
+                            let slot: &Slot = slots[i].borrow();
                             let mut rng = cell_rng(ctx.seed, ctx.epoch, slot.cell as u64);
                             match slot.maskable_from {
                                 Some(first) => {
