@@ -210,6 +210,9 @@ impl Default for CountRanker {
 /// position however many entries follow, so its entries are dropped.
 const DROPPED: u32 = 1 << 31;
 
+/// Entries the scalar split checks and counts at a time, on the stack.
+const BLOCK: usize = 256;
+
 /// Entries of one AVX-512 vector (also the slack the split's output
 /// buffers keep past their end).
 const LANES: usize = 16;
@@ -352,9 +355,11 @@ impl CountRanker {
         }
     }
 
-    /// [`CountRanker::split`] one entry at a time. Every entry is written to
-    /// both outputs; only the right one's length grows, so there is no
-    /// branch on the count.
+    /// [`CountRanker::split`] without vector instructions, a block of
+    /// entries at a time: the checks and counts in a loop simple enough for
+    /// the compiler to vectorise, then the split proper. Every entry is
+    /// written to both outputs; only the right one's length grows, so there
+    /// is no branch on the count.
     fn split_scalar<const ALL_MAPPED: bool>(
         &mut self,
         cols: &[u32],
@@ -367,26 +372,40 @@ impl CountRanker {
         let other_tokens = &mut self.other_tokens.spare_capacity_mut()[..n + 1];
         let other_counts = &mut self.other_counts.spare_capacity_mut()[..n + 1];
         let (mut n_ones, mut n_others) = (0usize, 0usize);
+        let mut counts = [0u32; BLOCK];
         let mut bad = false;
         let mut total = 0u64;
         let mut prev: Option<u32> = None;
-        for (&c, &v) in cols.iter().zip(vals) {
+        for (cols, vals) in cols[..n].chunks(BLOCK).zip(vals[..n].chunks(BLOCK)) {
             // For 0 <= v < 2^23, v + 2^23 rounds v to a whole number and
             // holds it in its low mantissa bits.
-            let shifted = v + ROUNDER;
-            let count = shifted.to_bits() & 0x007f_ffff;
-            let in_range = (v >= 0.0) & (v < MAX_COUNT as f32);
-            bad |= !in_range | (shifted - ROUNDER != v) | prev.is_some_and(|p| c <= p);
-            prev = Some(c);
-            total += u64::from(count);
-            let token = columns.get(c);
-            let ranked = (count != 0) & (ALL_MAPPED || token != NO_TOKEN);
-            // n_ones, n_others <= entries seen before this one < n + 1.
-            ones[n_ones].write(token);
-            n_ones += usize::from(ranked & (count == 1));
-            other_tokens[n_others].write(token);
-            other_counts[n_others].write(count);
-            n_others += usize::from(ranked & (count > 1));
+            for (count, &v) in counts.iter_mut().zip(vals) {
+                let shifted = v + ROUNDER;
+                *count = shifted.to_bits() & 0x007f_ffff;
+                let in_range = (v >= 0.0) & (v < MAX_COUNT as f32);
+                bad |= !in_range | (shifted - ROUNDER != v);
+                total += u64::from(*count);
+            }
+            let descending = cols
+                .iter()
+                .zip(&cols[1..])
+                .fold(false, |d, (a, b)| d | (b <= a));
+            bad |= descending | prev.is_some_and(|p| cols[0] <= p);
+            prev = cols.last().copied();
+            for (&c, &count) in cols.iter().zip(&counts) {
+                let token = columns.get(c);
+                let ranked = (count != 0) & (ALL_MAPPED || token != NO_TOKEN);
+                // SAFETY: n_ones and n_others are at most the number of
+                // entries before this one, so below n + 1, the slices'
+                // length.
+                unsafe {
+                    ones.get_unchecked_mut(n_ones).write(token);
+                    other_tokens.get_unchecked_mut(n_others).write(token);
+                    other_counts.get_unchecked_mut(n_others).write(count);
+                }
+                n_ones += usize::from(ranked & (count == 1));
+                n_others += usize::from(ranked & (count > 1));
+            }
         }
         self.finish_split(n_ones, n_others, bad, total)
     }
@@ -632,15 +651,20 @@ mod tests {
             return;
         }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
-        let tokens: Vec<Option<i64>> = (0..200)
+        let tokens: Vec<Option<i64>> = (0..2000)
             .map(|c| (c % 7 != 3).then_some(4 + c as i64))
             .collect();
-        let (partial, full) = (columns(&tokens), columns(&vec![Some(9); 200]));
+        let (partial, full) = (columns(&tokens), columns(&vec![Some(9); 2000]));
         let (mut a, mut b) = (CountRanker::default(), CountRanker::default());
         for case in 0..3000 {
-            // Every length around the vector width, some rows broken.
-            let n = case % 70;
-            let mut cols: Vec<u32> = (0..200u32).filter(|_| rng.gen_bool(0.4)).take(n).collect();
+            // Every length around the vector width, some beyond the scalar
+            // block; some rows broken.
+            let n = if case % 10 == 9 {
+                240 + case % 600
+            } else {
+                case % 70
+            };
+            let mut cols: Vec<u32> = (0..2000u32).filter(|_| rng.gen_bool(0.5)).take(n).collect();
             let mut vals: Vec<f32> = (0..cols.len())
                 .map(|_| match rng.gen_range(0..10) {
                     0..=5 => 1.0,
@@ -648,7 +672,10 @@ mod tests {
                     _ => rng.gen_range(2..300) as f32,
                 })
                 .collect();
-            if !cols.is_empty() && case % 5 == 0 {
+            if cols.len() > BLOCK && case % 20 == 9 {
+                // A repeated column right at the scalar split's block edge.
+                cols[BLOCK] = cols[BLOCK - 1];
+            } else if !cols.is_empty() && case % 5 == 0 {
                 let i = rng.gen_range(0..cols.len());
                 match case % 4 {
                     0 => vals[i] = [0.5, -1.0, f32::NAN, MAX_COUNT as f32][case % 3],
