@@ -27,12 +27,12 @@
 //!   Each epoch reads blocks of `streaming_chunk_size` consecutive cells, in
 //!   a shuffled block order, and passes cells through a buffer of
 //!   `streaming_shuffle_buffer` cells from which a random one leaves each
-//!   time a new one enters. Memory is bounded by buffer + one block +
-//!   prefetched batches, whatever the file size. The shuffle is local
-//!   (cells from nearby blocks mix), as with any streaming loader. The
-//!   loader's threads share the reading as well as the batching
-//!   ([`super::stream`]), and the batches do not depend on how many there
-//!   are.
+//!   time a new one enters. Memory is bounded by buffer + a few read
+//!   windows per thread + prefetched batches, whatever the file size. The
+//!   shuffle is local (cells from nearby blocks mix), as with any
+//!   streaming loader. The loader's threads share the reading as well as
+//!   the batching (see the `stream` module), and the batches do not depend
+//!   on how many there are.
 //!   Under `rank_value`, a stored row of whole counts is tokenized straight
 //!   from the file's values ([`super::rank_counts`]): the same tokens as
 //!   preparing the row then tokenizing it, at a fraction of the cost.
