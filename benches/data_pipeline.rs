@@ -16,6 +16,12 @@
 //! measured. It reads `--python-cells` cells (default 20,000) and drains
 //! its buffer, so it emits as many cells as it reads, as forge does.
 //!
+//! Each side is measured `--rounds` times (default 3), the rounds
+//! interleaved (forge 1 thread, forge N threads, Python, then again), and
+//! the table gives each side's median rate and the range: on a shared or
+//! throttled machine speed drifts from minute to minute, and interleaving
+//! lets the drift hit both sides alike.
+//!
 //! With `FORGE_BENCH_DIGEST=1` each forge run prints a digest of every
 //! batch (stderr): equal digests before and after a change to the pipeline
 //! show the batches did not change.
@@ -37,6 +43,7 @@ struct Args {
     python_cells: usize,
     workers: usize,
     buffer: usize,
+    rounds: usize,
     mem_child: Option<PathBuf>,
 }
 
@@ -47,6 +54,7 @@ fn parse() -> Args {
         python_cells: 20_000,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         buffer: 10_000,
+        rounds: 3,
         mem_child: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +67,7 @@ fn parse() -> Args {
             "--python-cells" => a.python_cells = val.parse().expect("--python-cells N"),
             "--workers" => a.workers = val.parse().expect("--workers N"),
             "--buffer" => a.buffer = val.parse().expect("--buffer N"),
+            "--rounds" => a.rounds = val.parse::<usize>().expect("--rounds N").max(1),
             "--mem-child" => a.mem_child = Some(PathBuf::from(val)),
             // cargo bench passes --bench; ignore anything else.
             _ => {
@@ -93,6 +102,30 @@ fn synthetic(cells: usize, genes: usize) -> PathBuf {
 }
 
 /// Streams one epoch of `file`; returns (cells, batches, seconds).
+/// One timed run.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    cells: usize,
+    seconds: f64,
+}
+
+impl Measured {
+    fn new(cells: usize, seconds: f64) -> Measured {
+        Measured { cells, seconds }
+    }
+
+    fn rate(&self) -> f64 {
+        self.cells as f64 / self.seconds
+    }
+}
+
+/// The run of median rate (the lower middle one for an even count).
+fn median(runs: &[Measured]) -> Measured {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    sorted[(sorted.len() - 1) / 2]
+}
+
 fn run_forge(file: &Path, workers: usize, buffer: usize) -> (usize, usize, f64) {
     let t = Instant::now();
     let corpus = Corpus::open(&[file], &CorpusOptions::default()).expect("open");
@@ -228,32 +261,46 @@ fn main() {
     );
     // Warm the page cache so both sides read from memory.
     let _ = std::fs::read(&file);
-    let (c1, _, s1) = run_forge(&file, 1, args.buffer);
-    let (cn, bn, sn) = run_forge(&file, args.workers, args.buffer);
-    let py = run_python(&file, args.python_cells);
-    println!();
-    println!("| implementation | cells | seconds | cells/s | vs Python |");
-    println!("|---|---:|---:|---:|---:|");
-    let py_rate = py.map(|(c, s)| c as f64 / s);
-    let ratio = |r: f64| py_rate.map_or("-".to_string(), |p| format!("{:.1}x", r / p));
-    if let Some((c, s)) = py {
-        println!(
-            "| Python anndata + numpy (1 process) | {c} | {s:.2} | {:.0} | 1.0x |",
-            c as f64 / s
-        );
+    let (mut one, mut many, mut python) = (Vec::new(), Vec::new(), Vec::new());
+    let mut batches = 0;
+    for _ in 0..args.rounds {
+        let (c, _, s) = run_forge(&file, 1, args.buffer);
+        one.push(Measured::new(c, s));
+        let (c, b, s) = run_forge(&file, args.workers, args.buffer);
+        many.push(Measured::new(c, s));
+        batches = b;
+        if let Some((c, s)) = run_python(&file, args.python_cells) {
+            python.push(Measured::new(c, s));
+        }
     }
+    println!();
     println!(
-        "| forge, 1 worker thread | {c1} | {s1:.2} | {:.0} | {} |",
-        c1 as f64 / s1,
-        ratio(c1 as f64 / s1)
+        "| implementation | cells | seconds (median) | cells/s (median) | cells/s (range, {} rounds) | vs Python |",
+        args.rounds
     );
-    println!(
-        "| forge, {} worker threads | {cn} | {sn:.2} | {:.0} | {} |",
-        args.workers,
-        cn as f64 / sn,
-        ratio(cn as f64 / sn)
-    );
-    println!("({bn} batches per epoch)");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let py_rate = (!python.is_empty()).then(|| median(&python).rate());
+    let row = |name: &str, runs: &[Measured]| {
+        let m = median(runs);
+        let lo = runs
+            .iter()
+            .map(Measured::rate)
+            .fold(f64::INFINITY, f64::min);
+        let hi = runs.iter().map(Measured::rate).fold(0.0, f64::max);
+        let ratio = py_rate.map_or("-".to_string(), |p| format!("{:.1}x", m.rate() / p));
+        println!(
+            "| {name} | {} | {:.2} | {:.0} | {lo:.0}-{hi:.0} | {ratio} |",
+            m.cells,
+            m.seconds,
+            m.rate()
+        );
+    };
+    if !python.is_empty() {
+        row("Python anndata + numpy (1 process)", &python);
+    }
+    row("forge, 1 worker thread", &one);
+    row(&format!("forge, {} worker threads", args.workers), &many);
+    println!("({batches} batches per epoch)");
 
     // Memory: fresh processes streaming files 4x and 16x the buffer.
     let buffer = 5_000;
