@@ -47,6 +47,11 @@ type Cell = Box<Slot>;
 /// more slower.
 const READ_WINDOW: usize = 32;
 
+/// Loader seed at which a test makes the thread reading the third window
+/// panic.
+#[cfg(test)]
+pub(super) const PANIC_AT_THIRD_WINDOW: u64 = 0xbad_5eed;
+
 /// `(file, first cell, end)` of a read window, cells local to the file.
 type Window = (usize, usize, usize);
 
@@ -310,12 +315,17 @@ pub(super) fn start(
 
 /// One thread of the epoch: takes tasks until none is left.
 fn work(shared: &Shared, ctx: &Ctx, ds: &CellDataset, senders: &[SyncSender<Loaded>]) {
+    let _bail = Bail(shared);
     let mut wk = Worker::default();
     let mut chunk = CellChunk::empty(0, 0);
     let mut state = shared.lock();
     while let Some(task) = wait_for_task(shared, state) {
         state = match task {
             Task::Read(w, window, spare) => {
+                #[cfg(test)]
+                if ctx.seed == PANIC_AT_THIRD_WINDOW && w == 2 {
+                    panic!("a panic injected by a test");
+                }
                 let read = read_window(ctx, ds, window, spare, &mut wk, &mut chunk);
                 let mut state = shared.lock();
                 match read {
@@ -350,6 +360,27 @@ fn work(shared: &Shared, ctx: &Ctx, ds: &CellDataset, senders: &[SyncSender<Load
                 return;
             }
         };
+    }
+}
+
+/// Ends the epoch with an error when its thread panics (a bug): the task
+/// it held would never finish, and the other threads would wait for it.
+/// One of them sends the error; with none left, the consumer sees the
+/// channels close.
+struct Bail<'a>(&'a Shared);
+
+impl Drop for Bail<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut state = self.0.lock();
+            if !state.over && state.error.is_none() {
+                state.error = Some(DataError::Loader(
+                    "a loader thread failed unexpectedly while reading or batching cells".into(),
+                ));
+            }
+            drop(state);
+            self.0.wake.notify_all();
+        }
     }
 }
 

@@ -543,6 +543,34 @@ fn a_read_error_while_streaming_ends_the_epoch_with_the_file_named() {
     assert!(results.len() < loader.n_batches());
 }
 
+#[test]
+fn a_panicking_loader_thread_ends_the_epoch_with_an_error_not_a_hang() {
+    let dir = Scratch::new("stream-panic");
+    let pipe = synthetic_pipeline(&dir, 400, 100);
+    for num_workers in [1, 3] {
+        let loader = pipe
+            .all()
+            .loader(LoaderOptions {
+                batch_size: 16,
+                num_workers,
+                seed: super::stream::PANIC_AT_THIRD_WINDOW,
+                streaming: Some(StreamingOptions {
+                    chunk_size: 400,
+                    shuffle_buffer: 100,
+                }),
+                ..LoaderOptions::default()
+            })
+            .unwrap();
+        let results: Vec<_> = loader.epoch(0).collect();
+        let err = results.last().unwrap().as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("loader thread"),
+            "{num_workers} workers: {err}"
+        );
+        assert!(results.len() < loader.n_batches());
+    }
+}
+
 /// Tokens of every cell of `corpus`: (general path, counts fast path or
 /// `None` where it declines).
 #[allow(clippy::type_complexity)]
