@@ -96,6 +96,15 @@ enum IndexSource {
 }
 
 impl Index {
+    /// An index of `len` rows whose names are at `source`, not read yet.
+    fn new(len: usize, source: IndexSource) -> Index {
+        Index {
+            len,
+            source,
+            names: OnceLock::new(),
+        }
+    }
+
     /// Number of rows.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -223,21 +232,8 @@ fn open_group(h: &Hdf, object: &str, label: &str) -> Result<Frame> {
         )
     })?;
     let index_path = join(object, &index_name);
-    let index_ds = h.whole(&index_path)?;
-    let n = h.len_1d(&index_path, &index_ds)?;
-    let dt = h.datatype(&index_path, &index_ds)?;
-    if classify(&dt) != Scalar::Str {
-        return Err(h.unsupported(
-            &index_path,
-            format!("element type {}", classify(&dt).name()),
-            "strings (fixed- or variable-length)",
-        ));
-    }
-    let index = Index {
-        len: n,
-        source: IndexSource::Dataset(index_path),
-        names: OnceLock::new(),
-    };
+    let (_, n) = h.string_dataset(&index_path)?;
+    let index = Index::new(n, IndexSource::Dataset(index_path));
 
     let members = h.members(object)?;
     let order: Vec<String> = match attrs.get("column-order") {
@@ -433,14 +429,13 @@ fn open_compound(h: &Hdf, object: &str, label: &str) -> Result<Frame> {
             format!("index field `{index_field}` is not a string field"),
         ));
     }
-    let index = Index {
-        len: n,
-        source: IndexSource::Field {
+    let index = Index::new(
+        n,
+        IndexSource::Field {
             dataset: object.to_string(),
             field: index_field.clone(),
         },
-        names: OnceLock::new(),
-    };
+    );
     let mut columns = Vec::new();
     for m in members.iter().filter(|m| m.name != index_field) {
         let field_obj = format!("{object} (field `{}`)", m.name);

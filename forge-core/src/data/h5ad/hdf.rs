@@ -361,12 +361,9 @@ impl Hdf {
         ds.datatype().map_err(|e| self.h5(path, e))
     }
 
-    /// Reads a whole 1-D string dataset, checking its length.
-    pub(crate) fn read_strings(
-        &self,
-        path: &str,
-        expected_len: Option<usize>,
-    ) -> Result<Vec<String>> {
+    /// A whole 1-D dataset of strings and its length (an error for any
+    /// other element type), without reading the strings.
+    pub(crate) fn string_dataset(&self, path: &str) -> Result<(Dataset, usize)> {
         let ds = self.whole(path)?;
         let n = self.len_1d(path, &ds)?;
         let dt = self.datatype(path, &ds)?;
@@ -377,6 +374,16 @@ impl Hdf {
                 "strings (fixed- or variable-length)",
             ));
         }
+        Ok((ds, n))
+    }
+
+    /// Reads a whole 1-D string dataset, checking its length.
+    pub(crate) fn read_strings(
+        &self,
+        path: &str,
+        expected_len: Option<usize>,
+    ) -> Result<Vec<String>> {
+        let (ds, n) = self.string_dataset(path)?;
         let values = ds.read_string().map_err(|e| self.h5(path, e))?;
         self.check_len(path, values.len(), n)?;
         if let Some(expected) = expected_len
