@@ -607,8 +607,15 @@ impl DataLoader {
             }
             &Source::Streaming(streaming) => {
                 let ahead = workers * prefetch;
-                let (shared, receivers, threads) =
-                    stream::start(&self.ds, &self.opts, streaming, ctx, workers, ahead);
+                let (shared, receivers, threads) = stream::start(
+                    &self.ds,
+                    &self.opts,
+                    streaming,
+                    ctx,
+                    workers,
+                    ahead,
+                    stop.clone(),
+                );
                 (receivers, threads, Some(shared))
             }
         };
@@ -828,7 +835,7 @@ impl Drop for Batches {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(s) = &self.stream {
-            s.stop();
+            s.wake_to_stop();
         }
         self.receivers.clear();
         for t in self.threads.drain(..) {

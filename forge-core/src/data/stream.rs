@@ -60,7 +60,8 @@ type Window = (usize, usize, usize);
 pub(super) struct Shared {
     state: Mutex<State>,
     wake: Condvar,
-    stop: AtomicBool,
+    /// The epoch's stop flag, set by the consumer.
+    stop: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -70,9 +71,9 @@ impl Shared {
         self.wake.notify_all();
     }
 
-    /// Stops every thread at its next step.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+    /// Wakes every waiting thread, after the stop flag was set, so that
+    /// each stops at its next step.
+    pub fn wake_to_stop(&self) {
         // Taking the lock orders the flag before any thread's next wait.
         drop(self.lock());
         self.wake.notify_all();
@@ -144,16 +145,24 @@ impl State {
         {
             let w = self.next_window;
             self.next_window += 1;
-            let (file, start, end) = self.windows[w];
+            let (_, start, end) = self.windows[w];
             let n = (end - start).min(self.spare.len());
             let slots = self.spare.split_off(self.spare.len() - n);
-            return Some(Some(Task::Read(w, (file, start, end), slots)));
+            return Some(Some(Task::Read(w, self.windows[w], slots)));
         }
         if self.fed == self.windows.len() && self.ready.is_empty() {
             // Every batch was handed out: nothing left for this thread.
             return None;
         }
         Some(None)
+    }
+
+    /// Ends the epoch with `e`, unless it has already ended or failed
+    /// (then the first error stands).
+    fn fail(&mut self, e: DataError) {
+        if !self.over && self.error.is_none() {
+            self.error = Some(e);
+        }
     }
 
     /// Window `w` was read into `slots`: feeds it, and every window read
@@ -236,7 +245,8 @@ impl ShuffleBuffer {
 }
 
 /// Starts the threads of streaming epoch `epoch` of `ds`: `workers`
-/// threads, batches sent on `ahead` channels.
+/// threads, batches sent on `ahead` channels, stopping once `stop` is set
+/// (and [`Shared::wake_to_stop`] called).
 pub(super) fn start(
     ds: &CellDataset,
     opts: &LoaderOptions,
@@ -244,6 +254,7 @@ pub(super) fn start(
     ctx: Arc<Ctx>,
     workers: usize,
     ahead: usize,
+    stop: Arc<AtomicBool>,
 ) -> (Arc<Shared>, Vec<Receiver<Loaded>>, Vec<JoinHandle<()>>) {
     let corpus = &ctx.inner.corpus;
     let mut blocks = Vec::new();
@@ -299,7 +310,7 @@ pub(super) fn start(
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
         wake: Condvar::new(),
-        stop: AtomicBool::new(false),
+        stop,
     });
     let (senders, receivers): (Vec<SyncSender<Loaded>>, Vec<Receiver<Loaded>>) =
         (0..ahead).map(|_| sync_channel(1)).unzip();
@@ -330,11 +341,7 @@ fn work(shared: &Shared, ctx: &Ctx, ds: &CellDataset, senders: &[SyncSender<Load
                 let mut state = shared.lock();
                 match read {
                     Ok(slots) => state.window_read(w, slots),
-                    Err(e) => {
-                        if !state.over && state.error.is_none() {
-                            state.error = Some(e);
-                        }
-                    }
+                    Err(e) => state.fail(e),
                 }
                 shared.wake.notify_all();
                 state
@@ -372,13 +379,9 @@ struct Bail<'a>(&'a Shared);
 impl Drop for Bail<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut state = self.0.lock();
-            if !state.over && state.error.is_none() {
-                state.error = Some(DataError::Loader(
-                    "a loader thread failed unexpectedly while reading or batching cells".into(),
-                ));
-            }
-            drop(state);
+            self.0.lock().fail(DataError::Loader(
+                "a loader thread failed unexpectedly while reading or batching cells".into(),
+            ));
             self.0.wake.notify_all();
         }
     }
