@@ -710,6 +710,34 @@ fn keep_freed_batch_memory() {
     }
 }
 
+/// Bytes [`reserve_thread_heap`] extends a loader thread's heap by: about
+/// a thread's share of a 10,000-cell shuffle buffer of tokenized cells plus
+/// a few batches. Below the 32 MiB mmap threshold, so the block comes from
+/// the heap.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const THREAD_HEAP_RESERVE: usize = 24 << 20;
+
+/// Extends the calling thread's glibc heap once, by allocating and freeing
+/// a block of [`THREAD_HEAP_RESERVE`] bytes.
+///
+/// glibc grows a thread's heap only as far as each request needs, with one
+/// `mprotect` system call per growth. Filling a shuffle buffer allocates
+/// thousands of tokenized cells of a few KB each, so a streaming epoch made
+/// about 13,000 such calls, one per page. After this one large growth the
+/// heap's free top serves them without a system call. The block is never
+/// written, so it costs address space, not memory, and the heap keeps it
+/// (its free top stays below the trim threshold that
+/// [`keep_freed_batch_memory`] sets).
+pub(super) fn reserve_thread_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // black_box: an allocation that is freed unused may be optimised
+        // away.
+        let block = Vec::<u8>::with_capacity(THREAD_HEAP_RESERVE);
+        drop(std::hint::black_box(block));
+    }
+}
+
 pub(super) fn epoch_rng(seed: u64, epoch: u64, salt: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(mix(mix(seed ^ salt) ^ epoch))
 }

@@ -327,6 +327,7 @@ pub(super) fn start(
 /// One thread of the epoch: takes tasks until none is left.
 fn work(shared: &Shared, ctx: &Ctx, ds: &CellDataset, senders: &[SyncSender<Loaded>]) {
     let _bail = Bail(shared);
+    super::loader::reserve_thread_heap();
     let mut wk = Worker::default();
     let mut chunk = CellChunk::empty(0, 0);
     let mut state = shared.lock();
