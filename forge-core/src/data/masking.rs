@@ -147,7 +147,7 @@ impl Masking {
     ) {
         input_ids.copy_from_slice(ids);
         maskable_positions(ids, scratch);
-        self.mask_in_place(input_ids, rng, labels, masked, scratch);
+        self.mask_in_place(input_ids, &mut *rng, labels, masked, scratch);
     }
 
     /// [`Masking::apply_to`] on a row that already holds the cell's ids
@@ -159,7 +159,7 @@ impl Masking {
     pub(crate) fn mask_in_place(
         &self,
         input_ids: &mut [i64],
-        rng: &mut impl Rng,
+        mut rng: impl Rng,
         labels: &mut [i64],
         masked: &mut [bool],
         maskable: &mut [u32],

@@ -173,7 +173,7 @@ impl Worker {
                     let mut mask =
                         |i: usize, input: &mut [i64], labels: &mut [i64], masked: &mut [bool]| {
                             let slot: &Slot = slots[i].borrow();
-                            let mut rng = cell_rng(ctx.seed, ctx.epoch, slot.cell as u64);
+                            let rng = cell_rng(ctx.seed, ctx.epoch, slot.cell as u64);
                             match slot.maskable_from {
                                 Some(first) => {
                                     positions.clear();
@@ -181,7 +181,7 @@ impl Worker {
                                 }
                                 None => maskable_positions(input, positions),
                             }
-                            m.mask_in_place(input, &mut rng, labels, masked, positions);
+                            m.mask_in_place(input, rng, labels, masked, positions);
                         };
                     collate_rows(slots, task.as_deref(), Some(&mut mask))
                 }
