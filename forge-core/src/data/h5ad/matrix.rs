@@ -582,7 +582,7 @@ fn read_indices_into(
 /// Checks that the indices read from `start` of `path` are in `0..bound`
 /// (as `u32`, a negative index is at least 2^31 and so out of bounds too).
 fn check_indices(h: &Hdf, path: &str, start: usize, indices: &[u32], bound: usize) -> Result<()> {
-    if indices.iter().fold(0u32, |m, &i| m.max(i)) as usize >= bound {
+    if largest(indices) as usize >= bound {
         let k = indices
             .iter()
             .position(|&i| i as usize >= bound)
@@ -597,6 +597,27 @@ fn check_indices(h: &Hdf, path: &str, start: usize, indices: &[u32], bound: usiz
         ));
     }
     Ok(())
+}
+
+/// The largest of `indices` (0 when empty): with AVX2 where the CPU has it
+/// (eight at a time; the baseline x86-64 instruction set has no unsigned
+/// 32-bit maximum, so the plain loop runs one at a time), else plainly.
+fn largest(indices: &[u32]) -> u32 {
+    #[inline(always)]
+    fn plain(indices: &[u32]) -> u32 {
+        indices.iter().fold(0u32, |m, &i| m.max(i))
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(indices: &[u32]) -> u32 {
+        plain(indices)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has the one target feature the function enables.
+        return unsafe { avx2(indices) };
+    }
+    plain(indices)
 }
 
 /// Reads `len` sparse indices from `start`, checking each is in `0..bound`.
