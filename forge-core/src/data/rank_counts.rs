@@ -119,29 +119,32 @@ impl ColumnTokens {
 /// One cell's `rank_value` tokens as [`CountRanker::rank`] leaves them:
 /// CLS when prepended, the tokens of counts above 1 in rank order, then the
 /// tokens of the count-1 entries kept, which share one value.
+///
+/// Compact, because thousands of these wait in a shuffle buffer: tokens
+/// take 16 bits each when the file's tokens fit ([`ColumnTokens`]'
+/// `narrow`, true of any one species' genes), and values are stored once
+/// per distinct count, not per token. A typical UMI cell of 1,000 tokens
+/// takes about 2 KB instead of 12 KB as ids and values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RankedCell {
     /// A CLS token (value 0) comes first.
     pub cls: bool,
-    /// `(token << 32) | value bits` of the entries above count 1, in rank
-    /// order.
-    head: Vec<u64>,
-    /// Tokens of the count-1 entries kept, in gene order, when they fit in
-    /// 16 bits ([`ColumnTokens`]' `narrow`); empty otherwise. About 70% of
-    /// a UMI cell's tokens are these, so a cell waiting in the shuffle
-    /// buffer takes about a quarter less memory, and less time to write
-    /// and read back.
-    ones16: Vec<u16>,
+    /// The gene tokens in rank order, when they fit in 16 bits; empty
+    /// otherwise.
+    tokens16: Vec<u16>,
     /// The same, when they do not fit in 16 bits; empty otherwise.
-    ones32: Vec<u32>,
-    /// The value of count 1.
+    tokens32: Vec<u32>,
+    /// The values of the leading tokens, as runs in rank order: (value,
+    /// number of tokens), one per count above 1.
+    runs: Vec<(f32, u32)>,
+    /// The value of the tokens after the runs (count 1).
     one: f32,
 }
 
 impl RankedCell {
     /// Number of tokens, CLS included.
     pub fn len(&self) -> usize {
-        usize::from(self.cls) + self.head.len() + self.ones16.len() + self.ones32.len()
+        usize::from(self.cls) + self.tokens16.len() + self.tokens32.len()
     }
 
     /// Whether the cell has no token.
@@ -152,9 +155,9 @@ impl RankedCell {
     /// Asks the CPU to start loading the cell's entries, ahead of
     /// [`RankedCell::write`] (a hint: no effect on results).
     pub fn prefetch(&self) {
-        prefetch(&self.head);
-        prefetch(&self.ones16);
-        prefetch(&self.ones32);
+        prefetch(&self.tokens16);
+        prefetch(&self.tokens32);
+        prefetch(&self.runs);
     }
 
     /// Writes the token ids and values into `ids` and `values`, each
@@ -169,20 +172,22 @@ impl RankedCell {
             ids[0] = special::CLS;
             values[0] = 0.0;
         }
-        let (head_ids, ones_ids) = ids[c..].split_at_mut(self.head.len());
-        let (head_values, ones_values) = values[c..].split_at_mut(self.head.len());
-        for ((id, v), &e) in head_ids.iter_mut().zip(head_values).zip(&self.head) {
-            *id = (e >> 32) as i64;
-            *v = f32::from_bits(e as u32);
-        }
-        let (ones16_ids, ones32_ids) = ones_ids.split_at_mut(self.ones16.len());
-        for (id, &t) in ones16_ids.iter_mut().zip(&self.ones16) {
+        let (ids, values) = (&mut ids[c..], &mut values[c..]);
+        // One of the two is empty.
+        let (ids16, ids32) = ids.split_at_mut(self.tokens16.len());
+        for (id, &t) in ids16.iter_mut().zip(&self.tokens16) {
             *id = i64::from(t);
         }
-        for (id, &t) in ones32_ids.iter_mut().zip(&self.ones32) {
+        for (id, &t) in ids32.iter_mut().zip(&self.tokens32) {
             *id = i64::from(t);
         }
-        ones_values.fill(self.one);
+        let mut rest = values;
+        for &(value, n) in &self.runs {
+            let (run, after) = rest.split_at_mut(n as usize);
+            run.fill(value);
+            rest = after;
+        }
+        rest.fill(self.one);
     }
 
     /// The tokens as a [`TokenizedCell`] (no bins).
@@ -209,6 +214,9 @@ pub struct CountRanker {
     next: Vec<u32>,
     /// Preprocessed value of each count of `others`.
     value: Vec<f32>,
+    /// (value, number of entries) of each count of `others` kept, in rank
+    /// order.
+    runs: Vec<(f32, u32)>,
 }
 
 impl Default for CountRanker {
@@ -221,8 +229,41 @@ impl Default for CountRanker {
             hist: vec![0; m],
             next: vec![0; m],
             value: vec![0.0; m],
+            runs: Vec::new(),
         }
     }
+}
+
+/// Writes a ranked cell's tokens into `dst` (converted by `convert`): the
+/// first `from` of the others (`(tokens, counts)`) at the positions
+/// `next` gives each count, taken in order, then `ones`.
+fn place<T: Copy>(
+    dst: &mut Vec<T>,
+    (tokens, counts): (&[u32], &[u32]),
+    next: &mut [u32],
+    from: usize,
+    ones: &[u32],
+    convert: impl Fn(u32) -> T,
+) {
+    debug_assert!(dst.is_empty());
+    dst.reserve(from + ones.len());
+    let head = &mut dst.spare_capacity_mut()[..from];
+    for (&token, &count) in tokens.iter().zip(counts) {
+        let count = count as usize;
+        let p = next[count];
+        if p == DROPPED {
+            continue;
+        }
+        next[count] = p + 1;
+        if let Some(slot) = head.get_mut(p as usize) {
+            slot.write(convert(token));
+        }
+    }
+    // SAFETY: the kept entries took the positions `0..at` once each (each
+    // count's run starts where the previous count's ends, and `at` is their
+    // total), so every position below `from <= at` was written above.
+    unsafe { dst.set_len(from) };
+    dst.extend(ones.iter().map(|&t| convert(t)));
 }
 
 /// `next` of a count whose value is not positive: far beyond any output
@@ -288,6 +329,7 @@ impl CountRanker {
             top = top.max(count);
         }
         let scale = pre.scale(split.total as f64);
+        self.runs.clear();
         let mut at = 0u32;
         let mut above = f32::INFINITY;
         let mut shared = false;
@@ -307,6 +349,7 @@ impl CountRanker {
             above = v;
             self.value[count] = v;
             self.next[count] = at;
+            self.runs.push((v, here));
             at += here;
         }
         let one = pre.value(1.0, scale);
@@ -319,35 +362,28 @@ impl CountRanker {
         // sequence after them.
         let keep = (at as usize + ones_kept).min(budget);
         let from = (at as usize).min(keep);
-        out.head.clear();
-        out.head.reserve(from);
-        let head = &mut out.head.spare_capacity_mut()[..from];
-        for (&token, &count) in self.other_tokens.iter().zip(&self.other_counts) {
-            let count = count as usize;
-            let p = self.next[count];
-            if p == DROPPED {
-                continue;
+        // The runs of the first `from` positions.
+        let mut left = from as u32;
+        out.runs.clear();
+        for &(value, n) in &self.runs {
+            if left == 0 {
+                break;
             }
-            self.next[count] = p + 1;
-            if let Some(slot) = head.get_mut(p as usize) {
-                let value = self.value[count].to_bits();
-                slot.write((u64::from(token) << 32) | u64::from(value));
-            }
+            out.runs.push((value, n.min(left)));
+            left -= n.min(left);
         }
-        // SAFETY: the kept entries took the positions `0..at` once each
-        // (each count's run starts where the previous count's ends, and
-        // `at` is their total), so every position below `from <= at` was
-        // written above.
-        unsafe { out.head.set_len(from) };
-        // The ones' tokens are already in order.
         let ones = &self.ones[..keep - from];
-        out.ones16.clear();
-        out.ones32.clear();
+        let (others, next) = (
+            (&self.other_tokens[..], &self.other_counts[..]),
+            &mut self.next,
+        );
+        out.tokens16.clear();
+        out.tokens32.clear();
         if columns.narrow {
             // Each fits: `narrow` holds for every token of these columns.
-            out.ones16.extend(ones.iter().map(|&t| t as u16));
+            place(&mut out.tokens16, others, next, from, ones, |t| t as u16);
         } else {
-            out.ones32.extend_from_slice(ones);
+            place(&mut out.tokens32, others, next, from, ones, |t| t);
         }
         out.one = one;
         true
