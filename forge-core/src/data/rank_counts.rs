@@ -56,7 +56,7 @@ pub struct ColumnTokens {
     plain: bool,
     /// Whether every token fits in 16 bits (a vocabulary of at most 65,536
     /// ids, as for any one species' genes): ranked cells then keep their
-    /// count-1 tokens in half the memory.
+    /// tokens in 16 bits.
     narrow: bool,
     /// Whether the mapped columns reach corpus genes in strictly
     /// increasing order (so a row's stored order is its gene order) and
@@ -259,9 +259,10 @@ fn place<T: Copy>(
             slot.write(convert(token));
         }
     }
-    // SAFETY: the kept entries took the positions `0..at` once each (each
-    // count's run starts where the previous count's ends, and `at` is their
-    // total), so every position below `from <= at` was written above.
+    // SAFETY: `next` gives the kept counts consecutive runs of positions,
+    // one position per kept entry, that together cover `0..at` exactly;
+    // `rank` passes `from <= at`, so every position below `from` was
+    // written above.
     unsafe { dst.set_len(from) };
     dst.extend(ones.iter().map(|&t| convert(t)));
 }
