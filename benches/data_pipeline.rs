@@ -101,7 +101,6 @@ fn synthetic(cells: usize, genes: usize) -> PathBuf {
     p
 }
 
-/// Streams one epoch of `file`; returns (cells, batches, seconds).
 /// One timed run.
 #[derive(Debug, Clone, Copy)]
 struct Measured {
@@ -126,6 +125,7 @@ fn median(runs: &[Measured]) -> Measured {
     sorted[(sorted.len() - 1) / 2]
 }
 
+/// Streams one epoch of `file`; returns (cells, batches, seconds).
 fn run_forge(file: &Path, workers: usize, buffer: usize) -> (usize, usize, f64) {
     let t = Instant::now();
     let corpus = Corpus::open(&[file], &CorpusOptions::default()).expect("open");

@@ -370,8 +370,9 @@ impl CountRanker {
             if left == 0 {
                 break;
             }
-            out.runs.push((value, n.min(left)));
-            left -= n.min(left);
+            let taken = n.min(left);
+            out.runs.push((value, taken));
+            left -= taken;
         }
         let ones = &self.ones[..keep - from];
         let (others, next) = (
