@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::LoadedModel;
-use crate::config::{DataConfig, ForgeConfig};
+use crate::config::{DataConfig, ForgeConfig, PreprocessingConfig};
 use crate::data::{Corpus, DataPipeline, GeneMatchOptions, GeneVocab, LoaderOptions, Tokenizer};
 use crate::error::{ForgeError, Result};
 use crate::model::ForgeModel;
@@ -32,14 +32,30 @@ pub struct CellEmbeddings {
 }
 
 /// How a checkpoint's cells were read: the `data` section of its
-/// `forge_config.yaml` when present, else defaults (`X`, library-size
-/// normalisation and log1p).
-pub fn checkpoint_data_config(dir: &Path) -> Result<DataConfig> {
+/// `forge_config.yaml`, or `None` when the folder has no such record (a
+/// scModelForge checkpoint, for one).
+pub fn checkpoint_data_config(dir: &Path) -> Result<Option<DataConfig>> {
     let path = dir.join(TRAINING_CONFIG_FILE);
     if !path.exists() {
-        return Ok(DataConfig::default());
+        return Ok(None);
     }
-    Ok(ForgeConfig::load(&path)?.data)
+    Ok(Some(ForgeConfig::load(&path)?.data))
+}
+
+/// How cells are read for a checkpoint with no record of its preprocessing:
+/// as scModelForge's evaluation reads them (its `benchmark` command,
+/// `extract_embeddings`): `X` as stored, no normalisation, no log1p, no
+/// gene selection.
+pub fn unrecorded_data_config() -> DataConfig {
+    DataConfig {
+        preprocessing: PreprocessingConfig {
+            normalize: None,
+            log1p: false,
+            hvg_selection: None,
+            ..PreprocessingConfig::default()
+        },
+        ..DataConfig::default()
+    }
 }
 
 /// A data pipeline over `paths` that tokenizes like `loaded` was trained:

@@ -1,18 +1,33 @@
-//! Command-line overrides of how a file's genes are matched to a model's
-//! vocabulary, shared by the commands that read cells with a checkpoint
-//! (`embed`, `assess`). Unset flags keep what the checkpoint was trained
-//! with (its `data` section), then the config defaults.
+//! How the commands that read cells with a checkpoint (`embed`, `assess`)
+//! read them, and command-line overrides of how a file's genes are matched
+//! to the model's vocabulary.
+//!
+//! The `data` settings come from, in order: `--config FILE` (the `data`
+//! section of a training YAML, forge's or scModelForge's); the checkpoint's
+//! own record (`forge_config.yaml`, written by `forge train`); else, for a
+//! checkpoint with no record (one written by scModelForge), the way
+//! scModelForge's evaluation reads cells: `X` as stored, no preprocessing,
+//! which is said in one line. Flags given on top override single keys.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use forge_core::checkpoint::{LoadedModel, load_pretrained};
+use forge_core::ForgeConfig;
 use forge_core::config::DataConfig;
 use forge_core::data::DataPipeline;
-use forge_core::embed::checkpoint_pipeline;
+use forge_core::embed::{
+    TRAINING_CONFIG_FILE, checkpoint_data_config, checkpoint_pipeline, unrecorded_data_config,
+};
 use forge_core::tch::Device;
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GeneArgs {
+    /// Training config (forge's or scModelForge's YAML) whose `data`
+    /// section says how to read cells: `X` or raw, preprocessing, gene
+    /// column (default: the checkpoint's record of its training; with
+    /// none, `X` as stored, as scModelForge's evaluation reads it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Read adata.raw instead of X (default: as the model was trained).
     #[arg(long)]
     pub use_raw: Option<bool>,
@@ -45,9 +60,27 @@ impl GeneArgs {
         data
     }
 
-    /// `data` for cells read with the checkpoint in `dir`.
+    /// `data` for cells read with the checkpoint in `dir`: `--config`, the
+    /// checkpoint's record, or scModelForge's evaluation reading (said on
+    /// stderr), with the flags applied.
     pub fn checkpoint_data(&self, dir: &Path) -> anyhow::Result<DataConfig> {
-        Ok(self.apply(forge_core::embed::checkpoint_data_config(dir)?))
+        let data = match &self.config {
+            Some(path) => ForgeConfig::load(path)?.data,
+            None => match checkpoint_data_config(dir)? {
+                Some(recorded) => recorded,
+                None => {
+                    eprintln!(
+                        "note: {} has no {TRAINING_CONFIG_FILE} recording how its cells were \
+                         preprocessed; reading X as stored, as scModelForge's evaluation does \
+                         (give --config TRAINING.yaml to read cells as its data section says, \
+                         or --use-raw true for adata.raw)",
+                        dir.display()
+                    );
+                    unrecorded_data_config()
+                }
+            },
+        };
+        Ok(self.apply(data))
     }
 
     /// Loads the checkpoint in `dir` onto `device` and a pipeline reading

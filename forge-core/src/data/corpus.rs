@@ -413,6 +413,25 @@ impl Corpus {
             Ok(())
         })?;
         let keep = acc.top(n_top);
+        self.narrow(&keep);
+        Ok(())
+    }
+
+    /// Keeps only the genes `vocab` knows (under the corpus's match keys),
+    /// in their order: cells are then read as scModelForge aligns a file to
+    /// a vocabulary, its other genes dropped rather than read as UNK.
+    pub fn retain_known(&mut self, vocab: &GeneVocab) {
+        let index = VocabIndex::new(vocab, self.case_insensitive);
+        let keep: Vec<usize> = (0..self.genes.len())
+            .filter(|&g| index.get(&self.genes[g]).is_some())
+            .collect();
+        if keep.len() < self.genes.len() {
+            self.narrow(&keep);
+        }
+    }
+
+    /// Narrows the corpus genes to `keep` (ascending positions).
+    fn narrow(&mut self, keep: &[usize]) {
         let mut new_pos = vec![NONE; self.genes.len()];
         for (i, &g) in keep.iter().enumerate() {
             new_pos[g] = i as u32;
@@ -426,7 +445,6 @@ impl Corpus {
                 .collect();
             f.col_gene = col_gene;
         }
-        Ok(())
     }
 
     /// The token id of each column of file `file`'s matrix, for

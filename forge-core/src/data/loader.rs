@@ -104,10 +104,12 @@ impl std::fmt::Debug for DataPipeline {
 
 impl DataPipeline {
     /// Assembles a pipeline. With `vocab` given, every file's coverage is
-    /// measured and checked against `matching.min_coverage`; without, the
-    /// vocabulary is built from the corpus genes.
+    /// measured and checked against `matching.min_coverage`, and genes the
+    /// vocabulary lacks are dropped from cells (as scModelForge aligns a
+    /// file to a vocabulary); without, the vocabulary is built from the
+    /// corpus genes.
     pub fn new(
-        corpus: Corpus,
+        mut corpus: Corpus,
         vocab: Option<GeneVocab>,
         tokenizer: Tokenizer,
         masking: Option<Masking>,
@@ -130,6 +132,7 @@ impl DataPipeline {
                     cov.check(matching.min_coverage)?;
                     coverage.push(cov);
                 }
+                corpus.retain_known(&v);
                 v
             }
             None => GeneVocab::from_genes(corpus.genes()),

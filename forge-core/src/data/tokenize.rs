@@ -23,6 +23,12 @@
 //!   included unless `include_zeros` is off, values as they are or through
 //!   `log1p` when `log1p` is on.
 //!
+//! Configured from `tokenizer` ([`Tokenizer::from_config`]), the binned and
+//! continuous strategies take only genes with a value > 0, as in
+//! scModelForge's pipeline, whose store hands its tokenizers the expressed
+//! genes alone (its `include_zero_genes` never sees a zero). Zeros are
+//! emitted only by a [`Strategy`] built by hand with `include_zeros`.
+//!
 //! With `prepend_cls`, a CLS token (value 0, bin 0) comes first. A cell with
 //! no expressed gene therefore tokenises to `[CLS]` alone under
 //! `rank_value` (or to an empty sequence without CLS; collation pads it).
@@ -212,14 +218,16 @@ impl Tokenizer {
                     BinningMethod::Uniform => BinEdges::uniform(n),
                     BinningMethod::Quantile => BinEdges::quantile(n, &fit_sample()?),
                 };
+                // scModelForge's store hands its tokenizers only values > 0,
+                // so zeros never become tokens in its pipeline.
                 Strategy::BinnedExpression {
                     edges,
-                    include_zeros: true,
+                    include_zeros: false,
                 }
             }
             TokenizerStrategy::ContinuousProjection => Strategy::ContinuousProjection {
                 log1p: false,
-                include_zeros: true,
+                include_zeros: false,
             },
             TokenizerStrategy::GeneEmbedding => {
                 return Err(DataError::setting(
@@ -505,7 +513,8 @@ fn sort_keys(keys: &mut Vec<u64>) {
 
 /// Calls `f(gene, value)` in universe order for up to `budget` genes: every
 /// gene of the universe (value 0 where absent) when `include_zeros`, else
-/// only the stored entries.
+/// only the stored entries with a value > 0 (what scModelForge's pipeline
+/// hands its tokenizers).
 fn for_each_gene(
     genes: &[u32],
     values: &[f32],
@@ -535,7 +544,7 @@ fn for_each_gene(
                 break;
             }
             let g = genes[k] as usize;
-            if g < universe {
+            if g < universe && values[k] > 0.0 {
                 f(g, values[k]);
                 taken += 1;
             }
@@ -700,6 +709,26 @@ mod tests {
         let c = t.tokenize(&[0, 4], &[1.0, 3.0], &IDS);
         assert_eq!(c.ids, vec![4, 8]);
         assert!((c.values[1] - 3f32.ln_1p()).abs() < 1e-7);
+    }
+
+    #[test]
+    fn configured_fixed_order_strategies_take_positive_values_only() {
+        for strategy in [
+            TokenizerStrategy::BinnedExpression,
+            TokenizerStrategy::ContinuousProjection,
+        ] {
+            let cfg = TokenizerConfig {
+                strategy,
+                max_genes: 3,
+                ..TokenizerConfig::default()
+            };
+            let t = Tokenizer::from_config(&cfg, || Ok(vec![])).unwrap();
+            // Stored zeros and negatives (dense or scaled rows) are dropped;
+            // the budget counts kept genes only.
+            let c = t.tokenize(&[0, 1, 2, 3, 4], &[0.0, -1.5, 2.0, f32::NAN, 4.0], &IDS);
+            assert_eq!(c.ids, vec![special::CLS, 6, 8], "{strategy:?}");
+            assert_eq!(c.values, vec![0.0, 2.0, 4.0], "{strategy:?}");
+        }
     }
 
     #[test]
