@@ -1,0 +1,209 @@
+"""End to end against the real scModelForge: steady-state training cells/s of
+the same config, on the same file, on the same machine, one tool after the
+other.
+
+Not a test and not part of forge: scModelForge runs from a copy of its
+repository that you fetch yourself, with its Python dependencies installed
+into a folder of their own (never into the project's venv), e.g.:
+
+    git clone <scModelForge> /tmp/sfm
+    .venv/bin/pip install --no-deps --target /tmp/sfm-site lightning \\
+        lightning-utilities torchmetrics omegaconf antlr4-python3-runtime==4.9.3 \\
+        rich markdown-it-py mdurl pygments click pyyaml tqdm fsspec
+    .venv/bin/python scripts/bench_vs_scmodelforge.py \\
+        --scmodelforge /tmp/sfm/src --site /tmp/sfm-site --case pbmc
+
+The project's venv supplies torch, numpy and anndata to both tools.
+
+Cases (as in issue 19):
+- `pbmc`: PBMC's log-normalised values (raw, 700 cells x 765 genes, no
+  further preprocessing), hidden 128, 4 layers, 8 heads, max_genes 256,
+  batch 32.
+- `synthetic`: 600 cells x 20,000 genes of counts (about 2,400 expressed per
+  cell), library-size normalisation and log1p, hidden 256, 4 layers, 8
+  heads, max_genes 2,048, batch 8.
+
+Both tools train `transformer_encoder` with rank_value and masking, AdamW,
+at the precision given (`--precision`, default scModelForge's own default
+bf16-mixed), on `--threads` CPU threads, for `--steps` steps. Steady state is
+the cells of every batch after the first `--warmup` divided by the wall time
+between their starts (data loading included). forge's number is the same
+measure, read from its metrics log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+
+CASES = {
+    "pbmc": dict(hidden=128, layers=4, heads=8, max_genes=256, batch=32, normalize=False),
+    "synthetic": dict(hidden=256, layers=4, heads=8, max_genes=2048, batch=8, normalize=True),
+}
+
+
+def make_data(case, out_dir):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    path = os.path.join(out_dir, f"{case}.h5ad")
+    if os.path.exists(path):
+        return path
+    if case == "pbmc":
+        src = ad.read_h5ad(os.path.join(ROOT, "data/pbmc68k_reduced.h5ad"))
+        adata = ad.AnnData(X=src.raw.X.copy(), obs=src.obs[["bulk_labels"]].copy(), var=src.raw.var.copy())
+    else:
+        rng = np.random.default_rng(0)
+        n_cells, n_genes, expressed = 600, 20_000, 2_400
+        rows, cols, vals = [], [], []
+        for i in range(n_cells):
+            genes = np.sort(rng.choice(n_genes, size=expressed, replace=False))
+            rows.append(np.full(expressed, i))
+            cols.append(genes)
+            vals.append(rng.negative_binomial(2, 0.4, size=expressed) + 1)
+        X = sp.csr_matrix(
+            (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(n_cells, n_genes),
+        )
+        adata = ad.AnnData(X=X)
+        adata.var_names = [f"GENE{g:05d}" for g in range(n_genes)]
+        adata.obs_names = [f"cell{i}" for i in range(n_cells)]
+    adata.write_h5ad(path)
+    return path
+
+
+def config_yaml(case, data, precision, out_dir, workers):
+    c = CASES[case]
+    pre = (
+        "{normalize: library_size, target_sum: 10000, log1p: true}"
+        if c["normalize"]
+        else "{normalize: null, log1p: false}"
+    )
+    return f"""data:
+  paths: [{data}]
+  preprocessing: {pre}
+  max_genes: {c['max_genes']}
+  num_workers: {workers}
+tokenizer:
+  strategy: rank_value
+  max_genes: {c['max_genes']}
+  prepend_cls: true
+model:
+  architecture: transformer_encoder
+  hidden_dim: {c['hidden']}
+  num_layers: {c['layers']}
+  num_heads: {c['heads']}
+  max_seq_len: {c['max_genes']}
+  dropout: 0.1
+training:
+  batch_size: {c['batch']}
+  max_epochs: 1000
+  seed: 0
+  precision: {precision}
+  optimizer: {{name: adamw, lr: 1.0e-4, weight_decay: 0.01}}
+  scheduler: {{name: cosine_warmup, warmup_steps: 10, total_steps: 100000}}
+  logger: csv
+  log_every_n_steps: 1
+  log_dir: {out_dir}/logs
+  checkpoint_dir: {out_dir}/checkpoints
+  save_top_k: 1
+  num_workers: {workers}
+  val_split: 0.05
+"""
+
+
+def run_scmodelforge(args, config_path):
+    """scModelForge's own TrainingPipeline, with max_steps and a timer."""
+    code = f"""
+import sys, time, torch
+sys.path[:0] = [{args.site!r}, {args.scmodelforge!r}]
+torch.set_num_threads({args.threads})
+import lightning.pytorch as pl
+from scmodelforge.config import load_config
+from scmodelforge.training.pipeline import TrainingPipeline
+
+starts, cells = [], []
+class Timer(pl.Callback):
+    def on_train_batch_start(self, trainer, module, batch, idx):
+        starts.append(time.perf_counter()); cells.append(int(batch["input_ids"].shape[0]))
+    def on_train_end(self, trainer, module):
+        starts.append(time.perf_counter())
+
+Trainer = pl.Trainer
+def timed(*a, **kw):
+    kw["max_steps"] = {args.steps}
+    kw["callbacks"] = list(kw.get("callbacks") or []) + [Timer()]
+    kw["enable_progress_bar"] = False
+    kw["num_sanity_val_steps"] = 0
+    kw["limit_val_batches"] = 0
+    kw["enable_checkpointing"] = False
+    kw["callbacks"] = [c for c in kw["callbacks"] if not isinstance(c, pl.callbacks.ModelCheckpoint)]
+    return Trainer(*a, **kw)
+pl.Trainer = timed
+TrainingPipeline(load_config({config_path!r})).run()
+w = {args.warmup}
+print("RATE", sum(cells[w:]) / (starts[-1] - starts[w]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"scModelForge failed:\n{out.stderr[-4000:]}")
+    return float([line for line in out.stdout.splitlines() if line.startswith("RATE")][-1].split()[1])
+
+
+def run_forge(args, config_path, out_dir):
+    forge = os.path.join(ROOT, "target/release/forge")
+    run = os.path.join(out_dir, "forge-run")
+    shutil.rmtree(run, ignore_errors=True)
+    cmd = [forge, "train", "--config", config_path, "--out", run, "--max-steps", str(args.steps)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        sys.exit(f"forge failed:\n{out.stderr[-4000:]}")
+    with open(os.path.join(run, "logs/metrics.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "train" and r["cells_per_s"]]
+    rates = [float(r["cells_per_s"]) for r in rows if int(r["step"]) > args.warmup]
+    return float(np.median(rates))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scmodelforge", required=True, help="the src/ folder of a scModelForge checkout")
+    p.add_argument("--site", required=True, help="folder with scModelForge's extra dependencies")
+    p.add_argument("--case", choices=sorted(CASES), default="pbmc")
+    p.add_argument("--precision", default="bf16-mixed")
+    p.add_argument("--forge-precision", default=None, help="forge's precision (default: --precision)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--workdir", default="/tmp/forge-bench-vs-scmodelforge")
+    args = p.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    data = make_data(args.case, args.workdir)
+    results = {}
+    for tool in ("scmodelforge", "forge"):
+        out_dir = os.path.join(args.workdir, f"{args.case}-{tool}")
+        os.makedirs(out_dir, exist_ok=True)
+        precision = args.precision if tool == "scmodelforge" else (args.forge_precision or args.precision)
+        workers = 0 if tool == "scmodelforge" else 1
+        config_path = os.path.join(out_dir, "config.yaml")
+        with open(config_path, "w") as f:
+            f.write(config_yaml(args.case, data, precision, out_dir, workers))
+        t0 = time.perf_counter()
+        rate = run_scmodelforge(args, config_path) if tool == "scmodelforge" else run_forge(args, config_path, out_dir)
+        results[tool] = (precision, rate, time.perf_counter() - t0)
+    for tool, (precision, rate, wall) in results.items():
+        print(f"{args.case:10} {tool:13} {precision:11} {rate:9.2f} cells/s  ({wall:.0f} s run)")
+    print(f"{args.case:10} forge / scModelForge = {results['forge'][1] / results['scmodelforge'][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
