@@ -409,7 +409,7 @@ fn main() {
             "agreement bf16-mixed: first loss forge {loss16:.6} vs PyTorch autocast \
              {torch_loss16:.6} (|diff| {:.1e}); embeddings max |diff| / max |fp32| {:.1e}",
             (loss16 - torch_loss16).abs(),
-            relative(&emb16, &outputs.embeddings("bf16"))
+            relative(&emb16, outputs.embeddings("bf16"))
         );
     }
     if failed {

@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn autocast_is_on_inside_and_restored_after_even_when_nested() {
-        assert_eq!(autocast_state(Device::Cpu).0, false);
+        assert!(!autocast_state(Device::Cpu).0);
         let x = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
         let w = Tensor::randn([3, 8], (Kind::Float, Device::Cpu));
         let y = with_precision(Precision::Bf16Mixed, Device::Cpu, || {
@@ -372,7 +372,7 @@ mod tests {
             x.linear::<Tensor>(&w, None)
         });
         assert_eq!(y.kind(), Kind::BFloat16);
-        assert_eq!(autocast_state(Device::Cpu).0, false);
+        assert!(!autocast_state(Device::Cpu).0);
         let plain = with_precision(Precision::Fp32True, Device::Cpu, || {
             x.linear::<Tensor>(&w, None)
         });
@@ -382,7 +382,7 @@ mod tests {
             with_precision(Precision::Bf16Mixed, Device::Cpu, || panic!("inside"))
         });
         assert!(caught.is_err());
-        assert_eq!(autocast_state(Device::Cpu).0, false);
+        assert!(!autocast_state(Device::Cpu).0);
     }
 
     #[test]
