@@ -160,3 +160,16 @@ impl CellEmbeddings {
         Tensor::from_slice(&self.values).view([self.n_cells as i64, self.dim as i64])
     }
 }
+
+/// The precision `forge embed` and `forge assess` run a checkpoint's
+/// forward pass in: the `training.precision` its `forge_config.yaml`
+/// records (see [`crate::precision`]), or `32-true` when it records none
+/// (scModelForge's folders) or when `force_fp32` is set (`--fp32`).
+/// Run the embedding under it with [`crate::precision::with_precision`].
+pub fn inference_precision(dir: &Path, force_fp32: bool) -> Result<crate::config::Precision> {
+    let path = dir.join(TRAINING_CONFIG_FILE);
+    if force_fp32 || !path.exists() {
+        return Ok(crate::config::Precision::Fp32True);
+    }
+    Ok(ForgeConfig::load(&path)?.training.precision)
+}

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::gene_args::GeneArgs;
+use super::precision_args::PrecisionArgs;
 use anyhow::Context;
 use forge_core::assess::{AssessReport, assess_embedding, ndarray::ArrayView2, pca, project_2d};
 use forge_core::data::H5ad;
@@ -45,6 +46,8 @@ pub struct Args {
     pub seed: u64,
     #[command(flatten)]
     pub genes: GeneArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 fn obs_labels(h5: &H5ad, key: &str) -> anyhow::Result<Vec<String>> {
@@ -77,18 +80,21 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         labels.len(),
         loaded.model.registry_name()
     );
+    let precision = args.precision.resolve(&args.model, device)?;
+    let in_precision = |model: &dyn forge_core::ForgeModel| {
+        forge_core::precision::with_precision(precision, device, || {
+            embed_cells(model, &pipeline, 64, device)
+        })
+    };
     named.push((
         loaded.model.registry_name().to_string(),
-        embed_cells(loaded.model.as_ref(), &pipeline, 64, device)?,
+        in_precision(loaded.model.as_ref())?,
     ));
     if args.baselines.iter().any(|b| b == "random") {
         forge_core::tch::manual_seed(args.seed as i64);
         let vs = VarStore::new(device);
         let random = forge_core::registry::build(&vs.root(), &loaded.config)?;
-        named.push((
-            "random".into(),
-            embed_cells(random.as_ref(), &pipeline, 64, device)?,
-        ));
+        named.push(("random".into(), in_precision(random.as_ref())?));
     }
     if args.baselines.iter().any(|b| b == "pca") {
         let expr = expression_matrix(pipeline.corpus())?;

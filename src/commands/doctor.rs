@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use forge_core::precision::CpuMatrixUnits;
 use forge_core::runtime::RuntimeInfo;
 
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -37,6 +38,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
     println!(
         "device       {:?}",
         forge_core::runtime::RuntimeInfo::default_device()
+    );
+    println!(
+        "bf16 on cpu  {}",
+        CpuMatrixUnits::bf16_summary(CpuMatrixUnits::detect())
     );
     let problems = info.problems();
     if problems.is_empty() {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::gene_args::GeneArgs;
+use super::precision_args::PrecisionArgs;
 use anyhow::{Context, bail};
 use forge_core::embed::embed_cells;
 use forge_core::runtime::RuntimeInfo;
@@ -31,6 +32,8 @@ pub struct Args {
     pub batch_size: usize,
     #[command(flatten)]
     pub genes: GeneArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -39,7 +42,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let (loaded, pipeline) = args
         .genes
         .open_checkpoint(&args.model, &args.data, device)?;
-    let emb = embed_cells(loaded.model.as_ref(), &pipeline, args.batch_size, device)?;
+    let precision = args.precision.resolve(&args.model, device)?;
+    let emb = forge_core::precision::with_precision(precision, device, || {
+        embed_cells(loaded.model.as_ref(), &pipeline, args.batch_size, device)
+    })?;
     match kind {
         Output::H5ad => forge_core::data::write_embeddings(
             &args.data,

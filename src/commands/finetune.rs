@@ -53,6 +53,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .join("finetuned")
     });
     let device = RuntimeInfo::default_device();
+    for note in forge_core::precision::check(
+        cfg.training.precision,
+        device,
+        forge_core::precision::CpuMatrixUnits::detect(),
+    )? {
+        eprintln!("{note}");
+    }
     let report = run_job(
         &cfg,
         &JobOptions {

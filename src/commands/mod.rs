@@ -9,5 +9,6 @@ pub mod finetune;
 pub mod gene_args;
 pub mod inspect;
 pub mod models;
+pub mod precision_args;
 pub mod synth;
 pub mod train;

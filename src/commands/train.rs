@@ -137,11 +137,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     );
 
     let device = RuntimeInfo::default_device();
-    if !precision::is_supported(cfg.training.precision, device) {
-        eprintln!(
-            "note: training.precision {} runs as 32-bit float on {device:?}",
-            cfg.training.precision
-        );
+    for note in precision::check(
+        cfg.training.precision,
+        device,
+        precision::CpuMatrixUnits::detect(),
+    )? {
+        eprintln!("{note}");
     }
     let vs = VarStore::new(device);
     let model = registry::build(&vs.root(), &cfg.model)?;

@@ -34,6 +34,23 @@ fn doctor_reports_the_setup_without_ld_library_path() {
     assert!(stdout.contains("torch        2.13.0"), "{stdout}");
     assert!(stdout.contains("libtorch_cuda linked"), "{stdout}");
     assert!(stdout.contains("status       ok"), "{stdout}");
+    // Whether the CPU has bfloat16 matrix units, read here independently.
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = flags
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("bf16 on cpu"))
+        .unwrap_or_else(|| panic!("no bf16 line: {stdout}"));
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        let units = flags
+            .split_whitespace()
+            .any(|f| f == "amx_bf16" || f == "avx512_bf16");
+        assert_eq!(line.contains("yes:"), units, "{line} ({flags})");
+        assert_eq!(line.contains("gains nothing"), !units, "{line}");
+    }
 }
 
 #[test]

@@ -401,3 +401,73 @@ fn a_run_too_short_to_log_still_saves_the_model() {
     assert!(run.join("pretrained/model.safetensors").is_file());
     assert!(!run.join("logs/loss_curve.png").exists());
 }
+
+/// Reads a float32 `.npy` written by `forge embed`.
+fn read_npy(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[test]
+fn bf16_mixed_trains_and_embeds_in_bf16_unless_told_fp32() {
+    let dir = scratch("bf16");
+    let data = dir.join("cells.h5ad");
+    ok(&["synth", "--cells", "60", "--genes", "50", "--out", s(&data)]);
+    let config = dir.join("bf16.yaml");
+    let text = tiny_config(&data)
+        .replace("precision: 32-true", "precision: bf16-mixed")
+        .replace("max_epochs: 2", "max_epochs: 1");
+    std::fs::write(&config, text).unwrap();
+    let run = dir.join("run");
+    ok(&["train", "--config", s(&config), "--out", s(&run)]);
+    let model = run.join("pretrained");
+    let embed = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "embed",
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        let out = forge(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let (bf16, fp32) = (dir.join("bf16.npy"), dir.join("fp32.npy"));
+    let note = embed(&bf16, &[]);
+    assert!(note.contains("running in bf16-mixed"), "{note}");
+    let note = embed(&fp32, &["--fp32"]);
+    assert!(!note.contains("running in"), "{note}");
+    let (a, b) = (read_npy(&bf16), read_npy(&fp32));
+    assert_eq!(a.len(), 60 * 16);
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff > 0.0 && diff < 0.05 * scale, "{diff} of {scale}");
+
+    // Weights in a 16-bit type are refused, naming the key.
+    let true16 = dir.join("true16.yaml");
+    std::fs::write(
+        &true16,
+        tiny_config(&data).replace("precision: 32-true", "precision: bf16-true"),
+    )
+    .unwrap();
+    let err = refused(&["train", "--config", s(&true16), "--out", s(&dir.join("t"))]);
+    assert!(
+        err.contains("training.precision") && err.contains("bf16-mixed"),
+        "{err}"
+    );
+}

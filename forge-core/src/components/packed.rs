@@ -463,4 +463,32 @@ mod tests {
                 > 0.0
         );
     }
+
+    #[test]
+    fn packed_attention_and_heads_compute_in_bf16_under_autocast() {
+        use crate::components::MaskedGenePredictionHead;
+        use crate::config::Precision;
+        use crate::precision::with_precision;
+        tch::manual_seed(7);
+        let vs = VarStore::new(Device::Cpu);
+        let enc = TransformerEncoder::new(vs.root(), 1, 16, 4, 32, 0.0, Activation::Gelu);
+        let head = MaskedGenePredictionHead::new(&vs.root() / "head", 16, 30);
+        let m = mask(&[6, 2, 4], 6);
+        let x = Tensor::randn([3, 6, 16], (Kind::Float, Device::Cpu));
+        let packing = Packing::with_overhead(&m, 0);
+        let rows = packing.pack(&x);
+        let biases = packing.attention_biases(false, rows.kind());
+        let bf16 = |f: &dyn Fn() -> Tensor| with_precision(Precision::Bf16Mixed, Device::Cpu, f);
+        let attn = &enc.layers[0].self_attn;
+        let attended = bf16(&|| attn.forward_packed(&rows, &packing, &biases, false));
+        assert_eq!(attended.kind(), Kind::BFloat16);
+        // The residual stream (and so LayerNorm's input) stays float32.
+        let hidden = bf16(&|| enc.forward_packed(&rows, &packing, false, false));
+        assert_eq!(hidden.kind(), Kind::Float);
+        assert_eq!(bf16(&|| head.forward(&hidden)).kind(), Kind::BFloat16);
+        // Same values as float32, to bfloat16 rounding.
+        let plain = enc.forward_packed(&rows, &packing, false, false);
+        let diff = (&hidden - &plain).abs().max().double_value(&[]);
+        assert!(diff > 0.0 && diff < 0.1, "{diff}");
+    }
 }

@@ -16,7 +16,7 @@ use crate::data::DataLoader;
 use crate::error::{ForgeError, Result};
 use crate::model::ForgeModel;
 use crate::params::{Parameters, join, named_parameters};
-use crate::precision::with_precision;
+use crate::precision::{LossScaler, with_precision};
 use crate::train::optim::{Optimizer, clip_grad_norm_joint};
 use crate::train::schedule::learning_rate;
 
@@ -219,6 +219,8 @@ pub fn finetune(
 ) -> Result<FinetuneSummary> {
     let cfg = opts.training;
     let fcfg = opts.finetune;
+    crate::precision::check(cfg.precision, opts.device, None)?;
+    let mut scaler = LossScaler::new(cfg.precision, opts.device);
     let accumulation = cfg.gradient_accumulation.max(1) as usize;
     let base_lr = cfg.optimizer.lr;
     let head_lr = fcfg.head_lr.unwrap_or(base_lr);
@@ -261,21 +263,34 @@ pub fn finetune(
             backbone_opt = Some(Optimizer::new(&cfg.optimizer, ft.backbone_parameters()));
         }
         let (mut loss_sum, mut batches, mut cells, mut pending) = (0.0, 0usize, 0usize, 0usize);
-        let mut do_step = |head_opt: &mut Optimizer, backbone_opt: &mut Option<Optimizer>| {
+        let mut do_step = |head_opt: &mut Optimizer,
+                           backbone_opt: &mut Option<Optimizer>,
+                           scaler: &mut LossScaler| {
             if let Some(l) = ft.lora.as_ref().filter(|_| on) {
                 l.backward();
             }
-            match backbone_opt.as_mut().filter(|_| on) {
+            let backbone = backbone_opt.as_mut().filter(|_| on);
+            // 16-mixed: a step whose gradients overflowed is skipped (the
+            // scale backs off), as GradScaler does.
+            let mut grads = head_opt.grads();
+            grads.extend(backbone.as_ref().map(|b| b.grads()).unwrap_or_default());
+            let finite = scaler.unscale_and_update(&grads);
+            match backbone {
                 Some(b) => {
-                    clip_grad_norm_joint(&mut [&mut *head_opt, &mut *b], cfg.gradient_clip);
-                    b.step(lr_at(backbone_lr, step));
+                    if finite {
+                        clip_grad_norm_joint(&mut [&mut *head_opt, &mut *b], cfg.gradient_clip);
+                        b.step(lr_at(backbone_lr, step));
+                    }
                     b.zero_grad();
                 }
-                None => {
+                None if finite => {
                     head_opt.clip_grad_norm(cfg.gradient_clip);
                 }
+                None => {}
             }
-            head_opt.step(lr_at(head_lr, step));
+            if finite {
+                head_opt.step(lr_at(head_lr, step));
+            }
             head_opt.zero_grad();
             ft.merge();
             step += 1;
@@ -295,13 +310,13 @@ pub fn finetune(
             if !value.is_finite() {
                 return Err(ForgeError::NonFiniteLoss { value, step, epoch });
             }
-            (loss / accumulation as f64).backward();
+            scaler.scale_loss(&(loss / accumulation as f64)).backward();
             loss_sum += value;
             batches += 1;
             cells += cell_ids.len();
             pending += 1;
             if pending == accumulation {
-                do_step(&mut head_opt, &mut backbone_opt);
+                do_step(&mut head_opt, &mut backbone_opt, &mut scaler);
                 pending = 0;
             }
             if let Some(pb) = &progress {
@@ -309,7 +324,7 @@ pub fn finetune(
             }
         }
         if pending > 0 {
-            do_step(&mut head_opt, &mut backbone_opt);
+            do_step(&mut head_opt, &mut backbone_opt, &mut scaler);
         }
         let train_secs = start.elapsed().as_secs_f64().max(1e-9);
         let eval = match val {

@@ -90,7 +90,7 @@ impl Optimizer {
     }
 
     /// The defined gradients of the parameters under optimization.
-    fn grads(&self) -> Vec<Tensor> {
+    pub fn grads(&self) -> Vec<Tensor> {
         self.slots
             .iter()
             .map(|s| s.param.grad())

@@ -15,7 +15,7 @@ use crate::config::{Precision, TrainingConfig};
 use crate::error::{ForgeError, Result};
 use crate::model::ForgeModel;
 use crate::params::named_parameters;
-use crate::precision::with_precision;
+use crate::precision::{LossScaler, with_precision};
 
 /// How to run one training job (beyond what `training:` configures).
 #[derive(Debug)]
@@ -91,6 +91,8 @@ pub fn train(
     opts: TrainOptions,
 ) -> Result<TrainSummary> {
     let cfg = opts.training;
+    crate::precision::check(cfg.precision, opts.device, None)?;
+    let mut scaler = LossScaler::new(cfg.precision, opts.device);
     let accumulation = cfg.gradient_accumulation.max(1) as usize;
     let mut optimizer = Optimizer::new(&cfg.optimizer, named_parameters(model));
     let mut state = match &opts.resume_from {
@@ -139,15 +141,19 @@ pub fn train(
                     epoch,
                 });
             }
-            (loss / accumulation as f64).backward();
+            scaler.scale_loss(&(loss / accumulation as f64)).backward();
             window.loss_sum += value;
             window.batches += 1;
             window.cells += cells;
             run_cells += cells;
             state.batch_in_epoch = index + 1;
             if state.batch_in_epoch % accumulation == 0 {
-                last_grad_norm = Some(optimizer.clip_grad_norm(cfg.gradient_clip));
-                optimizer.step(lr_at(state.step));
+                // 16-mixed: a step whose gradients overflowed is skipped
+                // (the scale backs off), as GradScaler does.
+                if scaler.unscale_and_update(&optimizer.grads()) {
+                    last_grad_norm = Some(optimizer.clip_grad_norm(cfg.gradient_clip));
+                    optimizer.step(lr_at(state.step));
+                }
                 optimizer.zero_grad();
                 state.step += 1;
                 if state.step % cfg.log_every_n_steps.max(1) == 0 {

@@ -287,3 +287,57 @@ fn resume_from_a_missing_folder_names_it() {
     assert!(err.contains("nope") && err.contains("resume_from"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn mixed_precisions_learn_as_fp32_does_with_float32_weights() {
+    for precision in [Precision::Bf16Mixed, Precision::Fp16Mixed] {
+        let dir = scratch(&format!("mixed-{precision}"));
+        let vs = VarStore::new(Device::Cpu);
+        let m = model(&vs);
+        let mut cfg = training(6);
+        cfg.precision = precision;
+        let data = Fixed {
+            batches: 3,
+            poison: false,
+        };
+        let summary = train(&m, &data, Some(&data), options(&cfg, &dir)).unwrap();
+        assert_eq!(summary.steps, 18);
+        let losses: Vec<f64> = summary
+            .metrics
+            .iter()
+            .filter(|m| m.split == "train")
+            .map(|m| m.loss)
+            .collect();
+        assert!(
+            losses.last().unwrap() < &(losses[0] * 0.5),
+            "{precision}: {losses:?}"
+        );
+        assert!(summary.val_losses.iter().all(|v| v.is_finite()));
+        // Master weights stay float32.
+        for (name, p) in named_parameters(&m) {
+            assert_eq!(p.kind(), Kind::Float, "{precision}: {name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn true_16_bit_precisions_are_refused_naming_the_key() {
+    let dir = scratch("true16");
+    let vs = VarStore::new(Device::Cpu);
+    let m = model(&vs);
+    let mut cfg = training(1);
+    cfg.precision = Precision::Bf16True;
+    let data = Fixed {
+        batches: 1,
+        poison: false,
+    };
+    let err = train(&m, &data, None, options(&cfg, &dir))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("training.precision") && err.contains("bf16-mixed"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
