@@ -36,13 +36,24 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let cfg = match ForgeConfig::load(&args.config) {
-        Ok(cfg) => cfg,
+    let cfg = match ForgeConfig::load_with_warnings(&args.config) {
+        Ok((cfg, warnings)) => {
+            warnings.print_warnings();
+            cfg
+        }
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Some(problem) = args
+        .checkpoint
+        .as_deref()
+        .and_then(|p| p.to_str())
+        .and_then(forge_core::config::checks::lightning_checkpoint_problem)
+    {
+        anyhow::bail!("--checkpoint: {problem}");
+    }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(
             cfg.training
@@ -67,13 +78,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let epochs = &report.summary.epochs;
     let secs: f64 = epochs.iter().map(|e| e.seconds).sum();
     println!(
-        "fine-tuned {} on {} cells ({} validation): {} epochs, {} steps, {:.1}s per epoch",
+        "fine-tuned {} on {} cells ({} validation): {} epochs, {} steps, {} per epoch",
         report.architecture,
         report.n_train,
         report.n_val,
         epochs.len(),
         report.summary.steps,
-        secs / epochs.len().max(1) as f64
+        forge_core::finetune::seconds_text(secs / epochs.len().max(1) as f64)
     );
     println!(
         "trained parameters: head {}, {} {}",

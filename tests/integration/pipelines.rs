@@ -401,3 +401,350 @@ fn a_run_too_short_to_log_still_saves_the_model() {
     assert!(run.join("pretrained/model.safetensors").is_file());
     assert!(!run.join("logs/loss_curve.png").exists());
 }
+
+/// scModelForge's shipped example and recipe configs
+/// (`tests/fixtures/scmodelforge/`, same keys and values, with the data path
+/// and sizes changed) train on the embedded PBMC data: the example pretrains
+/// for 2 steps once its 4-GPU request is refused and lowered to 1; each
+/// recipe fine-tunes the result for one epoch.
+#[test]
+fn scmodelforge_configs_train_on_pbmc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("data/pbmc68k_reduced.h5ad");
+    assert!(
+        data.is_file(),
+        "run scripts/setup.sh to fetch {}",
+        data.display()
+    );
+    let dir = scratch("scmodelforge");
+    let fixture = |name: &str, edit: &dyn Fn(String) -> String| {
+        let text = std::fs::read_to_string(root.join("tests/fixtures/scmodelforge").join(name))
+            .unwrap()
+            .replace("@DATA@", s(&data));
+        let path = dir.join(name);
+        std::fs::write(&path, edit(text)).unwrap();
+        path
+    };
+    let example = fixture("geneformer_basic.yaml", &|t| t);
+    let run = dir.join("run");
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&example),
+        "--out",
+        s(&run),
+        "--max-steps",
+        "2",
+    ]);
+    assert!(
+        err.contains(
+            "training.num_gpus: 4 devices with strategy \"ddp\" asks for distributed \
+                      training"
+        ),
+        "{err}"
+    );
+    assert!(!run.exists(), "nothing written for a refused config");
+    let example = fixture("geneformer_basic.yaml", &|t| {
+        t.replace("num_gpus: 4", "num_gpus: 1")
+    });
+    let out = forge(&[
+        "train",
+        "--config",
+        s(&example),
+        "--out",
+        s(&run),
+        "--max-steps",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 steps"));
+    // gene_vocab: human_protein_coding is a name: the vocabulary is built
+    // from the data, as scModelForge does.
+    assert!(stderr.contains("vocabulary 765 genes"), "{stderr}");
+    assert!(
+        !stderr.contains("training.scheduler.total_steps"),
+        "2 steps are below total_steps: {stderr}"
+    );
+    let ckpt = run.join("pretrained");
+    for recipe in [
+        "cell_type_annotation.yaml",
+        "batch_integration.yaml",
+        "perturbation_prediction.yaml",
+    ] {
+        let config = fixture(recipe, &|t| t);
+        let out_dir = dir.join(recipe.trim_end_matches(".yaml"));
+        let out = forge(&[
+            "finetune",
+            "--config",
+            s(&config),
+            "--checkpoint",
+            s(&ckpt),
+            "--out",
+            s(&out_dir),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{recipe}: {stderr}");
+        assert!(out_dir.join("head.safetensors").is_file(), "{recipe}");
+        if recipe.starts_with("perturbation") {
+            // data.perturbation is set, and not used by training.
+            assert!(
+                stderr.contains("warning: ") && stderr.contains("data.perturbation"),
+                "{stderr}"
+            );
+        }
+    }
+    // Without use_raw, PBMC's scaled X (negatives included) would be
+    // library-size normalised: refused, naming the keys that fix it.
+    let scaled = fixture("geneformer_basic.yaml", &|t| {
+        t.replace("num_gpus: 4", "num_gpus: 1")
+            .replace("  use_raw: true\n", "")
+    });
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&scaled),
+        "--out",
+        s(&dir.join("scaled")),
+        "--max-steps",
+        "2",
+    ]);
+    for needle in [
+        "data.preprocessing.normalize",
+        "negative values",
+        "data.use_raw: true",
+    ] {
+        assert!(err.contains(needle), "lacks {needle}: {err}");
+    }
+}
+
+/// Each key the issue found silently ignored now gets a refusal naming it
+/// or a one-line warning, from `forge config` as from `forge train`.
+#[test]
+fn ignored_keys_are_refused_or_warned() {
+    let dir = scratch("ignored-keys");
+    let check = |name: &str, yaml: &str| {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let out = forge(&["config", s(&path)]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let refusals = [
+        (
+            "num_gpus",
+            "training:\n  strategy: ddp\n  num_gpus: 4\n",
+            "training.num_gpus",
+        ),
+        (
+            "fsdp_gpus",
+            "training:\n  num_gpus: 2\n  fsdp:\n    cpu_offload: true\n",
+            "FSDP",
+        ),
+        (
+            "logger",
+            "training:\n  logger: mlflow\n",
+            "training.logger: invalid value \"mlflow\"",
+        ),
+        (
+            "census",
+            "data:\n  source: cellxgene_census\n",
+            "write_h5ad",
+        ),
+        (
+            "census_keys",
+            "data:\n  census:\n    organism: Mus musculus\n",
+            "data.census",
+        ),
+        (
+            "s3",
+            "data:\n  paths: [s3://bucket/cells.h5ad]\n",
+            "aws s3 cp",
+        ),
+        (
+            "gs",
+            "data:\n  paths: [gs://bucket/cells.h5ad]\n",
+            "data.paths[0]",
+        ),
+        (
+            "cloud",
+            "data:\n  cloud:\n    cache_dir: /tmp/c\n",
+            "data.cloud",
+        ),
+        (
+            "typo_sampling",
+            "training:\n  sampling:\n    stratgy: weighted\n",
+            "did you mean \"strategy\"",
+        ),
+        (
+            "typo_gene_selection",
+            "data:\n  gene_selection:\n    n_gene: 5\n",
+            "did you mean \"n_genes\"",
+        ),
+        (
+            "typo_census",
+            "data:\n  census:\n    organsm: x\n",
+            "did you mean \"organism\"",
+        ),
+        (
+            "typo_zoo",
+            "zoo:\n  timout: 1\n",
+            "did you mean \"timeout\"",
+        ),
+        (
+            "typo_fsdp",
+            "training:\n  fsdp:\n    cpu_ofload: true\n",
+            "did you mean \"cpu_offload\"",
+        ),
+        (
+            "sampling_value",
+            "training:\n  sampling:\n    strategy: balanced\n",
+            "accepted values: random, weighted",
+        ),
+        (
+            "gene_selection_n",
+            "data:\n  gene_selection:\n    strategy: most_expressed\n",
+            "data.gene_selection.n_genes",
+        ),
+        (
+            "resume_ckpt",
+            "training:\n  resume_from: epoch=3.ckpt\n",
+            "scmodelforge export",
+        ),
+        (
+            "finetune_ckpt",
+            "finetune:\n  checkpoint_path: model.ckpt\n",
+            "save_pretrained",
+        ),
+        (
+            "interp",
+            "model:\n  hidden_dim: ${tokenizer.max_gene}\n",
+            "did you mean \"tokenizer.max_genes\"",
+        ),
+        (
+            "yaml",
+            "model:\n  hidden_dim: [1\n  pooling: cls\n",
+            "the `[` at line 2, column 15 is not closed",
+        ),
+    ];
+    for (name, yaml, needle) in refusals {
+        let (ok, stderr) = check(name, yaml);
+        assert!(!ok, "{name} was accepted");
+        assert!(
+            stderr.contains(needle),
+            "{name}: lacks {needle:?}: {stderr}"
+        );
+    }
+    let warnings = [
+        (
+            "shards",
+            "data:\n  shards:\n    enabled: true\n",
+            "data.shards",
+        ),
+        (
+            "multi_species",
+            "data:\n  multi_species:\n    enabled: true\n",
+            "data.multi_species",
+        ),
+        (
+            "perturbation",
+            "data:\n  perturbation:\n    enabled: true\n",
+            "data.perturbation",
+        ),
+        ("zoo", "zoo:\n  timeout: 5\n", "zoo"),
+        (
+            "fsdp",
+            "training:\n  fsdp:\n    cpu_offload: true\n",
+            "training.fsdp",
+        ),
+        (
+            "data_workers",
+            "data:\n  num_workers: 9\n",
+            "data.num_workers",
+        ),
+        (
+            "vocab_name",
+            "data:\n  gene_vocab: mouse_genes\n",
+            "vocabulary name",
+        ),
+    ];
+    for (name, yaml, needle) in warnings {
+        let (ok, stderr) = check(name, yaml);
+        assert!(ok, "{name} was refused: {stderr}");
+        let lines: Vec<_> = stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{name}: {stderr}");
+        assert!(lines[0].contains(needle), "{name}: {stderr}");
+    }
+    // Interpolation, resolved as OmegaConf does, in `forge config`'s output.
+    let path = dir.join("interp_ok.yaml");
+    std::fs::write(
+        &path,
+        "tokenizer:\n  max_genes: 64\nmodel:\n  max_seq_len: ${tokenizer.max_genes}\ntraining:\n  run_name: run_${model.max_seq_len}_${oc.env:FORGE_TEST_UNSET_VAR,x}\n",
+    )
+    .unwrap();
+    let out = ok(&["config", s(&path)]);
+    assert!(out.contains("max_seq_len: 64\n"), "{out}");
+    assert!(out.contains("run_name: run_64_x\n"), "{out}");
+}
+
+/// A `.ckpt` given to `--resume-from` or `--checkpoint` is refused before
+/// anything is read, and a missing vocabulary file is named once.
+#[test]
+fn lightning_checkpoints_and_missing_vocabularies_are_named() {
+    let dir = scratch("ckpt-flags");
+    let data = dir.join("cells.h5ad");
+    ok(&["synth", "--cells", "30", "--genes", "20", "--out", s(&data)]);
+    let config = dir.join("tiny.yaml");
+    std::fs::write(&config, tiny_config(&data)).unwrap();
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&config),
+        "--out",
+        s(&dir.join("run")),
+        "--resume-from",
+        "last.ckpt",
+    ]);
+    assert!(
+        err.contains("--resume-from: \"last.ckpt\" is a PyTorch Lightning checkpoint"),
+        "{err}"
+    );
+    assert!(err.contains("scmodelforge export"), "{err}");
+    let err = refused(&[
+        "finetune",
+        "--config",
+        s(&config),
+        "--checkpoint",
+        "model.ckpt",
+        "--out",
+        s(&dir.join("ft")),
+    ]);
+    assert!(err.contains("--checkpoint: \"model.ckpt\""), "{err}");
+    let vocab = dir.join("vocab.yaml");
+    let text = tiny_config(&data).replace(
+        "  max_genes: 32\n  num_workers: 1\n",
+        &format!(
+            "  max_genes: 32\n  gene_vocab: {}\n",
+            dir.join("missing.json").display()
+        ),
+    );
+    std::fs::write(&vocab, text).unwrap();
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&vocab),
+        "--out",
+        s(&dir.join("run2")),
+    ]);
+    assert!(err.contains("missing.json: cannot read the file"), "{err}");
+    assert_eq!(
+        err.matches("os error 2").count(),
+        1,
+        "the cause is printed once: {err}"
+    );
+}
