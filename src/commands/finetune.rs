@@ -54,6 +54,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("--checkpoint: {problem}");
     }
+    // The tokenizer comes from the checkpoint, so only the values are
+    // checked here (NaN, inf, negatives under normalisation).
+    let corpus = forge_core::data::Corpus::from_config(&cfg.data)?;
+    for warning in forge_core::data::checks::check_values(&corpus, &cfg.data, false)? {
+        eprintln!("warning: {warning}");
+    }
+    drop(corpus);
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(
             cfg.training

@@ -128,7 +128,10 @@ pub fn schedule_warning(
     let s = training.scheduler.as_ref()?;
     (planned > s.total_steps).then(|| {
         format!(
-            "training.scheduler.total_steps ({}) is below the {planned} optimizer steps this              run plans (max_epochs {} x steps per epoch, or --max-steps): the learning rate              reaches 0 at step {} and the last {} steps learn nothing; set total_steps to              {planned} or lower max_epochs",
+            "training.scheduler.total_steps ({}) is below the {planned} optimizer steps this \
+             run plans (max_epochs {} x steps per epoch, or --max-steps): the learning rate \
+             reaches 0 at step {} and the last {} steps learn nothing; set total_steps to \
+             {planned} or lower max_epochs",
             s.total_steps,
             training.max_epochs,
             s.total_steps,
@@ -153,7 +156,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let gpus = tch::Cuda::device_count();
         if gpus > 1 {
             eprintln!(
-                "warning: {}: training.num_gpus is null: scModelForge would train on all {gpus}                  GPUs; forge trains on one (set num_gpus: 1 to say so)",
+                "warning: {}: training.num_gpus is null: scModelForge would train on all {gpus} \
+                 GPUs; forge trains on one (set num_gpus: 1 to say so)",
                 args.config.display()
             );
         }

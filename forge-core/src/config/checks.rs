@@ -42,9 +42,9 @@ pub fn cloud_scheme(path: &str) -> Option<&'static str> {
     CLOUD_SCHEMES.iter().copied().find(|s| lower.starts_with(s))
 }
 
-/// Refuses a Lightning `.ckpt` file where forge needs a save_pretrained
-/// folder; `what` names the key or flag (`--resume-from`,
-/// `finetune.checkpoint_path`).
+/// The refusal of a Lightning `.ckpt` file where forge needs one of its
+/// checkpoint folders (`training.resume_from`, `finetune.checkpoint_path`,
+/// `--resume-from`, `--checkpoint`); `None` for anything else.
 pub fn lightning_checkpoint_problem(path: &str) -> Option<String> {
     let lower = path.trim().to_ascii_lowercase();
     lower.ends_with(".ckpt").then(|| {

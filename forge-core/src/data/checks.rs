@@ -287,3 +287,102 @@ pub fn check_values(
 ) -> Result<Vec<String>, DataError> {
     scan(corpus)?.verdict(data.preprocessing.normalize.is_some(), drops_non_positive)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Normalize, PreprocessingConfig};
+
+    /// `tests/fixtures/checks/bad_values.h5ad`, from
+    /// `scripts/make_value_check_fixtures.py` (its docs list the values).
+    fn corpus(use_raw: bool, normalize: bool) -> (Corpus, DataConfig) {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checks/bad_values.h5ad");
+        let data = DataConfig {
+            paths: vec![path.display().to_string()],
+            use_raw,
+            preprocessing: PreprocessingConfig {
+                normalize: normalize.then_some(Normalize::LibrarySize),
+                log1p: false,
+                ..PreprocessingConfig::default()
+            },
+            ..DataConfig::default()
+        };
+        (Corpus::from_config(&data).unwrap(), data)
+    }
+
+    #[test]
+    fn counts_nan_inf_negative_and_empty_cells() {
+        let (c, _) = corpus(false, false);
+        let s = scan(&c).unwrap();
+        assert_eq!((s.n_cells, s.cells_checked), (6, 6));
+        assert_eq!((s.nan.cells, s.nan.genes), (2, 2));
+        assert_eq!(s.nan.example_cells, ["c1", "c5"]);
+        assert_eq!(s.nan.example_genes, ["g0", "g3"]);
+        assert_eq!((s.inf.cells, s.inf.genes), (1, 1));
+        assert_eq!(s.inf.example_genes, ["g1"]);
+        assert_eq!((s.negative_cells, s.min_value), (1, -2.0));
+        // c3 (zeros) and c4 (negatives) keep no gene.
+        assert_eq!(s.empty_cells, 2);
+        assert_eq!(s.example_empty, ["c3", "c4"]);
+        assert_eq!(s.files_have_raw, [true]);
+        let err = s.verdict(false, true).unwrap_err().to_string();
+        for needle in [
+            "X holds NaN in 2 cell(s) (e.g. c1, c5) and 2 gene(s) (e.g. g0, g3) of the 6 cells",
+            "infinite values in 1 cell(s) (e.g. c2) and 1 gene(s) (e.g. g1)",
+            "set data.use_raw: true to read adata.raw",
+            "bad_values.h5ad",
+        ] {
+            assert!(err.contains(needle), "lacks {needle:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn normalising_negative_values_is_refused() {
+        let (c, _) = corpus(false, true);
+        let s = ValueScan {
+            nan: Affected::default(),
+            inf: Affected::default(),
+            ..scan(&c).unwrap()
+        };
+        let err = s.verdict(true, false).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "data.preprocessing.normalize is library_size, but 1 of the 6 cells hold \
+                 negative values in X (smallest -2)"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("data.use_raw: true"), "{err}");
+        // Without normalisation the same values only warn: 2 empty cells.
+        let (c, _) = corpus(false, false);
+        let s = ValueScan {
+            nan: Affected::default(),
+            inf: Affected::default(),
+            ..scan(&c).unwrap()
+        };
+        let warnings = s.verdict(false, true).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("2 of the 6 cells (e.g. c3, c4) have no value above 0"));
+        assert!(s.verdict(false, false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn too_few_cells_with_genes_is_refused() {
+        let (c, data) = corpus(true, false);
+        let err = check_values(&c, &data, true).unwrap_err().to_string();
+        assert!(
+            err.contains("4 of the 6 cells (e.g. c1, c2, c3, c4) have no value above 0"),
+            "{err}"
+        );
+        assert!(
+            err.contains("2 keep at least one gene: too few to train on"),
+            "{err}"
+        );
+        assert!(err.contains("data.use_raw is already true"), "{err}");
+        // binned and continuous tokenizers keep every gene.
+        assert!(check_values(&c, &data, false).unwrap().is_empty());
+    }
+}
