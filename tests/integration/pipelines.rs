@@ -747,4 +747,25 @@ fn lightning_checkpoints_and_missing_vocabularies_are_named() {
         1,
         "the cause is printed once: {err}"
     );
+    // A schedule that ends before the run does is named.
+    let short = dir.join("short.yaml");
+    std::fs::write(
+        &short,
+        tiny_config(&data).replace("total_steps: 20", "total_steps: 2"),
+    )
+    .unwrap();
+    let out = forge(&[
+        "train",
+        "--config",
+        s(&short),
+        "--out",
+        s(&dir.join("run3")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("training.scheduler.total_steps (2) is below the 4 optimizer steps"),
+        "{stderr}"
+    );
 }

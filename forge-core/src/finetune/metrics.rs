@@ -129,3 +129,19 @@ impl FinetuneLog {
         self.file.write_line(&line)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::seconds_text;
+
+    /// A quick epoch never reads `0.0s`.
+    #[test]
+    fn seconds_keep_two_significant_digits_below_one() {
+        assert_eq!(seconds_text(0.0423), "0.042s");
+        assert_eq!(seconds_text(0.00051), "0.00051s");
+        assert_eq!(seconds_text(0.5), "0.50s");
+        assert_eq!(seconds_text(3.44), "3.4s");
+        assert_eq!(seconds_text(42.4), "42s");
+        assert_eq!(seconds_text(0.0), "0.0s");
+    }
+}
