@@ -399,6 +399,27 @@ zoo:
     }
 
     #[test]
+    fn interpolations_resolve_against_the_defaults_and_are_typed() {
+        let text = "model:\n  max_seq_len: ${tokenizer.max_genes}\n  hidden_dim: \
+                    ${oc.env:FORGE_TEST_SURELY_UNSET,64}\n  num_heads: 4\ntraining:\n  \
+                    run_name: run_${model.hidden_dim}_${.seed}\n  seed: 7\nfinetune:\n  \
+                    label_key: ${finetune.head.task}\n";
+        let config = load_str(text).unwrap();
+        assert_eq!(config.model.max_seq_len, 2048);
+        assert_eq!(config.model.hidden_dim, 64);
+        assert_eq!(config.training.run_name.as_deref(), Some("run_64_7"));
+        assert_eq!(config.finetune.unwrap().label_key, "classification");
+        // Errors name the key, the reference and the line.
+        let err =
+            load_str("training:\n  seed: 1\n  batch_size: ${training.batchsize}\n").unwrap_err();
+        assert_eq!(
+            err,
+            "config.yaml: training.batch_size: interpolation ${training.batchsize}: training has \
+             no key \"batchsize\"; did you mean \"training.batch_size\"? (line 3)"
+        );
+    }
+
+    #[test]
     fn lr_spellings_all_read_as_floats() {
         for lr in ["1e-4", "1.0e-4", "0.0001", "'1e-4'", "\"1.0E-4\""] {
             let config = load_str(&format!("training:\n  optimizer:\n    lr: {lr}\n")).unwrap();
