@@ -519,7 +519,8 @@ fn scmodelforge_configs_train_on_pbmc() {
 }
 
 /// Each key the issue found silently ignored now gets a refusal naming it
-/// or a one-line warning, from `forge config` as from `forge train`.
+/// or a one-line warning, from `forge config` (which reports every problem
+/// of a file at once, so a few files cover them all).
 #[test]
 fn ignored_keys_are_refused_or_warned() {
     let dir = scratch("ignored-keys");
@@ -529,165 +530,125 @@ fn ignored_keys_are_refused_or_warned() {
         let out = forge(&["config", s(&path)]);
         (
             out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let refusals = [
-        (
-            "num_gpus",
-            "training:\n  strategy: ddp\n  num_gpus: 4\n",
-            "training.num_gpus",
-        ),
-        (
-            "fsdp_gpus",
-            "training:\n  num_gpus: 2\n  fsdp:\n    cpu_offload: true\n",
-            "FSDP",
-        ),
-        (
-            "logger",
-            "training:\n  logger: mlflow\n",
-            "training.logger: invalid value \"mlflow\"",
-        ),
-        (
-            "census",
-            "data:\n  source: cellxgene_census\n",
-            "write_h5ad",
-        ),
-        (
-            "census_keys",
-            "data:\n  census:\n    organism: Mus musculus\n",
-            "data.census",
-        ),
-        (
-            "s3",
-            "data:\n  paths: [s3://bucket/cells.h5ad]\n",
-            "aws s3 cp",
-        ),
-        (
-            "gs",
-            "data:\n  paths: [gs://bucket/cells.h5ad]\n",
-            "data.paths[0]",
-        ),
-        (
-            "cloud",
-            "data:\n  cloud:\n    cache_dir: /tmp/c\n",
-            "data.cloud",
-        ),
-        (
-            "typo_sampling",
-            "training:\n  sampling:\n    stratgy: weighted\n",
-            "did you mean \"strategy\"",
-        ),
-        (
-            "typo_gene_selection",
-            "data:\n  gene_selection:\n    n_gene: 5\n",
-            "did you mean \"n_genes\"",
-        ),
-        (
-            "typo_census",
-            "data:\n  census:\n    organsm: x\n",
-            "did you mean \"organism\"",
-        ),
-        (
-            "typo_zoo",
-            "zoo:\n  timout: 1\n",
-            "did you mean \"timeout\"",
-        ),
-        (
-            "typo_fsdp",
-            "training:\n  fsdp:\n    cpu_ofload: true\n",
-            "did you mean \"cpu_offload\"",
-        ),
-        (
-            "sampling_value",
-            "training:\n  sampling:\n    strategy: balanced\n",
-            "accepted values: random, weighted",
-        ),
-        (
-            "gene_selection_n",
-            "data:\n  gene_selection:\n    strategy: most_expressed\n",
-            "data.gene_selection.n_genes",
-        ),
-        (
-            "resume_ckpt",
-            "training:\n  resume_from: epoch=3.ckpt\n",
-            "scmodelforge export",
-        ),
-        (
-            "finetune_ckpt",
-            "finetune:\n  checkpoint_path: model.ckpt\n",
-            "save_pretrained",
-        ),
-        (
-            "interp",
-            "model:\n  hidden_dim: ${tokenizer.max_gene}\n",
-            "did you mean \"tokenizer.max_genes\"",
-        ),
-        (
-            "yaml",
-            "model:\n  hidden_dim: [1\n  pooling: cls\n",
-            "the `[` at line 2, column 15 is not closed",
-        ),
-    ];
-    for (name, yaml, needle) in refusals {
-        let (ok, stderr) = check(name, yaml);
-        assert!(!ok, "{name} was accepted");
+    let refused_all = "\
+data:
+  source: cellxgene_census
+  paths: [s3://bucket/cells.h5ad, gs://bucket/more.h5ad]
+  census:
+    organism: Mus musculus
+    organsm: x
+  cloud:
+    cache_dir: /tmp/c
+  gene_selection:
+    strategy: most_expressed
+    n_gene: 5
+training:
+  strategy: ddp
+  num_gpus: 4
+  logger: mlflow
+  resume_from: epoch=3.ckpt
+  sampling:
+    stratgy: weighted
+    strategy: balanced
+  fsdp:
+    cpu_ofload: true
+finetune:
+  checkpoint_path: model.ckpt
+zoo:
+  timout: 1
+";
+    let (ok, stdout, stderr) = check("refused", refused_all);
+    assert!(!ok && stdout.is_empty(), "{stdout}{stderr}");
+    for needle in [
+        "data.source: \"cellxgene_census\" needs the CELLxGENE Census service",
+        "write_h5ad",
+        "data.census: CELLxGENE Census settings (organism) are refused",
+        "data.census.organsm: unknown key; did you mean \"organism\"?",
+        "data.paths[0]: \"s3://bucket/cells.h5ad\" is cloud storage (s3://)",
+        "aws s3 cp",
+        "data.paths[1]: \"gs://bucket/more.h5ad\" is cloud storage (gs://)",
+        "data.cloud: cloud storage settings (cache_dir) are refused",
+        "data.gene_selection.n_gene: unknown key; did you mean \"n_genes\"?",
+        "data.gene_selection.n_genes: must be set when gene_selection.strategy is most_expressed",
+        "training.num_gpus: 4 devices with FSDP (training.fsdp) asks for distributed training",
+        "training.logger: invalid value \"mlflow\"",
+        "training.resume_from: \"epoch=3.ckpt\" is a PyTorch Lightning checkpoint",
+        "scmodelforge export",
+        "training.sampling.stratgy: unknown key; did you mean \"strategy\"?",
+        "training.sampling.strategy: invalid value \"balanced\"",
+        "accepted values: random, weighted",
+        "training.fsdp.cpu_ofload: unknown key; did you mean \"cpu_offload\"?",
+        "finetune.checkpoint_path: \"model.ckpt\"",
+        "zoo.timout: unknown key; did you mean \"timeout\"?",
+    ] {
+        assert!(stderr.contains(needle), "lacks {needle:?}:\n{stderr}");
+    }
+    let (ok, _, stderr) = check("ddp", "training:\n  strategy: ddp\n  num_gpus: 2\n");
+    assert!(
+        !ok && stderr.contains("training.num_gpus: 2 devices with strategy \"ddp\""),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = check("interp", "model:\n  hidden_dim: ${tokenizer.max_gene}\n");
+    assert!(
+        !ok && stderr.contains("did you mean \"tokenizer.max_genes\"? (line 2)"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = check("yaml", "model:\n  hidden_dim: [1\n  pooling: cls\n");
+    assert!(
+        !ok && stderr.contains("the `[` at line 2, column 15 is not closed"),
+        "{stderr}"
+    );
+
+    let warned_all = "\
+data:
+  num_workers: 9
+  gene_vocab: mouse_genes
+  shards:
+    enabled: true
+  multi_species:
+    enabled: true
+  perturbation:
+    enabled: true
+training:
+  fsdp:
+    cpu_offload: true
+zoo:
+  timeout: 5
+";
+    let (ok, stdout, stderr) = check("warned", warned_all);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("shard_size: 500000"),
+        "the config is printed: {stdout}"
+    );
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 7, "{stderr}");
+    for (line, needle) in lines.iter().zip([
+        "data.shards: set (enabled) but not used",
+        "data.multi_species: set (enabled) but not used",
+        "data.perturbation: set (enabled) but not used",
+        "zoo: set (timeout) but not used",
+        "data.num_workers: not used",
+        "data.gene_vocab: \"mouse_genes\" is a vocabulary name",
+        "training.fsdp: set but not used",
+    ]) {
         assert!(
-            stderr.contains(needle),
-            "{name}: lacks {needle:?}: {stderr}"
+            line.starts_with("warning: ") && line.contains(needle),
+            "{needle}: {line}"
         );
     }
-    let warnings = [
-        (
-            "shards",
-            "data:\n  shards:\n    enabled: true\n",
-            "data.shards",
-        ),
-        (
-            "multi_species",
-            "data:\n  multi_species:\n    enabled: true\n",
-            "data.multi_species",
-        ),
-        (
-            "perturbation",
-            "data:\n  perturbation:\n    enabled: true\n",
-            "data.perturbation",
-        ),
-        ("zoo", "zoo:\n  timeout: 5\n", "zoo"),
-        (
-            "fsdp",
-            "training:\n  fsdp:\n    cpu_offload: true\n",
-            "training.fsdp",
-        ),
-        (
-            "data_workers",
-            "data:\n  num_workers: 9\n",
-            "data.num_workers",
-        ),
-        (
-            "vocab_name",
-            "data:\n  gene_vocab: mouse_genes\n",
-            "vocabulary name",
-        ),
-    ];
-    for (name, yaml, needle) in warnings {
-        let (ok, stderr) = check(name, yaml);
-        assert!(ok, "{name} was refused: {stderr}");
-        let lines: Vec<_> = stderr
-            .lines()
-            .filter(|l| l.starts_with("warning: "))
-            .collect();
-        assert_eq!(lines.len(), 1, "{name}: {stderr}");
-        assert!(lines[0].contains(needle), "{name}: {stderr}");
-    }
+
     // Interpolation, resolved as OmegaConf does, in `forge config`'s output.
-    let path = dir.join("interp_ok.yaml");
-    std::fs::write(
-        &path,
-        "tokenizer:\n  max_genes: 64\nmodel:\n  max_seq_len: ${tokenizer.max_genes}\ntraining:\n  run_name: run_${model.max_seq_len}_${oc.env:FORGE_TEST_UNSET_VAR,x}\n",
-    )
-    .unwrap();
-    let out = ok(&["config", s(&path)]);
+    let (ok, out, stderr) = check(
+        "interp_ok",
+        "tokenizer:\n  max_genes: 64\nmodel:\n  max_seq_len: ${tokenizer.max_genes}\ntraining:\n  \
+         run_name: run_${model.max_seq_len}_${oc.env:FORGE_TEST_UNSET_VAR,x}\n",
+    );
+    assert!(ok, "{stderr}");
     assert!(out.contains("max_seq_len: 64\n"), "{out}");
     assert!(out.contains("run_name: run_64_x\n"), "{out}");
 }

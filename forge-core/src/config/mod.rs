@@ -33,6 +33,8 @@
 //!   cannot do and warnings for keys it does not use;
 //! - `interpolate.rs`: OmegaConf's `${...}` interpolation, resolved on the
 //!   tree before the keys are read;
+//! - `keys.rs`: what forge does with each key (honoured, refused, warned),
+//!   as `docs/config-keys.md` lists it;
 //! - `yaml.rs` / `load.rs`: YAML text <-> tree, and the public load/save
 //!   API;
 //! - `error.rs`: [`ConfigError`] and [`ConfigErrors`].
