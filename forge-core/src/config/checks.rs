@@ -777,6 +777,36 @@ mod tests {
     }
 
     #[test]
+    fn vocab_names_paths_cloud_schemes_and_lightning_checkpoints() {
+        for path in [
+            "./v.json",
+            "/a/b",
+            "vocab.JSON",
+            "dir\\v",
+            "x/human_protein_coding",
+        ] {
+            assert!(is_vocab_path(path), "{path}");
+        }
+        for name in ["human_protein_coding", "mouse", "v.json.bak"] {
+            assert!(!is_vocab_path(name), "{name}");
+        }
+        let mut c = ForgeConfig::default();
+        assert_eq!(c.gene_vocab_file(), None);
+        c.data.gene_vocab = Some("human_protein_coding".into());
+        c.tokenizer.gene_vocab = Some("human_protein_coding".into());
+        assert_eq!(c.gene_vocab_file(), None, "names build from the data");
+        c.data.gene_vocab = Some(" run/gene_vocab.json ".into());
+        assert_eq!(c.gene_vocab_file(), Some("run/gene_vocab.json"));
+        c.tokenizer.gene_vocab = Some("other.json".into());
+        assert_eq!(c.gene_vocab_file(), Some("other.json"), "tokenizer's wins");
+        assert_eq!(cloud_scheme(" S3://b/x"), Some("s3://"));
+        assert_eq!(cloud_scheme("abfs://c/x"), Some("abfs://"));
+        assert_eq!(cloud_scheme("data/s3://x"), None);
+        assert!(lightning_checkpoint_problem("a/last.CKPT").is_some());
+        assert!(lightning_checkpoint_problem("a/last").is_none());
+    }
+
+    #[test]
     fn all_problems_are_reported_together() {
         let mut config = ForgeConfig::default();
         config.model.hidden_dim = 100;
