@@ -88,6 +88,22 @@ pub enum ForgeError {
         epoch: usize,
     },
 
+    /// The loss of a batch with no labelled position (every label is -100)
+    /// is not a number: there was nothing to predict.
+    #[error(
+        "the loss became NaN at step {step} (epoch {epoch}) because the batch has no labelled \
+         position: none of its cells has a gene token to mask (every cell tokenized to CLS \
+         alone, e.g. no value above 0 for rank_value), so there is nothing to predict; this is \
+         not the learning rate. Check the data's values (data.use_raw: true reads adata.raw \
+         when X holds scaled values)"
+    )]
+    NoLabelledPosition {
+        /// Optimizer step.
+        step: i64,
+        /// Epoch.
+        epoch: usize,
+    },
+
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

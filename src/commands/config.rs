@@ -1,6 +1,8 @@
 //! `forge config FILE.yaml`: validates a config file and prints it fully
-//! resolved (every default filled in). On error, lists every problem with
-//! its key path and exits non-zero.
+//! resolved (every default filled in, interpolations resolved). Warnings
+//! (keys set that forge, like scModelForge's training, does not use) go to
+//! stderr, one `warning:` line each. On error, lists every problem with its
+//! key path and exits non-zero.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,8 +16,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    match ForgeConfig::load(&args.file) {
-        Ok(config) => {
+    match ForgeConfig::load_with_warnings(&args.file) {
+        Ok((config, warnings)) => {
+            warnings.print_warnings();
             print!("{}", config.to_yaml_string());
             Ok(ExitCode::SUCCESS)
         }

@@ -36,13 +36,31 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let cfg = match ForgeConfig::load(&args.config) {
-        Ok(cfg) => cfg,
+    let cfg = match ForgeConfig::load_with_warnings(&args.config) {
+        Ok((cfg, warnings)) => {
+            warnings.print_warnings();
+            cfg
+        }
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Some(problem) = args
+        .checkpoint
+        .as_deref()
+        .and_then(|p| p.to_str())
+        .and_then(forge_core::config::checks::lightning_checkpoint_problem)
+    {
+        anyhow::bail!("--checkpoint: {problem}");
+    }
+    // The tokenizer comes from the checkpoint, so only the values are
+    // checked here (NaN, inf, negatives under normalisation).
+    let corpus = forge_core::data::Corpus::from_config(&cfg.data)?;
+    for warning in forge_core::data::checks::check_values(&corpus, &cfg.data, false)? {
+        eprintln!("warning: {warning}");
+    }
+    drop(corpus);
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(
             cfg.training
@@ -74,13 +92,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let epochs = &report.summary.epochs;
     let secs: f64 = epochs.iter().map(|e| e.seconds).sum();
     println!(
-        "fine-tuned {} on {} cells ({} validation): {} epochs, {} steps, {:.1}s per epoch",
+        "fine-tuned {} on {} cells ({} validation): {} epochs, {} steps, {} per epoch",
         report.architecture,
         report.n_train,
         report.n_val,
         epochs.len(),
         report.summary.steps,
-        secs / epochs.len().max(1) as f64
+        forge_core::finetune::seconds_text(secs / epochs.len().max(1) as f64)
     );
     println!(
         "trained parameters: head {}, {} {}",

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use forge_core::checkpoint::save_pretrained;
+use forge_core::config::TokenizerStrategy;
+use forge_core::data::checks::check_values;
 use forge_core::data::{DataPipeline, LoaderOptions};
 use forge_core::precision;
 use forge_core::runtime::RuntimeInfo;
@@ -91,20 +93,85 @@ fn layout(cfg: &ForgeConfig, out: Option<&Path>) -> Layout {
     }
 }
 
+/// Refuses a Lightning `.ckpt` given to `--resume-from`: forge resumes from
+/// its own checkpoint folders.
+pub fn check_resume_from(path: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(problem) = path
+        .and_then(|p| p.to_str())
+        .and_then(forge_core::config::checks::lightning_checkpoint_problem)
+    {
+        anyhow::bail!("--resume-from: {problem}");
+    }
+    Ok(())
+}
+
+/// The optimizer steps a run plans: `max_epochs` epochs of
+/// `batches_per_epoch / gradient_accumulation` steps (a last partial group
+/// of batches makes no step), capped by `--max-steps`.
+pub fn planned_steps(
+    training: &forge_core::config::TrainingConfig,
+    batches_per_epoch: usize,
+    max_steps: Option<i64>,
+) -> i64 {
+    let per_epoch = (batches_per_epoch / training.gradient_accumulation.max(1) as usize) as i64;
+    let planned = per_epoch * training.max_epochs.max(0);
+    max_steps.map_or(planned, |m| planned.min(m.max(0)))
+}
+
+/// A warning when the schedule ends before the run does: every step past
+/// `scheduler.total_steps` runs at the schedule's final learning rate (0 for
+/// the cosine and linear schedules), learning nothing.
+pub fn schedule_warning(
+    training: &forge_core::config::TrainingConfig,
+    planned: i64,
+) -> Option<String> {
+    let s = training.scheduler.as_ref()?;
+    (planned > s.total_steps).then(|| {
+        format!(
+            "training.scheduler.total_steps ({}) is below the {planned} optimizer steps this \
+             run plans (max_epochs {} x steps per epoch, or --max-steps): the learning rate \
+             reaches 0 at step {} and the last {} steps learn nothing; set total_steps to \
+             {planned} or lower max_epochs",
+            s.total_steps,
+            training.max_epochs,
+            s.total_steps,
+            planned - s.total_steps
+        )
+    })
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut cfg = match ForgeConfig::load(&args.config) {
-        Ok(cfg) => cfg,
+    let mut cfg = match ForgeConfig::load_with_warnings(&args.config) {
+        Ok((cfg, warnings)) => {
+            warnings.print_warnings();
+            cfg
+        }
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    check_resume_from(args.resume_from.as_deref())?;
+    if cfg.training.num_gpus.is_none() {
+        let gpus = tch::Cuda::device_count();
+        if gpus > 1 {
+            eprintln!(
+                "warning: {}: training.num_gpus is null: scModelForge would train on all {gpus} \
+                 GPUs; forge trains on one (set num_gpus: 1 to say so)",
+                args.config.display()
+            );
+        }
+    }
     let seed = cfg.training.seed;
     tch::manual_seed(seed);
     let paths = layout(&cfg, args.out.as_deref());
 
     eprintln!("reading {} file(s) from data.paths", cfg.data.paths.len());
     let pipeline = DataPipeline::from_config(&cfg)?;
+    let drops_non_positive = cfg.tokenizer.strategy == TokenizerStrategy::RankValue;
+    for warning in check_values(pipeline.corpus(), &cfg.data, drops_non_positive)? {
+        eprintln!("warning: {warning}");
+    }
     let vocab_size = pipeline.vocab().len() as i64;
     cfg.model.vocab_size = Some(vocab_size);
     if cfg.tokenizer.max_genes > cfg.model.max_seq_len {
@@ -135,6 +202,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         val_set.len(),
         pipeline.vocab().n_genes()
     );
+    let planned = planned_steps(&cfg.training, train_loader.n_batches(), args.max_steps);
+    if let Some(warning) = schedule_warning(&cfg.training, planned) {
+        eprintln!("warning: {}: {warning}", args.config.display());
+    }
 
     let device = RuntimeInfo::default_device();
     for note in precision::check(

@@ -470,4 +470,332 @@ fn bf16_mixed_trains_and_embeds_in_bf16_unless_told_fp32() {
         err.contains("training.precision") && err.contains("bf16-mixed"),
         "{err}"
     );
+
+/// scModelForge's shipped example and recipe configs
+/// (`tests/fixtures/scmodelforge/`, same keys and values, with the data path
+/// and sizes changed) train on the embedded PBMC data: the example pretrains
+/// for 2 steps once its 4-GPU request is refused and lowered to 1; each
+/// recipe fine-tunes the result for one epoch.
+#[test]
+fn scmodelforge_configs_train_on_pbmc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("data/pbmc68k_reduced.h5ad");
+    assert!(
+        data.is_file(),
+        "run scripts/setup.sh to fetch {}",
+        data.display()
+    );
+    let dir = scratch("scmodelforge");
+    let fixture = |name: &str, edit: &dyn Fn(String) -> String| {
+        let text = std::fs::read_to_string(root.join("tests/fixtures/scmodelforge").join(name))
+            .unwrap()
+            .replace("@DATA@", s(&data));
+        let path = dir.join(name);
+        std::fs::write(&path, edit(text)).unwrap();
+        path
+    };
+    let example = fixture("geneformer_basic.yaml", &|t| t);
+    let run = dir.join("run");
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&example),
+        "--out",
+        s(&run),
+        "--max-steps",
+        "2",
+    ]);
+    assert!(
+        err.contains(
+            "training.num_gpus: 4 devices with strategy \"ddp\" asks for distributed \
+                      training"
+        ),
+        "{err}"
+    );
+    assert!(!run.exists(), "nothing written for a refused config");
+    let example = fixture("geneformer_basic.yaml", &|t| {
+        t.replace("num_gpus: 4", "num_gpus: 1")
+    });
+    let out = forge(&[
+        "train",
+        "--config",
+        s(&example),
+        "--out",
+        s(&run),
+        "--max-steps",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 steps"));
+    // gene_vocab: human_protein_coding is a name: the vocabulary is built
+    // from the data, as scModelForge does.
+    assert!(stderr.contains("vocabulary 765 genes"), "{stderr}");
+    assert!(
+        !stderr.contains("training.scheduler.total_steps"),
+        "2 steps are below total_steps: {stderr}"
+    );
+    let ckpt = run.join("pretrained");
+    for recipe in [
+        "cell_type_annotation.yaml",
+        "batch_integration.yaml",
+        "perturbation_prediction.yaml",
+    ] {
+        let config = fixture(recipe, &|t| t);
+        let out_dir = dir.join(recipe.trim_end_matches(".yaml"));
+        let out = forge(&[
+            "finetune",
+            "--config",
+            s(&config),
+            "--checkpoint",
+            s(&ckpt),
+            "--out",
+            s(&out_dir),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{recipe}: {stderr}");
+        assert!(out_dir.join("head.safetensors").is_file(), "{recipe}");
+        if recipe.starts_with("perturbation") {
+            // data.perturbation is set, and not used by training.
+            assert!(
+                stderr.contains("warning: ") && stderr.contains("data.perturbation"),
+                "{stderr}"
+            );
+        }
+    }
+    // Without use_raw, PBMC's scaled X (negatives included) would be
+    // library-size normalised: refused, naming the keys that fix it.
+    let scaled = fixture("geneformer_basic.yaml", &|t| {
+        t.replace("num_gpus: 4", "num_gpus: 1")
+            .replace("  use_raw: true\n", "")
+    });
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&scaled),
+        "--out",
+        s(&dir.join("scaled")),
+        "--max-steps",
+        "2",
+    ]);
+    for needle in [
+        "data.preprocessing.normalize",
+        "negative values",
+        "data.use_raw: true",
+    ] {
+        assert!(err.contains(needle), "lacks {needle}: {err}");
+    }
+}
+
+/// Each key the issue found silently ignored now gets a refusal naming it
+/// or a one-line warning, from `forge config` (which reports every problem
+/// of a file at once, so a few files cover them all).
+#[test]
+fn ignored_keys_are_refused_or_warned() {
+    let dir = scratch("ignored-keys");
+    let check = |name: &str, yaml: &str| {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let out = forge(&["config", s(&path)]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let refused_all = "\
+data:
+  source: cellxgene_census
+  paths: [s3://bucket/cells.h5ad, gs://bucket/more.h5ad]
+  census:
+    organism: Mus musculus
+    organsm: x
+  cloud:
+    cache_dir: /tmp/c
+  gene_selection:
+    strategy: most_expressed
+    n_gene: 5
+training:
+  strategy: ddp
+  num_gpus: 4
+  logger: mlflow
+  resume_from: epoch=3.ckpt
+  sampling:
+    stratgy: weighted
+    strategy: balanced
+  fsdp:
+    cpu_ofload: true
+finetune:
+  checkpoint_path: model.ckpt
+zoo:
+  timout: 1
+";
+    let (ok, stdout, stderr) = check("refused", refused_all);
+    assert!(!ok && stdout.is_empty(), "{stdout}{stderr}");
+    for needle in [
+        "data.source: \"cellxgene_census\" needs the CELLxGENE Census service",
+        "write_h5ad",
+        "data.census: CELLxGENE Census settings (organism) are refused",
+        "data.census.organsm: unknown key; did you mean \"organism\"?",
+        "data.paths[0]: \"s3://bucket/cells.h5ad\" is cloud storage (s3://)",
+        "aws s3 cp",
+        "data.paths[1]: \"gs://bucket/more.h5ad\" is cloud storage (gs://)",
+        "data.cloud: cloud storage settings (cache_dir) are refused",
+        "data.gene_selection.n_gene: unknown key; did you mean \"n_genes\"?",
+        "data.gene_selection.n_genes: must be set when gene_selection.strategy is most_expressed",
+        "training.num_gpus: 4 devices with FSDP (training.fsdp) asks for distributed training",
+        "training.logger: invalid value \"mlflow\"",
+        "training.resume_from: \"epoch=3.ckpt\" is a PyTorch Lightning checkpoint",
+        "scmodelforge export",
+        "training.sampling.stratgy: unknown key; did you mean \"strategy\"?",
+        "training.sampling.strategy: invalid value \"balanced\"",
+        "accepted values: random, weighted",
+        "training.fsdp.cpu_ofload: unknown key; did you mean \"cpu_offload\"?",
+        "finetune.checkpoint_path: \"model.ckpt\"",
+        "zoo.timout: unknown key; did you mean \"timeout\"?",
+    ] {
+        assert!(stderr.contains(needle), "lacks {needle:?}:\n{stderr}");
+    }
+    let (ok, _, stderr) = check("ddp", "training:\n  strategy: ddp\n  num_gpus: 2\n");
+    assert!(
+        !ok && stderr.contains("training.num_gpus: 2 devices with strategy \"ddp\""),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = check("interp", "model:\n  hidden_dim: ${tokenizer.max_gene}\n");
+    assert!(
+        !ok && stderr.contains("did you mean \"tokenizer.max_genes\"? (line 2)"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = check("yaml", "model:\n  hidden_dim: [1\n  pooling: cls\n");
+    assert!(
+        !ok && stderr.contains("the `[` at line 2, column 15 is not closed"),
+        "{stderr}"
+    );
+
+    let warned_all = "\
+data:
+  num_workers: 9
+  gene_vocab: mouse_genes
+  shards:
+    enabled: true
+  multi_species:
+    enabled: true
+  perturbation:
+    enabled: true
+training:
+  fsdp:
+    cpu_offload: true
+zoo:
+  timeout: 5
+";
+    let (ok, stdout, stderr) = check("warned", warned_all);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("shard_size: 500000"),
+        "the config is printed: {stdout}"
+    );
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 7, "{stderr}");
+    for (line, needle) in lines.iter().zip([
+        "data.shards: set (enabled) but not used",
+        "data.multi_species: set (enabled) but not used",
+        "data.perturbation: set (enabled) but not used",
+        "zoo: set (timeout) but not used",
+        "data.num_workers: not used",
+        "data.gene_vocab: \"mouse_genes\" is a vocabulary name",
+        "training.fsdp: set but not used",
+    ]) {
+        assert!(
+            line.starts_with("warning: ") && line.contains(needle),
+            "{needle}: {line}"
+        );
+    }
+
+    // Interpolation, resolved as OmegaConf does, in `forge config`'s output.
+    let (ok, out, stderr) = check(
+        "interp_ok",
+        "tokenizer:\n  max_genes: 64\nmodel:\n  max_seq_len: ${tokenizer.max_genes}\ntraining:\n  \
+         run_name: run_${model.max_seq_len}_${oc.env:FORGE_TEST_UNSET_VAR,x}\n",
+    );
+    assert!(ok, "{stderr}");
+    assert!(out.contains("max_seq_len: 64\n"), "{out}");
+    assert!(out.contains("run_name: run_64_x\n"), "{out}");
+}
+
+/// A `.ckpt` given to `--resume-from` or `--checkpoint` is refused before
+/// anything is read, and a missing vocabulary file is named once.
+#[test]
+fn lightning_checkpoints_and_missing_vocabularies_are_named() {
+    let dir = scratch("ckpt-flags");
+    let data = dir.join("cells.h5ad");
+    ok(&["synth", "--cells", "30", "--genes", "20", "--out", s(&data)]);
+    let config = dir.join("tiny.yaml");
+    std::fs::write(&config, tiny_config(&data)).unwrap();
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&config),
+        "--out",
+        s(&dir.join("run")),
+        "--resume-from",
+        "last.ckpt",
+    ]);
+    assert!(
+        err.contains("--resume-from: \"last.ckpt\" is a PyTorch Lightning checkpoint"),
+        "{err}"
+    );
+    assert!(err.contains("scmodelforge export"), "{err}");
+    let err = refused(&[
+        "finetune",
+        "--config",
+        s(&config),
+        "--checkpoint",
+        "model.ckpt",
+        "--out",
+        s(&dir.join("ft")),
+    ]);
+    assert!(err.contains("--checkpoint: \"model.ckpt\""), "{err}");
+    let vocab = dir.join("vocab.yaml");
+    let text = tiny_config(&data).replace(
+        "  max_genes: 32\n  num_workers: 1\n",
+        &format!(
+            "  max_genes: 32\n  gene_vocab: {}\n",
+            dir.join("missing.json").display()
+        ),
+    );
+    std::fs::write(&vocab, text).unwrap();
+    let err = refused(&[
+        "train",
+        "--config",
+        s(&vocab),
+        "--out",
+        s(&dir.join("run2")),
+    ]);
+    assert!(err.contains("missing.json: cannot read the file"), "{err}");
+    assert_eq!(
+        err.matches("os error 2").count(),
+        1,
+        "the cause is printed once: {err}"
+    );
+    // A schedule that ends before the run does is named.
+    let short = dir.join("short.yaml");
+    std::fs::write(
+        &short,
+        tiny_config(&data).replace("total_steps: 20", "total_steps: 2"),
+    )
+    .unwrap();
+    let out = forge(&[
+        "train",
+        "--config",
+        s(&short),
+        "--out",
+        s(&dir.join("run3")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("training.scheduler.total_steps (2) is below the 4 optimizer steps"),
+        "{stderr}"
+    );
 }

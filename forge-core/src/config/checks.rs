@@ -7,12 +7,55 @@
 //! registered (`model.architecture` is checked by the registry when a model
 //! is built) and do not touch the file system.
 
+use super::enums::{DataSource, GeneSelectionStrategy};
 use super::error::ConfigErrors;
 use super::schema::{
-    DataConfig, EvalConfig, FinetuneConfig, ForgeConfig, ModelConfig, TokenizerConfig,
-    TrainingConfig,
+    CensusConfig, CloudStorageConfig, DataConfig, EvalConfig, FinetuneConfig, ForgeConfig,
+    ModelConfig, MultiSpeciesConfig, PerturbationConfig, ShardConfig, TokenizerConfig,
+    TrainingConfig, ZooConfig,
 };
-use super::value::join_path;
+use super::value::{ConfigValue, join_path, quote};
+
+/// URL schemes of cloud storage that scModelForge reads through fsspec
+/// (its `data.cloud.is_cloud_path`).
+pub const CLOUD_SCHEMES: &[&str] = &["s3://", "gs://", "gcs://", "az://", "abfs://"];
+
+/// The value of `training.logger` forge accepts (any ASCII case).
+pub const LOGGERS: &[&str] = &["csv", "tensorboard", "wandb"];
+
+/// The vocabulary name scModelForge writes by default in `gene_vocab`.
+pub const DEFAULT_VOCAB_NAME: &str = "human_protein_coding";
+
+/// Whether a `gene_vocab` value names a vocabulary file (it holds a path
+/// separator or ends in `.json`) rather than a vocabulary name such as
+/// `human_protein_coding`. scModelForge reads neither (its training builds
+/// the vocabulary from the data); forge loads files and, like scModelForge,
+/// builds from the data for names.
+pub fn is_vocab_path(value: &str) -> bool {
+    let v = value.trim();
+    v.contains('/') || v.contains('\\') || v.to_ascii_lowercase().ends_with(".json")
+}
+
+/// The cloud scheme `path` starts with, if any.
+pub fn cloud_scheme(path: &str) -> Option<&'static str> {
+    let lower = path.trim().to_ascii_lowercase();
+    CLOUD_SCHEMES.iter().copied().find(|s| lower.starts_with(s))
+}
+
+/// The refusal of a Lightning `.ckpt` file where forge needs one of its
+/// checkpoint folders (`training.resume_from`, `finetune.checkpoint_path`,
+/// `--resume-from`, `--checkpoint`); `None` for anything else.
+pub fn lightning_checkpoint_problem(path: &str) -> Option<String> {
+    let lower = path.trim().to_ascii_lowercase();
+    lower.ends_with(".ckpt").then(|| {
+        format!(
+            "{} is a PyTorch Lightning checkpoint (.ckpt), which forge does not read; convert \
+             it with scModelForge's `scmodelforge export --checkpoint {path} --config \
+             CONFIG.yaml --output DIR` (a save_pretrained folder) and give DIR instead",
+            quote(path)
+        )
+    })
+}
 
 /// Records problems for keys under one section.
 struct Checker<'a> {
@@ -111,6 +154,63 @@ pub(crate) fn check_config(config: &ForgeConfig, errors: &mut ConfigErrors) {
 /// Checks the `data` section found at `section`.
 pub(crate) fn check_data(d: &DataConfig, section: &str, errors: &mut ConfigErrors) {
     let mut c = Checker::new(section, errors);
+    if d.source == DataSource::CellxgeneCensus {
+        c.fail(
+            "source",
+            "\"cellxgene_census\" needs the CELLxGENE Census service, which forge cannot reach; \
+             on a machine with internet access save the cells as .h5ad (e.g. \
+             `cellxgene_census.get_anndata(census, organism=..., obs_value_filter=...)\
+             .write_h5ad(\"cells.h5ad\")`), copy the file here, set `source: local` and list it \
+             in data.paths"
+                .to_string(),
+        );
+    }
+    if d.census != CensusConfig::default() {
+        c.fail(
+            "census",
+            format!(
+                "CELLxGENE Census settings ({}) are refused: forge cannot reach the Census; save \
+                 the query's cells as .h5ad where the Census is reachable, list the file in \
+                 data.paths and remove data.census",
+                changed_keys(&d.census.to_value(), &CensusConfig::default().to_value())
+            ),
+        );
+    }
+    for (i, path) in d.paths.iter().enumerate() {
+        if let Some(scheme) = cloud_scheme(path) {
+            c.fail(
+                &format!("paths[{i}]"),
+                format!(
+                    "{} is cloud storage ({scheme}), which forge cannot reach; copy the file to \
+                     local disk first (e.g. `aws s3 cp`, `gsutil cp` or `azcopy copy`) and list \
+                     the local path",
+                    quote(path)
+                ),
+            );
+        }
+    }
+    if d.cloud != CloudStorageConfig::default() {
+        c.fail(
+            "cloud",
+            format!(
+                "cloud storage settings ({}) are refused: forge reads local files only; copy \
+                 the files to local disk, list them in data.paths and remove data.cloud",
+                changed_keys(
+                    &d.cloud.to_value(),
+                    &CloudStorageConfig::default().to_value()
+                )
+            ),
+        );
+    }
+    let gs = &d.gene_selection;
+    match (gs.strategy, gs.n_genes) {
+        (GeneSelectionStrategy::All, _) => {}
+        (strategy, None) => c.fail(
+            "gene_selection.n_genes",
+            format!("must be set when gene_selection.strategy is {strategy}"),
+        ),
+        (_, Some(n)) => c.at_least("gene_selection.n_genes", n, 1),
+    }
     c.at_least("max_genes", d.max_genes, 1);
     c.at_least("num_workers", d.num_workers, 0);
     if let Some(target_sum) = d.preprocessing.target_sum {
@@ -254,6 +354,40 @@ pub(crate) fn check_training(t: &TrainingConfig, section: &str, errors: &mut Con
     c.at_least("batch_size", t.batch_size, 1);
     c.at_least("max_epochs", t.max_epochs, 1);
     c.at_least_opt("num_gpus", t.num_gpus, 0);
+    if let Some(n) = t.num_gpus
+        && n > 1
+    {
+        let with = if t.fsdp.is_some() {
+            "FSDP (training.fsdp)".to_string()
+        } else {
+            format!("strategy {}", quote(&t.strategy))
+        };
+        c.fail(
+            "num_gpus",
+            format!(
+                "{n} devices with {with} asks for distributed training, which forge does not \
+                 do yet: it trains on one device; set num_gpus: 1 (or null)"
+            ),
+        );
+    }
+    if !LOGGERS.iter().any(|l| t.logger.eq_ignore_ascii_case(l)) && !t.logger.trim().is_empty() {
+        c.fail(
+            "logger",
+            super::enums::invalid_value_message(&t.logger, LOGGERS, &[]),
+        );
+    }
+    c.at_least(
+        "sampling.curriculum_warmup_epochs",
+        t.sampling.curriculum_warmup_epochs,
+        0,
+    );
+    if let Some(problem) = t
+        .resume_from
+        .as_deref()
+        .and_then(lightning_checkpoint_problem)
+    {
+        c.fail("resume_from", problem);
+    }
     c.positive("optimizer.lr", t.optimizer.lr);
     c.non_negative("optimizer.weight_decay", t.optimizer.weight_decay);
     if let Some(s) = &t.scheduler {
@@ -283,6 +417,13 @@ pub(crate) fn check_eval(e: &EvalConfig, section: &str, errors: &mut ConfigError
 pub(crate) fn check_finetune(f: &FinetuneConfig, section: &str, errors: &mut ConfigErrors) {
     let mut c = Checker::new(section, errors);
     c.non_empty("label_key", &f.label_key);
+    if let Some(problem) = f
+        .checkpoint_path
+        .as_deref()
+        .and_then(lightning_checkpoint_problem)
+    {
+        c.fail("checkpoint_path", problem);
+    }
     c.at_least("freeze_backbone_epochs", f.freeze_backbone_epochs, 0);
     if let Some(lr) = f.backbone_lr {
         c.positive("backbone_lr", lr);
@@ -304,6 +445,110 @@ pub(crate) fn check_finetune(f: &FinetuneConfig, section: &str, errors: &mut Con
     c.at_least("lora.rank", f.lora.rank, 1);
     c.positive("lora.alpha", f.lora.alpha);
     c.in_0_1_excl("lora.dropout", f.lora.dropout);
+}
+
+/// The keys of `value` (a mapping) whose values differ from `default`'s,
+/// comma-separated, for messages.
+fn changed_keys(value: &serde_json::Value, default: &serde_json::Value) -> String {
+    let (Some(v), Some(d)) = (value.as_object(), default.as_object()) else {
+        return String::new();
+    };
+    v.iter()
+        .filter(|(k, x)| d.get(k.as_str()) != Some(x))
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Records, one line each, the keys that are set but that forge (like
+/// scModelForge's training) does not use, where going on is harmless.
+/// Keys left at their defaults are not mentioned, so a config saved with
+/// every key written stays quiet.
+pub(crate) fn config_warnings(config: &ForgeConfig, warnings: &mut ConfigErrors) {
+    let d = &config.data;
+    let not_used = |warnings: &mut ConfigErrors,
+                    path: &str,
+                    value: serde_json::Value,
+                    default: serde_json::Value,
+                    what: &str| {
+        if value != default {
+            warnings.push(
+                path,
+                format!(
+                    "set ({}) but not used: scModelForge's training does not use it either; \
+                     {what}",
+                    changed_keys(&value, &default)
+                ),
+            );
+        }
+    };
+    not_used(
+        warnings,
+        "data.shards",
+        d.shards.to_value(),
+        ShardConfig::default().to_value(),
+        "forge reads the files in data.paths",
+    );
+    not_used(
+        warnings,
+        "data.multi_species",
+        d.multi_species.to_value(),
+        MultiSpeciesConfig::default().to_value(),
+        "forge builds one vocabulary from the gene names of the data",
+    );
+    not_used(
+        warnings,
+        "data.perturbation",
+        d.perturbation.to_value(),
+        PerturbationConfig::default().to_value(),
+        "forge reads no perturbation metadata",
+    );
+    not_used(
+        warnings,
+        "zoo",
+        config.zoo.to_value(),
+        ZooConfig::default().to_value(),
+        "forge has no model zoo",
+    );
+    if d.num_workers != config.training.num_workers
+        && d.num_workers != DataConfig::default().num_workers
+    {
+        warnings.push(
+            "data.num_workers",
+            format!(
+                "not used: scModelForge's training does not read it either; the loader's \
+                 threads come from training.num_workers ({})",
+                config.training.num_workers
+            ),
+        );
+    }
+    for (path, vocab) in [
+        ("data.gene_vocab", &d.gene_vocab),
+        ("tokenizer.gene_vocab", &config.tokenizer.gene_vocab),
+    ] {
+        if let Some(name) = vocab
+            && !is_vocab_path(name)
+            && name.trim() != DEFAULT_VOCAB_NAME
+        {
+            warnings.push(
+                path,
+                format!(
+                    "{} is a vocabulary name, not a file (no `/`, no `.json`): as in \
+                     scModelForge, the vocabulary is built from the genes of the data; give a \
+                     path such as ./{}.json to load a vocabulary file",
+                    quote(name),
+                    name.trim()
+                ),
+            );
+        }
+    }
+    if config.training.fsdp.is_some() && config.training.num_gpus.is_none_or(|n| n <= 1) {
+        warnings.push(
+            "training.fsdp",
+            "set but not used: scModelForge applies FSDP only with more than one device, and \
+             forge trains on one",
+        );
+    }
 }
 
 #[cfg(test)]
@@ -529,6 +774,36 @@ mod tests {
         f.head.n_classes = Some(2);
         ok.finetune = Some(f);
         assert_eq!(problems(&ok), vec![]);
+    }
+
+    #[test]
+    fn vocab_names_paths_cloud_schemes_and_lightning_checkpoints() {
+        for path in [
+            "./v.json",
+            "/a/b",
+            "vocab.JSON",
+            "dir\\v",
+            "x/human_protein_coding",
+        ] {
+            assert!(is_vocab_path(path), "{path}");
+        }
+        for name in ["human_protein_coding", "mouse", "v.json.bak"] {
+            assert!(!is_vocab_path(name), "{name}");
+        }
+        let mut c = ForgeConfig::default();
+        assert_eq!(c.gene_vocab_file(), None);
+        c.data.gene_vocab = Some("human_protein_coding".into());
+        c.tokenizer.gene_vocab = Some("human_protein_coding".into());
+        assert_eq!(c.gene_vocab_file(), None, "names build from the data");
+        c.data.gene_vocab = Some(" run/gene_vocab.json ".into());
+        assert_eq!(c.gene_vocab_file(), Some("run/gene_vocab.json"));
+        c.tokenizer.gene_vocab = Some("other.json".into());
+        assert_eq!(c.gene_vocab_file(), Some("other.json"), "tokenizer's wins");
+        assert_eq!(cloud_scheme(" S3://b/x"), Some("s3://"));
+        assert_eq!(cloud_scheme("abfs://c/x"), Some("abfs://"));
+        assert_eq!(cloud_scheme("data/s3://x"), None);
+        assert!(lightning_checkpoint_problem("a/last.CKPT").is_some());
+        assert!(lightning_checkpoint_problem("a/last").is_none());
     }
 
     #[test]

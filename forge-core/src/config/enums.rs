@@ -227,9 +227,31 @@ config_enum! {
     pub enum DataSource {
         /// Local `.h5ad` files listed in `data.paths`.
         Local = "local",
-        /// CELLxGENE Census (settings in `data.census`); accepted so that
-        /// scModelForge configs load, but forge reads local files only.
+        /// CELLxGENE Census (settings in `data.census`); parses so that the
+        /// refusal can say how to bring the cells local.
         CellxgeneCensus = "cellxgene_census",
+    }
+}
+
+config_enum! {
+    /// Batch-level gene selection (`data.gene_selection.strategy`).
+    pub enum GeneSelectionStrategy {
+        /// Keep every gene.
+        All = "all",
+        /// The `n_genes` genes with the largest expression sum in the batch.
+        MostExpressed = "most_expressed",
+        /// A random `n_genes` of the genes expressed in the batch.
+        RandomExpressed = "random_expressed",
+    }
+}
+
+config_enum! {
+    /// How training cells are drawn (`training.sampling.strategy`).
+    pub enum SamplingStrategy {
+        /// A uniform shuffle each epoch.
+        Random = "random",
+        /// Inverse class-frequency weights of `sampling.label_key`.
+        Weighted = "weighted",
     }
 }
 
@@ -387,6 +409,8 @@ mod tests {
         check::<BinningMethod>(BinningMethod::ALL);
         check::<Normalize>(Normalize::ALL);
         check::<DataSource>(DataSource::ALL);
+        check::<GeneSelectionStrategy>(GeneSelectionStrategy::ALL);
+        check::<SamplingStrategy>(SamplingStrategy::ALL);
         check::<OptimizerName>(OptimizerName::ALL);
         check::<SchedulerName>(SchedulerName::ALL);
         check::<Precision>(Precision::ALL);

@@ -101,6 +101,22 @@ impl ConfigErrors {
         self.errors.iter().any(|e| e.path == path)
     }
 
+    /// Each problem as a warning line, `warning: SOURCE: PATH: MESSAGE`,
+    /// for problems that do not stop a run.
+    pub fn warning_lines(&self) -> Vec<String> {
+        self.errors
+            .iter()
+            .map(|e| format!("warning: {}: {e}", self.source_name))
+            .collect()
+    }
+
+    /// Prints [`Self::warning_lines`] on stderr, one per line.
+    pub fn print_warnings(&self) {
+        for line in self.warning_lines() {
+            eprintln!("{line}");
+        }
+    }
+
     /// `Ok(value)` when nothing was recorded, else `Err(self)`.
     pub fn into_result<T>(self, value: T) -> Result<T, Self> {
         if self.is_empty() {

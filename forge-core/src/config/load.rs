@@ -12,33 +12,70 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::checks::check_config;
+use super::checks::{check_config, config_warnings};
 use super::error::ConfigErrors;
-use super::schema::ForgeConfig;
+use super::interpolate;
+use super::schema::{FinetuneConfig, ForgeConfig, FsdpConfig};
 use super::value::ConfigValue;
 use super::yaml;
 
 impl ForgeConfig {
     /// Reads a config from YAML text. `source_name` names the text in
-    /// messages (a file path, or `<string>`).
+    /// messages (a file path, or `<string>`). Warnings (keys set but not
+    /// used) are dropped; see [`ForgeConfig::from_yaml_str_with_warnings`].
     pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Self, ConfigErrors> {
+        Self::from_yaml_str_with_warnings(text, source_name).map(|(config, _)| config)
+    }
+
+    /// Reads a config from YAML text, with its warnings: keys that are set
+    /// but that forge, like scModelForge's training, does not use, each
+    /// with its line (see [`ConfigErrors::warning_lines`]).
+    pub fn from_yaml_str_with_warnings(
+        text: &str,
+        source_name: &str,
+    ) -> Result<(Self, ConfigErrors), ConfigErrors> {
         let mut errors = ConfigErrors::new(source_name);
-        let Some(tree) = yaml::parse(text, &mut errors) else {
+        let Some(mut tree) = yaml::parse(text, &mut errors) else {
             return Err(errors);
         };
+        let defaults = interpolate::defaults_for(
+            &tree.root,
+            &ForgeConfig::default().to_value(),
+            &[
+                ("finetune", FinetuneConfig::default().to_value()),
+                ("training.fsdp", FsdpConfig::default().to_value()),
+            ],
+        );
+        interpolate::resolve(&mut tree.root, &defaults, &mut errors);
+        if !errors.is_empty() {
+            yaml::attach_lines(&mut errors, &tree.lines);
+            return Err(errors);
+        }
         let config = read_and_check(&tree.root, &mut errors);
         yaml::attach_lines(&mut errors, &tree.lines);
         match config {
-            Some(config) if errors.is_empty() => Ok(config),
+            Some(config) if errors.is_empty() => {
+                let mut warnings = ConfigErrors::new(source_name);
+                config_warnings(&config, &mut warnings);
+                yaml::attach_lines(&mut warnings, &tree.lines);
+                Ok((config, warnings))
+            }
             _ => Err(errors),
         }
     }
 
-    /// Reads a config file.
+    /// Reads a config file (warnings dropped; see
+    /// [`ForgeConfig::load_with_warnings`]).
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        Self::load_with_warnings(path).map(|(config, _)| config)
+    }
+
+    /// Reads a config file, with its warnings (see
+    /// [`ForgeConfig::from_yaml_str_with_warnings`]).
+    pub fn load_with_warnings(path: &Path) -> Result<(Self, ConfigErrors), ConfigErrors> {
         let source_name = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_yaml_str(&text, &source_name),
+            Ok(text) => Self::from_yaml_str_with_warnings(&text, &source_name),
             Err(e) => {
                 let hint = if e.kind() == std::io::ErrorKind::NotFound {
                     " (check the path; configs/ holds examples)"
@@ -81,6 +118,28 @@ impl ForgeConfig {
         let mut errors = ConfigErrors::new("config");
         check_config(self, &mut errors);
         errors.into_result(())
+    }
+
+    /// The vocabulary file the config names: `tokenizer.gene_vocab`, else
+    /// `data.gene_vocab`, when it is a path (holds a `/` or ends in
+    /// `.json`). A vocabulary name such as scModelForge's default
+    /// `human_protein_coding` gives `None`: as in scModelForge, whose
+    /// training never reads these keys, the vocabulary is built from the
+    /// genes of the data.
+    pub fn gene_vocab_file(&self) -> Option<&str> {
+        [&self.tokenizer.gene_vocab, &self.data.gene_vocab]
+            .into_iter()
+            .flatten()
+            .map(|v| v.trim())
+            .find(|v| super::checks::is_vocab_path(v))
+    }
+
+    /// The warnings of a config built or edited in code: keys set but not
+    /// used (see [`ForgeConfig::from_yaml_str_with_warnings`]).
+    pub fn warnings(&self) -> ConfigErrors {
+        let mut warnings = ConfigErrors::new("config");
+        config_warnings(self, &mut warnings);
+        warnings
     }
 }
 
@@ -129,14 +188,14 @@ data:
   gene_key: gene_symbols
   census:
     organism: Homo sapiens
-    census_version: "2023-12-15"
-    filters: {tissue: [brain, lung], is_primary_data: true}
-    obs_columns: [cell_type, donor_id]
+    census_version: latest
+    filters: null
+    obs_columns: null
   multi_species: {enabled: false, organisms: [human, mouse]}
   perturbation: {enabled: false, perturbation_key: null}
   shards: {enabled: false, shard_dir: "", shard_size: 500000}
   gene_selection: {strategy: all, n_genes: null}
-  cloud: {storage_options: {anon: true}, cache_dir: null}
+  cloud: {storage_options: {}, cache_dir: null}
   streaming: false
   streaming_chunk_size: 10000
   streaming_shuffle_buffer: 5000
@@ -287,11 +346,8 @@ zoo:
             Some("human_protein_coding")
         );
         assert_eq!(config.data.preprocessing.target_sum, Some(10000.0));
-        assert_eq!(
-            config.data.census["filters"]["tissue"],
-            json!(["brain", "lung"])
-        );
-        assert_eq!(config.data.census["census_version"], json!("2023-12-15"));
+        assert_eq!(config.data.census, CensusConfig::default());
+        assert_eq!(config.data.shards.shard_size, 500000);
         assert_eq!(
             config.tokenizer.strategy,
             TokenizerStrategy::BinnedExpression
@@ -306,10 +362,13 @@ zoo:
             config.training.scheduler.as_ref().unwrap().warmup_steps,
             100
         );
-        assert_eq!(config.training.sampling["strategy"], json!("weighted"));
         assert_eq!(
-            config.training.fsdp.as_ref().unwrap()["min_num_params"],
-            json!(1000000)
+            config.training.sampling.strategy,
+            SamplingStrategy::Weighted
+        );
+        assert_eq!(
+            config.training.fsdp.as_ref().unwrap().min_num_params,
+            1_000_000
         );
         let benchmarks = &config.eval.benchmarks;
         assert_eq!(benchmarks.len(), 3);
@@ -329,13 +388,34 @@ zoo:
             finetune.lora.target_modules_or_default(),
             ["out_proj", "linear1"]
         );
-        assert_eq!(config.zoo["timeout"], json!(0));
+        assert_eq!(config.zoo, ZooConfig::default());
 
         let text = config.to_yaml_string();
         assert_eq!(load_str(&text).unwrap(), config, "\n{text}");
         assert_eq!(
             ForgeConfig::from_json(&config.to_json(), "<json>").unwrap(),
             config
+        );
+    }
+
+    #[test]
+    fn interpolations_resolve_against_the_defaults_and_are_typed() {
+        let text = "model:\n  max_seq_len: ${tokenizer.max_genes}\n  hidden_dim: \
+                    ${oc.env:FORGE_TEST_SURELY_UNSET,64}\n  num_heads: 4\ntraining:\n  \
+                    run_name: run_${model.hidden_dim}_${.seed}\n  seed: 7\nfinetune:\n  \
+                    label_key: ${finetune.head.task}\n";
+        let config = load_str(text).unwrap();
+        assert_eq!(config.model.max_seq_len, 2048);
+        assert_eq!(config.model.hidden_dim, 64);
+        assert_eq!(config.training.run_name.as_deref(), Some("run_64_7"));
+        assert_eq!(config.finetune.unwrap().label_key, "classification");
+        // Errors name the key, the reference and the line.
+        let err =
+            load_str("training:\n  seed: 1\n  batch_size: ${training.batchsize}\n").unwrap_err();
+        assert_eq!(
+            err,
+            "config.yaml: training.batch_size: interpolation ${training.batchsize}: training has \
+             no key \"batchsize\"; did you mean \"training.batch_size\"? (line 3)"
         );
     }
 

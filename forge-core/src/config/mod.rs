@@ -29,7 +29,12 @@
 //!   with `config_enum!`;
 //! - `section.rs` / `value.rs`: the two macros' machinery and the
 //!   [`ConfigValue`] trait that reads and writes the tree;
-//! - `checks.rs`: range checks and rules across keys;
+//! - `checks.rs`: range checks, rules across keys, refusals of what forge
+//!   cannot do and warnings for keys it does not use;
+//! - `interpolate.rs`: OmegaConf's `${...}` interpolation, resolved on the
+//!   tree before the keys are read;
+//! - `keys.rs`: what forge does with each key (honoured, refused, warned),
+//!   as `docs/config-keys.md` lists it;
 //! - `yaml.rs` / `load.rs`: YAML text <-> tree, and the public load/save
 //!   API;
 //! - `error.rs`: [`ConfigError`] and [`ConfigErrors`].
@@ -37,9 +42,11 @@
 //! This module does not resolve registry names, open data files or build
 //! vocabularies; it only says whether a config is well formed.
 
-mod checks;
+pub mod checks;
 pub mod enums;
 pub mod error;
+pub mod interpolate;
+pub mod keys;
 mod load;
 pub mod schema;
 mod section;
@@ -47,13 +54,16 @@ pub mod value;
 pub mod yaml;
 
 pub use enums::{
-    Activation, BinningMethod, DataSource, FinetuneTask, LoraBias, Normalize, OptimizerName,
-    Pooling, Precision, PretrainingTask, SchedulerName, TokenizerStrategy,
+    Activation, BinningMethod, DataSource, FinetuneTask, GeneSelectionStrategy, LoraBias,
+    Normalize, OptimizerName, Pooling, Precision, PretrainingTask, SamplingStrategy, SchedulerName,
+    TokenizerStrategy,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::{
-    BenchmarkSpec, DataConfig, EvalConfig, FinetuneConfig, FinetuneHeadConfig, ForgeConfig,
-    LoraConfig, MaskingConfig, ModelConfig, Opaque, OptimizerConfig, PreprocessingConfig,
-    SchedulerConfig, TokenizerConfig, TrainingConfig,
+    BenchmarkSpec, CensusConfig, CloudStorageConfig, DataConfig, EvalConfig, FinetuneConfig,
+    FinetuneHeadConfig, ForgeConfig, FsdpConfig, GeneSelectionConfig, LoraConfig, MaskingConfig,
+    ModelConfig, MultiSpeciesConfig, Opaque, OptimizerConfig, PerturbationConfig,
+    PreprocessingConfig, SamplingConfig, SchedulerConfig, ShardConfig, TokenizerConfig,
+    TrainingConfig, ZooConfig,
 };
 pub use value::ConfigValue;

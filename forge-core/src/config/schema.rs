@@ -4,9 +4,10 @@
 //! Key names and defaults follow scModelForge's `config/schema.py`, so its
 //! YAML files load unchanged. Where forge differs it says so in the key's
 //! documentation (e.g. `training.logger` defaults to `csv` because forge has
-//! no Weights & Biases client). Sub-sections forge does not act on (census,
-//! sampling, fsdp, ...) are kept as opaque mappings: they load, survive a
-//! save, and are otherwise ignored.
+//! no Weights & Biases client). Every sub-section is typed, so an unknown or
+//! misspelt key anywhere is refused with a did-you-mean; what forge does
+//! with each key (honoured, refused or warned about) is decided in
+//! `checks.rs` and listed in `docs/config-keys.md`.
 //!
 //! Loading and saving whole files lives in `load.rs`; checks that involve
 //! more than one key live in `checks.rs`.
@@ -14,8 +15,9 @@
 use serde_json::{Map, Value};
 
 use super::enums::{
-    Activation, BinningMethod, DataSource, FinetuneTask, LoraBias, Normalize, OptimizerName,
-    Pooling, Precision, PretrainingTask, SchedulerName, TokenizerStrategy,
+    Activation, BinningMethod, DataSource, FinetuneTask, GeneSelectionStrategy, LoraBias,
+    Normalize, OptimizerName, Pooling, Precision, PretrainingTask, SamplingStrategy, SchedulerName,
+    TokenizerStrategy,
 };
 use super::error::{ConfigError, ConfigErrors};
 use super::section::config_section;
@@ -41,31 +43,35 @@ config_section! {
         /// Fine-tuning of a pretrained model (`finetune`); absent or `null`
         /// for pretraining configs.
         finetune: Option<FinetuneConfig> = None,
-        /// scModelForge's model-zoo settings (`zoo`). Opaque: accepted so
-        /// that configs saved by scModelForge load, ignored by forge.
-        zoo: Opaque = Opaque::new(),
+        /// scModelForge's model-zoo settings (`zoo`): read so that configs
+        /// saved by scModelForge load; not used by training (forge warns
+        /// when they differ from the defaults).
+        zoo: ZooConfig = ZooConfig::default(),
     }
 }
 
 config_section! {
     /// Data loading and preprocessing (YAML section `data`).
     pub struct DataConfig {
-        /// Where cells come from: `local` (the files in `paths`) or
-        /// `cellxgene_census` (accepted for compatibility; forge reads local
-        /// files only).
+        /// Where cells come from: `local` (the files in `paths`).
+        /// `cellxgene_census` parses but is refused by the checks: forge
+        /// cannot reach the Census service.
         source: DataSource = DataSource::Local,
         /// AnnData `.h5ad` files to read, in order.
         paths: Vec<String> = Vec::new(),
-        /// Gene vocabulary: a path to a `gene_vocab.json` (gene -> id).
-        /// `null` (forge's default) builds the vocabulary from the genes of
-        /// the data. scModelForge's named vocabularies (its default is
-        /// `human_protein_coding`) are not bundled with forge.
+        /// Gene vocabulary. A name (no `/`, not ending in `.json`, such as
+        /// scModelForge's default `human_protein_coding`) builds the
+        /// vocabulary from the genes of the data, as scModelForge does for
+        /// every value; a path to a `gene_vocab.json` (gene -> id) loads
+        /// that file (forge addition); `null` builds from the data.
         gene_vocab: Option<String> = None,
         /// Per-cell preprocessing applied after reading.
         preprocessing: PreprocessingConfig = PreprocessingConfig::default(),
         /// Maximum number of genes kept per cell when reading.
         max_genes: i64 = 2048,
-        /// Worker threads for data loading.
+        /// Not read by scModelForge's training (its loader threads come from
+        /// `training.num_workers`); forge does the same and warns when this
+        /// differs from `training.num_workers`.
         num_workers: i64 = 4,
         /// Read `adata.raw.X` and `adata.raw.var` instead of `X` and `var`
         /// (forge addition; for files whose `X` holds scaled values).
@@ -81,18 +87,23 @@ config_section! {
         /// Match gene symbols to the vocabulary regardless of case (Ensembl
         /// ids always match without their version suffix) (forge addition).
         case_insensitive_genes: bool = false,
-        /// CELLxGENE Census settings (opaque, ignored by forge).
-        census: Opaque = Opaque::new(),
-        /// Multi-species vocabulary settings (opaque, ignored by forge).
-        multi_species: Opaque = Opaque::new(),
-        /// Perturbation metadata settings (opaque, ignored by forge).
-        perturbation: Opaque = Opaque::new(),
-        /// Pre-sharded dataset settings (opaque, ignored by forge).
-        shards: Opaque = Opaque::new(),
-        /// Gene selection settings (opaque, ignored by forge).
-        gene_selection: Opaque = Opaque::new(),
-        /// Cloud storage settings (opaque, ignored by forge).
-        cloud: Opaque = Opaque::new(),
+        /// CELLxGENE Census settings (`source: cellxgene_census` only;
+        /// refused when set, forge cannot reach the Census).
+        census: CensusConfig = CensusConfig::default(),
+        /// Multi-species vocabulary settings (not used by scModelForge's
+        /// training nor by forge's; warned about when set).
+        multi_species: MultiSpeciesConfig = MultiSpeciesConfig::default(),
+        /// Perturbation metadata settings (not used by scModelForge's
+        /// training nor by forge's; warned about when set).
+        perturbation: PerturbationConfig = PerturbationConfig::default(),
+        /// Pre-sharded dataset settings (not used by scModelForge's training
+        /// nor by forge's; warned about when set).
+        shards: ShardConfig = ShardConfig::default(),
+        /// Batch-level gene selection for training batches.
+        gene_selection: GeneSelectionConfig = GeneSelectionConfig::default(),
+        /// Cloud storage settings (for `s3://`, `gs://`, ... paths; refused
+        /// when set, forge reads local files only).
+        cloud: CloudStorageConfig = CloudStorageConfig::default(),
         /// Stream cells from disk instead of loading them all.
         streaming: bool = false,
         /// Cells per chunk when streaming.
@@ -114,6 +125,91 @@ config_section! {
         hvg_selection: Option<i64> = None,
         /// Apply `log1p` after normalisation.
         log1p: bool = true,
+    }
+}
+
+config_section! {
+    /// CELLxGENE Census query (YAML section `data.census`).
+    pub struct CensusConfig {
+        /// Census organism name, e.g. `Homo sapiens`.
+        organism: String = "Homo sapiens".to_string(),
+        /// Census release, or `latest`.
+        census_version: String = "latest".to_string(),
+        /// Raw SOMA `obs_value_filter`.
+        obs_value_filter: Option<String> = None,
+        /// Raw SOMA `var_value_filter`.
+        var_value_filter: Option<String> = None,
+        /// Structured obs filter (column -> value or list of values).
+        filters: Option<Opaque> = None,
+        /// Extra obs columns to fetch.
+        obs_columns: Option<Vec<String>> = None,
+    }
+}
+
+config_section! {
+    /// Multi-species gene mapping (YAML section `data.multi_species`).
+    pub struct MultiSpeciesConfig {
+        /// Map genes of several organisms onto one namespace.
+        enabled: bool = false,
+        /// Organisms to include.
+        organisms: Vec<String> = vec!["human".to_string(), "mouse".to_string()],
+        /// Organism whose gene names the others are mapped to.
+        canonical_organism: String = "human".to_string(),
+        /// Include one-to-many orthologs.
+        include_one2many: bool = false,
+        /// Custom ortholog table (TSV); `null` uses the bundled one.
+        ortholog_table: Option<String> = None,
+    }
+}
+
+config_section! {
+    /// Perturbation metadata (YAML section `data.perturbation`).
+    pub struct PerturbationConfig {
+        /// Enable perturbation-aware data handling.
+        enabled: bool = false,
+        /// obs column with perturbation labels; `null` auto-detects.
+        perturbation_key: Option<String> = None,
+        /// Label of control cells.
+        control_label: String = "control".to_string(),
+        /// obs column with doses; `null` auto-detects.
+        dose_key: Option<String> = None,
+        /// Unit of the doses.
+        dose_unit: Option<String> = None,
+    }
+}
+
+config_section! {
+    /// Memory-mapped shards (YAML section `data.shards`).
+    pub struct ShardConfig {
+        /// Read shards instead of in-memory data.
+        enabled: bool = false,
+        /// Shard folder (with `manifest.json`).
+        shard_dir: String = String::new(),
+        /// Cells per shard when converting.
+        shard_size: i64 = 500_000,
+    }
+}
+
+config_section! {
+    /// Batch-level gene selection (YAML section `data.gene_selection`).
+    pub struct GeneSelectionConfig {
+        /// `all` keeps every gene; `most_expressed` keeps the `n_genes`
+        /// genes with the largest expression sum over the batch;
+        /// `random_expressed` a random `n_genes` of the genes expressed in
+        /// the batch.
+        strategy: GeneSelectionStrategy = GeneSelectionStrategy::All,
+        /// Genes kept per batch; required unless `strategy` is `all`.
+        n_genes: Option<i64> = None,
+    }
+}
+
+config_section! {
+    /// Cloud storage access (YAML section `data.cloud`).
+    pub struct CloudStorageConfig {
+        /// fsspec `storage_options` (credentials, endpoint, ...).
+        storage_options: Opaque = Opaque::new(),
+        /// Local cache folder for cloud files.
+        cache_dir: Option<String> = None,
     }
 }
 
@@ -279,10 +375,12 @@ config_section! {
         max_epochs: i64 = 10,
         /// Seed for every random number generator.
         seed: i64 = 42,
-        /// Lightning distribution strategy (accepted for compatibility;
-        /// forge trains on one device).
+        /// Lightning distribution strategy. As in scModelForge it only
+        /// matters with more than one device, which forge refuses
+        /// (`num_gpus`); on one device it is not used.
         strategy: String = "ddp".to_string(),
-        /// Number of GPUs; `null` uses what is available.
+        /// Number of GPUs; `null` uses what is available. forge trains on
+        /// one device: more than 1 is refused.
         num_gpus: Option<i64> = None,
         /// Numeric precision.
         precision: Precision = Precision::Bf16Mixed,
@@ -295,10 +393,11 @@ config_section! {
         /// Batches whose gradients are summed before each optimizer step.
         gradient_accumulation: i64 = 1,
         /// Metrics logger: `csv` (forge's default; scModelForge defaults to
-        /// `wandb`, which forge does not ship), `tensorboard` or `wandb`.
+        /// `wandb`, which cannot reach its server from here), `tensorboard`
+        /// or `wandb` (any case); other values are refused.
         logger: String = "csv".to_string(),
         /// Weights & Biases project (`logger: wandb` only).
-        wandb_project: Option<String> = None,
+        wandb_project: Option<String> = Some("scmodelforge".to_string()),
         /// Name of the run; `null` derives one from the architecture and
         /// the start time.
         run_name: Option<String> = None,
@@ -310,16 +409,49 @@ config_section! {
         checkpoint_dir: Option<String> = Some("checkpoints".to_string()),
         /// Keep the best this many checkpoints (-1 keeps all).
         save_top_k: i64 = 3,
-        /// Worker threads feeding the training loop.
+        /// Worker threads building batches (scModelForge's DataLoader
+        /// workers); 0 builds them on one thread.
         num_workers: i64 = 4,
         /// Fraction of cells held out for validation, in [0, 1).
         val_split: f64 = 0.05,
         /// Checkpoint to resume training from.
         resume_from: Option<String> = None,
-        /// Cell sampling settings (opaque, ignored by forge).
-        sampling: Opaque = Opaque::new(),
-        /// Fully sharded data parallel settings (opaque, ignored by forge).
-        fsdp: Option<Opaque> = None,
+        /// How training cells are drawn each epoch.
+        sampling: SamplingConfig = SamplingConfig::default(),
+        /// Fully sharded data parallel settings; scModelForge uses them only
+        /// with more than one device, so forge (one device) warns that they
+        /// are not used.
+        fsdp: Option<FsdpConfig> = None,
+    }
+}
+
+config_section! {
+    /// Cell sampling (YAML section `training.sampling`).
+    pub struct SamplingConfig {
+        /// `random` (uniform shuffle) or `weighted` (inverse class
+        /// frequency of `label_key`).
+        strategy: SamplingStrategy = SamplingStrategy::Random,
+        /// obs column of the class labels (`weighted`).
+        label_key: String = "cell_type".to_string(),
+        /// Sample with replacement (`weighted`).
+        replacement: bool = true,
+        /// Epochs over which the weights ramp from uniform to full inverse
+        /// frequency; 0 disables the curriculum.
+        curriculum_warmup_epochs: i64 = 0,
+    }
+}
+
+config_section! {
+    /// Fully Sharded Data Parallel (YAML section `training.fsdp`).
+    pub struct FsdpConfig {
+        /// `FULL_SHARD`, `SHARD_GRAD_OP`, `NO_SHARD` or `HYBRID_SHARD`.
+        sharding_strategy: String = "FULL_SHARD".to_string(),
+        /// Offload parameters and gradients to the CPU.
+        cpu_offload: bool = false,
+        /// Activation checkpointing on the encoder layers.
+        activation_checkpointing: bool = false,
+        /// Least parameters of an auto-wrapped module.
+        min_num_params: i64 = 1_000_000,
     }
 }
 
@@ -521,6 +653,18 @@ config_section! {
         target_modules: Option<Vec<String>> = None,
         /// Which biases are trained.
         bias: LoraBias = LoraBias::None,
+    }
+}
+
+config_section! {
+    /// Model-zoo isolation (YAML section `zoo`).
+    pub struct ZooConfig {
+        /// Folder of the isolated virtualenvs.
+        env_dir: String = "~/.cache/scmodelforge/envs".to_string(),
+        /// Python version of new environments; `null` uses the current one.
+        python_version: Option<String> = None,
+        /// Subprocess timeout in seconds; 0 means none.
+        timeout: i64 = 0,
     }
 }
 

@@ -40,10 +40,17 @@ pub fn parse(text: &str, errors: &mut ConfigErrors) -> Option<YamlTree> {
         Ok(docs) => docs,
         Err(e) => {
             let m = e.marker();
+            let opened = match unclosed_before(text, m.line(), m.col() + 1) {
+                Some(u) => format!(
+                    "; {} at line {}, column {} is not closed",
+                    u.what, u.line, u.col
+                ),
+                None => String::new(),
+            };
             errors.push(
                 "",
                 format!(
-                    "YAML syntax error at line {}, column {}: {}",
+                    "YAML syntax error at line {}, column {}: {}{opened}",
                     m.line(),
                     m.col() + 1,
                     e.info()
@@ -84,6 +91,98 @@ pub fn parse(text: &str, errors: &mut ConfigErrors) -> Option<YamlTree> {
         }
     }
     Some(tree)
+}
+
+/// A flow collection or quoted scalar left open, and where it began
+/// (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unclosed {
+    /// What was opened: "the `[`", "the `{`", "the quoted string".
+    pub what: &'static str,
+    /// Line of the opening character.
+    pub line: usize,
+    /// Column of the opening character.
+    pub col: usize,
+}
+
+/// The innermost flow collection (`[`, `{`) or quoted scalar still open at
+/// 1-based (`line`, `col`) of `text`, as PyYAML reports it ("while parsing
+/// a flow sequence ... line 2, column 14"), so that a syntax error found at
+/// the end of the file can name where the unclosed construct began. A
+/// light scan: comments, quotes and block context are told apart; `[`,
+/// `{` and quotes count only where a value starts.
+pub fn unclosed_before(text: &str, line: usize, col: usize) -> Option<Unclosed> {
+    let mut stack: Vec<Unclosed> = Vec::new();
+    // (quote char, where it opened)
+    let mut quote: Option<(char, Unclosed)> = None;
+    for (li, row) in text.split('\n').enumerate() {
+        let ln = li + 1;
+        if ln > line {
+            break;
+        }
+        let chars: Vec<char> = row.trim_end_matches('\r').chars().collect();
+        // The last significant character before the current one, on this
+        // line or (in flow context) on an earlier one.
+        let mut prev: Option<char> = None;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let cn = i + 1;
+            if ln == line && cn >= col {
+                break;
+            }
+            if let Some((q, _)) = &quote {
+                let q = *q;
+                if q == '"' && c == '\\' {
+                    i += 2;
+                    continue;
+                }
+                if c == q {
+                    if q == '\'' && chars.get(i + 1) == Some(&'\'') {
+                        i += 2;
+                        continue;
+                    }
+                    quote = None;
+                    prev = Some(c);
+                }
+                i += 1;
+                continue;
+            }
+            let at_value = match prev {
+                None => true,
+                Some(p) => matches!(p, ':' | '-' | '?' | ',' | '[' | '{'),
+            };
+            match c {
+                '#' if i == 0 || chars[i - 1].is_whitespace() => break,
+                '[' | '{' if at_value => {
+                    stack.push(Unclosed {
+                        what: if c == '[' { "the `[`" } else { "the `{`" },
+                        line: ln,
+                        col: cn,
+                    });
+                }
+                ']' | '}' if !stack.is_empty() => {
+                    stack.pop();
+                }
+                '"' | '\'' if at_value => {
+                    quote = Some((
+                        c,
+                        Unclosed {
+                            what: "the quoted string",
+                            line: ln,
+                            col: cn,
+                        },
+                    ));
+                }
+                _ => {}
+            }
+            if !c.is_whitespace() {
+                prev = Some(c);
+            }
+            i += 1;
+        }
+    }
+    quote.map(|(_, u)| u).or_else(|| stack.pop())
 }
 
 fn convert(
@@ -368,6 +467,49 @@ mod tests {
         assert!(err.contains("a: line 1: the value cannot be read"), "{err}");
         let err = read("? [1, 2]\n: x\n").unwrap_err();
         assert!(err.contains("keys must be plain names"), "{err}");
+    }
+
+    #[test]
+    fn unclosed_constructs_name_where_they_began() {
+        // PyYAML: "while parsing a flow sequence in line 2, column 13".
+        let err = read("model:\n  hidden_dim: [1\n  pooling: cls\n").unwrap_err();
+        assert!(
+            err.contains("; the `[` at line 2, column 15 is not closed"),
+            "{err}"
+        );
+        let err = read("a: {b: 1\nc: 2\n").unwrap_err();
+        assert!(
+            err.contains("the `{` at line 1, column 4 is not closed"),
+            "{err}"
+        );
+        // saphyr itself reports where an unclosed quote began.
+        let err = read("a: \"open\n  b: 2\n").unwrap_err();
+        assert!(
+            err.contains("error at line 1, column 4: while scanning a quoted"),
+            "{err}"
+        );
+        assert_eq!(
+            unclosed_before("a: \"open\n  b: 2\n", 3, 1).map(|u| u.what),
+            Some("the quoted string")
+        );
+        // Closed constructs, brackets inside text and comments are skipped.
+        assert_eq!(
+            unclosed_before("a: [1, [2]]\nb: x[1\nc: 'it''s [' # [\nd: [", 5, 1),
+            Some(Unclosed {
+                what: "the `[`",
+                line: 4,
+                col: 4
+            })
+        );
+        assert_eq!(unclosed_before("a: [1, [2]]\nb: x[1\n", 3, 1), None);
+        assert_eq!(
+            unclosed_before("a: [1,\n  [2,\n  3]\n", 4, 1),
+            Some(Unclosed {
+                what: "the `[`",
+                line: 1,
+                col: 4
+            })
+        );
     }
 
     #[test]

@@ -160,18 +160,15 @@ impl DataPipeline {
     }
 
     /// Builds the pipeline of a config: `data` (files, preprocessing, genes),
-    /// `tokenizer` (strategy, masking), the vocabulary from
-    /// `tokenizer.gene_vocab` or `data.gene_vocab` when set, matched and
+    /// `tokenizer` (strategy, masking), the vocabulary from the file named by
+    /// `tokenizer.gene_vocab` or `data.gene_vocab` when one is a path (see
+    /// [`ForgeConfig::gene_vocab_file`]; a name builds it from the data),
+    /// matched and
     /// coverage-checked per `data.min_gene_coverage` and
     /// `data.case_insensitive_genes`.
     pub fn from_config(cfg: &ForgeConfig) -> Result<DataPipeline, DataError> {
         let corpus = Corpus::from_config(&cfg.data)?;
-        let vocab = match cfg
-            .tokenizer
-            .gene_vocab
-            .as_ref()
-            .or(cfg.data.gene_vocab.as_ref())
-        {
+        let vocab = match cfg.gene_vocab_file() {
             Some(p) => Some(GeneVocab::load(PathBuf::from(p))?),
             None => None,
         };
@@ -444,8 +441,8 @@ impl Default for LoaderOptions {
 
 impl LoaderOptions {
     /// Pretraining loader settings from a config: `training.batch_size`,
-    /// `training.seed`, `data.num_workers`, `data.streaming*`; shuffled and
-    /// masked.
+    /// `training.seed`, `training.num_workers` (scModelForge's DataLoader
+    /// workers), `data.streaming*`; shuffled and masked.
     pub fn from_config(cfg: &ForgeConfig) -> Result<LoaderOptions, DataError> {
         let positive = |key: &str, v: i64| {
             usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
@@ -465,7 +462,7 @@ impl LoaderOptions {
         };
         Ok(LoaderOptions {
             batch_size: positive("training.batch_size", cfg.training.batch_size)?,
-            num_workers: usize::try_from(cfg.data.num_workers).unwrap_or(0),
+            num_workers: usize::try_from(cfg.training.num_workers).unwrap_or(0),
             seed: cfg.training.seed as u64,
             streaming,
             ..LoaderOptions::default()

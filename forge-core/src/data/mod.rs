@@ -40,6 +40,7 @@
 //!
 //! [`Batch`]: crate::batch::Batch
 
+pub mod checks;
 pub mod collate;
 pub mod corpus;
 pub mod genes;

@@ -39,13 +39,30 @@ pub struct EpochMetrics {
     pub seconds: f64,
 }
 
+/// A duration in seconds for people: `12s` and `3.4s` as usual, and two
+/// significant digits below a second (`0.042s`), so that a quick epoch
+/// never reads `0.0s`.
+pub fn seconds_text(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return format!("{seconds:.1}s");
+    }
+    if seconds >= 10.0 {
+        return format!("{seconds:.0}s");
+    }
+    if seconds >= 1.0 {
+        return format!("{seconds:.1}s");
+    }
+    let digits = (1 - seconds.log10().floor() as i32).max(1) as usize;
+    format!("{seconds:.digits$}s")
+}
+
 impl EpochMetrics {
     /// One line for the terminal.
     pub fn line(&self, max_epochs: usize) -> String {
         let opt =
             |name: &str, v: Option<f64>| v.map(|v| format!(" {name} {v:.4}")).unwrap_or_default();
         format!(
-            "epoch {}/{} train loss {:.4}{}{}{}{} | backbone {} | {:.1} cells/s, {:.1}s",
+            "epoch {}/{} train loss {:.4}{}{}{}{} | backbone {} | {:.1} cells/s, {}",
             self.epoch + 1,
             max_epochs,
             self.train_loss,
@@ -59,7 +76,7 @@ impl EpochMetrics {
                 "frozen"
             },
             self.cells_per_s,
-            self.seconds
+            seconds_text(self.seconds)
         )
     }
 }
@@ -110,5 +127,21 @@ impl FinetuneLog {
             serde_json::to_string(m).expect("metrics serialize")
         };
         self.file.write_line(&line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds_text;
+
+    /// A quick epoch never reads `0.0s`.
+    #[test]
+    fn seconds_keep_two_significant_digits_below_one() {
+        assert_eq!(seconds_text(0.0423), "0.042s");
+        assert_eq!(seconds_text(0.00051), "0.00051s");
+        assert_eq!(seconds_text(0.5), "0.50s");
+        assert_eq!(seconds_text(3.44), "3.4s");
+        assert_eq!(seconds_text(42.4), "42s");
+        assert_eq!(seconds_text(0.0), "0.0s");
     }
 }

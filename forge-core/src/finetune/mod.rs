@@ -31,7 +31,7 @@ pub use head::TaskHead;
 pub use job::{JobOptions, JobReport, run_job};
 pub use labels::{Split, Targets, split_cells};
 pub use lora::Lora;
-pub use metrics::{EpochMetrics, FinetuneLog};
+pub use metrics::{EpochMetrics, FinetuneLog, seconds_text};
 pub use run::{FinetuneOptions, FinetuneSummary, Finetuner, finetune};
 pub use save::{
     FinetunedModel, HeadConfigFile, SaveParts, check_output, load_finetuned, save_finetuned,

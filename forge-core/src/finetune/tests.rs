@@ -611,9 +611,9 @@ fn checkpoint_and_config(fx: &Fixture) -> (PathBuf, ForgeConfig) {
     .unwrap();
     let mut cfg = ForgeConfig::default();
     cfg.data.paths = vec![fx.file.display().to_string()];
-    cfg.data.num_workers = 1;
     cfg.data.preprocessing.normalize = Some(Normalize::LibrarySize);
     cfg.training = training(1, 1e-3);
+    cfg.training.num_workers = 1;
     cfg.finetune = Some(FinetuneConfig {
         lora: LoraConfig {
             enabled: true,

@@ -84,6 +84,10 @@ struct Window {
 /// epoch. The model's trainable parameters are optimized with the
 /// configured optimizer and schedule; gradients are clipped to
 /// `gradient_clip` and accumulated over `gradient_accumulation` batches.
+///
+/// A loss that is not a number stops the run; when the batch had no
+/// labelled position at all the error says so (a mean over nothing), else
+/// it points at the learning rate and the data.
 pub fn train(
     model: &dyn ForgeModel,
     train_data: &dyn BatchSource,
@@ -135,11 +139,7 @@ pub fn train(
             let loss = loss.to_kind(Kind::Float);
             let value = loss.double_value(&[]);
             if !value.is_finite() {
-                return Err(ForgeError::NonFiniteLoss {
-                    value,
-                    step: state.step,
-                    epoch,
-                });
+                return Err(non_finite_loss(&batch, value, state.step, epoch));
             }
             scaler.scale_loss(&(loss / accumulation as f64)).backward();
             window.loss_sum += value;
@@ -327,5 +327,19 @@ fn report(progress: &Option<indicatif::ProgressBar>, m: &StepMetrics) {
     match progress {
         Some(pb) => pb.println(line),
         None => eprintln!("{line}"),
+    }
+}
+
+/// The error for a non-finite loss on `batch`.
+fn non_finite_loss(batch: &crate::Batch, value: f64, step: i64, epoch: usize) -> ForgeError {
+    let labelled = batch.labels().map(|l| {
+        l.ne(crate::batch::special::IGNORE_INDEX)
+            .sum(Kind::Int64)
+            .int64_value(&[])
+    });
+    if labelled == Some(0) {
+        ForgeError::NoLabelledPosition { step, epoch }
+    } else {
+        ForgeError::NonFiniteLoss { value, step, epoch }
     }
 }

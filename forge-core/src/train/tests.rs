@@ -20,6 +20,27 @@ struct Fixed {
     poison: bool,
 }
 
+/// Batches with no labelled position: every label is -100.
+struct Unlabelled;
+
+impl BatchSource for Unlabelled {
+    fn batches(&self, _epoch: usize) -> Box<dyn Iterator<Item = crate::Result<Batch>> + '_> {
+        Box::new((0..2).map(|_| {
+            let ids = (Tensor::arange(8, (Kind::Int64, Device::Cpu)) + 4).repeat([4, 1]);
+            let mask = Tensor::ones([4, 8], (Kind::Int64, Device::Cpu));
+            let labels = Tensor::full([4, 8], -100, (Kind::Int64, Device::Cpu));
+            let values = Tensor::ones([4, 8], (Kind::Float, Device::Cpu));
+            Batch::builder(ids, mask)
+                .values(values)
+                .labels(labels)
+                .build()
+        }))
+    }
+    fn num_batches(&self) -> Option<usize> {
+        Some(2)
+    }
+}
+
 impl BatchSource for Fixed {
     fn batches(&self, _epoch: usize) -> Box<dyn Iterator<Item = crate::Result<Batch>> + '_> {
         Box::new((0..self.batches).map(move |i| {
@@ -263,6 +284,26 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
         before
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A NaN loss from a batch with nothing to predict says so instead of
+/// blaming the learning rate.
+#[test]
+fn nan_loss_without_labelled_positions_names_the_cause() {
+    let dir = scratch("unlabelled");
+    let vs = VarStore::new(Device::Cpu);
+    let m = model(&vs);
+    let cfg = training(1);
+    let err = train(&m, &Unlabelled, None, options(&cfg, &dir)).unwrap_err();
+    assert!(
+        matches!(err, ForgeError::NoLabelledPosition { step: 0, epoch: 0 }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("no labelled position"), "{text}");
+    assert!(text.contains("not the learning rate"), "{text}");
+    assert!(!text.contains("Lower training.optimizer.lr"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
