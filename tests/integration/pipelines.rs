@@ -470,6 +470,7 @@ fn bf16_mixed_trains_and_embeds_in_bf16_unless_told_fp32() {
         err.contains("training.precision") && err.contains("bf16-mixed"),
         "{err}"
     );
+}
 
 /// scModelForge's shipped example and recipe configs
 /// (`tests/fixtures/scmodelforge/`, same keys and values, with the data path
