@@ -223,6 +223,29 @@ config_enum! {
 }
 
 config_enum! {
+    /// Batch-level gene selection (`data.gene_selection.strategy`).
+    pub enum GeneSelectionStrategy {
+        /// Keep every gene.
+        All = "all",
+        /// Keep the `n_genes` genes of largest total expression in the batch.
+        MostExpressed = "most_expressed",
+        /// Keep `n_genes` genes drawn at random from those expressed in the
+        /// batch.
+        RandomExpressed = "random_expressed",
+    }
+}
+
+config_enum! {
+    /// How training cells are drawn (`training.sampling.strategy`).
+    pub enum SamplingStrategy {
+        /// A uniform shuffle each epoch.
+        Random = "random",
+        /// Inverse-frequency weighting by `label_key` (multinomial draws).
+        Weighted = "weighted",
+    }
+}
+
+config_enum! {
     /// Where the training data comes from (`data.source`).
     pub enum DataSource {
         /// Local `.h5ad` files listed in `data.paths`.
@@ -392,5 +415,7 @@ mod tests {
         check::<Precision>(Precision::ALL);
         check::<FinetuneTask>(FinetuneTask::ALL);
         check::<LoraBias>(LoraBias::ALL);
+        check::<GeneSelectionStrategy>(GeneSelectionStrategy::ALL);
+        check::<SamplingStrategy>(SamplingStrategy::ALL);
     }
 }

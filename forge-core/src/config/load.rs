@@ -306,7 +306,10 @@ zoo:
             config.training.scheduler.as_ref().unwrap().warmup_steps,
             100
         );
-        assert_eq!(config.training.sampling["strategy"], json!("weighted"));
+        assert_eq!(
+            config.training.sampling.strategy,
+            crate::config::SamplingStrategy::Weighted
+        );
         assert_eq!(
             config.training.fsdp.as_ref().unwrap()["min_num_params"],
             json!(1000000)

@@ -47,13 +47,14 @@ pub mod value;
 pub mod yaml;
 
 pub use enums::{
-    Activation, BinningMethod, DataSource, FinetuneTask, LoraBias, Normalize, OptimizerName,
-    Pooling, Precision, PretrainingTask, SchedulerName, TokenizerStrategy,
+    Activation, BinningMethod, DataSource, FinetuneTask, GeneSelectionStrategy, LoraBias,
+    Normalize, OptimizerName, Pooling, Precision, PretrainingTask, SamplingStrategy, SchedulerName,
+    TokenizerStrategy,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::{
     BenchmarkSpec, DataConfig, EvalConfig, FinetuneConfig, FinetuneHeadConfig, ForgeConfig,
-    LoraConfig, MaskingConfig, ModelConfig, Opaque, OptimizerConfig, PreprocessingConfig,
-    SchedulerConfig, TokenizerConfig, TrainingConfig,
+    GeneSelectionConfig, LoraConfig, MaskingConfig, ModelConfig, Opaque, OptimizerConfig,
+    PreprocessingConfig, SamplingConfig, SchedulerConfig, TokenizerConfig, TrainingConfig,
 };
 pub use value::ConfigValue;

@@ -14,8 +14,9 @@
 use serde_json::{Map, Value};
 
 use super::enums::{
-    Activation, BinningMethod, DataSource, FinetuneTask, LoraBias, Normalize, OptimizerName,
-    Pooling, Precision, PretrainingTask, SchedulerName, TokenizerStrategy,
+    Activation, BinningMethod, DataSource, FinetuneTask, GeneSelectionStrategy, LoraBias,
+    Normalize, OptimizerName, Pooling, Precision, PretrainingTask, SamplingStrategy, SchedulerName,
+    TokenizerStrategy,
 };
 use super::error::{ConfigError, ConfigErrors};
 use super::section::config_section;
@@ -89,8 +90,8 @@ config_section! {
         perturbation: Opaque = Opaque::new(),
         /// Pre-sharded dataset settings (opaque, ignored by forge).
         shards: Opaque = Opaque::new(),
-        /// Gene selection settings (opaque, ignored by forge).
-        gene_selection: Opaque = Opaque::new(),
+        /// Batch-level gene selection for training.
+        gene_selection: GeneSelectionConfig = GeneSelectionConfig::default(),
         /// Cloud storage settings (opaque, ignored by forge).
         cloud: Opaque = Opaque::new(),
         /// Stream cells from disk instead of loading them all.
@@ -114,6 +115,20 @@ config_section! {
         hvg_selection: Option<i64> = None,
         /// Apply `log1p` after normalisation.
         log1p: bool = true,
+    }
+}
+
+config_section! {
+    /// Batch-level gene selection (YAML section `data.gene_selection`), as
+    /// scModelForge's `GeneSelectionCollator`: for each training batch, the
+    /// genes kept before tokenizing. Validation batches keep every gene.
+    pub struct GeneSelectionConfig {
+        /// `all`, `most_expressed` (largest total expression over the
+        /// batch) or `random_expressed` (a random draw from the genes
+        /// expressed in the batch).
+        strategy: GeneSelectionStrategy = GeneSelectionStrategy::All,
+        /// Genes kept per batch; required unless `strategy` is `all`.
+        n_genes: Option<i64> = None,
     }
 }
 
@@ -316,10 +331,28 @@ config_section! {
         val_split: f64 = 0.05,
         /// Checkpoint to resume training from.
         resume_from: Option<String> = None,
-        /// Cell sampling settings (opaque, ignored by forge).
-        sampling: Opaque = Opaque::new(),
+        /// How training cells are drawn each epoch.
+        sampling: SamplingConfig = SamplingConfig::default(),
         /// Fully sharded data parallel settings (opaque, ignored by forge).
         fsdp: Option<Opaque> = None,
+    }
+}
+
+config_section! {
+    /// How training cells are drawn each epoch (YAML section
+    /// `training.sampling`), as scModelForge's `WeightedCellSampler`.
+    pub struct SamplingConfig {
+        /// `random` (a shuffle) or `weighted` (each epoch draws as many
+        /// cells as the training set holds, with probability inversely
+        /// proportional to the frequency of their `label_key` class).
+        strategy: SamplingStrategy = SamplingStrategy::Random,
+        /// obs column of the classes (`weighted`).
+        label_key: String = "cell_type".to_string(),
+        /// Draw with replacement (`weighted`).
+        replacement: bool = true,
+        /// Epochs over which the weights move linearly from uniform to
+        /// inverse-frequency; 0 weights fully from the start (`weighted`).
+        curriculum_warmup_epochs: i64 = 0,
     }
 }
 
