@@ -2,6 +2,7 @@
 //! code or an error that `main` prints.
 
 pub mod assess;
+pub mod benchmark;
 pub mod config;
 pub mod doctor;
 pub mod embed;
@@ -9,5 +10,6 @@ pub mod finetune;
 pub mod gene_args;
 pub mod inspect;
 pub mod models;
+pub mod preprocess;
 pub mod synth;
 pub mod train;

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod compile_fail;
 mod derive;
+mod features;
 mod models;
 mod pipelines;
 mod registry;
