@@ -50,19 +50,36 @@ impl LoggerKind {
         }
     }
 
-    /// The one-line warning this logger needs, if any (`wandb`).
+    /// The one-line warning this logger needs, if any: `wandb` (no server
+    /// to reach), or a `run_name` that only `tensorboard` uses.
     pub fn warning(self, training: &TrainingConfig) -> Option<String> {
-        (self == LoggerKind::Wandb).then(|| {
-            let project = training
-                .wandb_project
-                .as_deref()
-                .map(|p| format!(" (wandb_project \"{p}\" is not used)"))
-                .unwrap_or_default();
-            format!(
-                "warning: training.logger: wandb cannot reach its server from here; forge logs \
-                 to metrics.csv as `logger: csv` does{project}"
-            )
-        })
+        match self {
+            LoggerKind::Wandb => {
+                let mut unused = Vec::new();
+                if let Some(p) = &training.wandb_project {
+                    unused.push(format!("wandb_project \"{p}\""));
+                }
+                if let Some(r) = &training.run_name {
+                    unused.push(format!("run_name \"{r}\""));
+                }
+                let unused = match unused.len() {
+                    0 => String::new(),
+                    1 => format!(" ({} is not used)", unused[0]),
+                    _ => format!(" ({} are not used)", unused.join(" and ")),
+                };
+                Some(format!(
+                    "warning: training.logger: wandb cannot reach its server from here; forge \
+                     logs to metrics.csv as `logger: csv` does{unused}"
+                ))
+            }
+            LoggerKind::Csv => training.run_name.as_deref().map(|r| {
+                format!(
+                    "warning: training.run_name \"{r}\" names the run folder of `logger: \
+                     tensorboard` only; with csv forge writes metrics.csv in the log folder"
+                )
+            }),
+            LoggerKind::Tensorboard => None,
+        }
     }
 }
 
@@ -329,5 +346,54 @@ impl MetricsLog {
             events.scalars(metrics[0].step, &scalars)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loggers_parse_refuse_and_warn() {
+        let mut t = TrainingConfig {
+            logger: "TensorBoard".into(),
+            ..TrainingConfig::default()
+        };
+        assert_eq!(
+            LoggerKind::from_config(&t).unwrap(),
+            LoggerKind::Tensorboard
+        );
+        assert_eq!(LoggerKind::Tensorboard.warning(&t), None);
+        t.logger = "mlflow".into();
+        let err = LoggerKind::from_config(&t).unwrap_err().to_string();
+        assert!(
+            err.contains("training.logger: invalid value \"mlflow\"; forge logs with: csv, tensorboard, wandb"),
+            "{err}"
+        );
+        t.logger = "wandb".into();
+        assert_eq!(LoggerKind::from_config(&t).unwrap(), LoggerKind::Wandb);
+        let w = LoggerKind::Wandb.warning(&t).unwrap();
+        assert!(
+            w.starts_with("warning: training.logger: wandb") && w.ends_with("does"),
+            "{w}"
+        );
+        t.run_name = Some("r1".into());
+        assert!(
+            LoggerKind::Wandb
+                .warning(&t)
+                .unwrap()
+                .ends_with("(run_name \"r1\" is not used)")
+        );
+        t.wandb_project = Some("p".into());
+        assert!(
+            LoggerKind::Wandb
+                .warning(&t)
+                .unwrap()
+                .ends_with("(wandb_project \"p\" and run_name \"r1\" are not used)")
+        );
+        let w = LoggerKind::Csv.warning(&t).unwrap();
+        assert!(w.starts_with("warning: training.run_name \"r1\""), "{w}");
+        t.run_name = None;
+        assert_eq!(LoggerKind::Csv.warning(&t), None);
     }
 }
