@@ -15,7 +15,7 @@ set -euo pipefail
 TORCH_VERSION=2.13.0
 SCANPY_VERSION=1.11.5
 PBMC_SHA256=e71d41e737c941559b7c57c9243bdb3d2c889c2adfdf00e3422ac6b46783676f
-PY_PACKAGES=("torch==$TORCH_VERSION" "numpy" "safetensors" "anndata" "scipy" "omegaconf")
+PY_PACKAGES=("torch==$TORCH_VERSION" "numpy" "safetensors" "anndata" "scipy" "omegaconf" "tensorboard")
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/forge"
@@ -50,6 +50,21 @@ if ! torch_ok; then
     touch "$venv/.forge-complete"
     torch_ok || die "$venv: torch is not $TORCH_VERSION with the C++11 ABI that tch expects"
   fi
+  exec 9>&-
+fi
+
+# Packages added to PY_PACKAGES after the venv was made are installed here
+# (each one's import name is its package name).
+missing=()
+for pkg in "${PY_PACKAGES[@]:1}"; do
+  "$venv/bin/python" -c "import $pkg" 2>/dev/null || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  exec 9>"$cache/.venv.lock"
+  flock 9
+  say "installing ${missing[*]} into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${missing[@]}" \
+    || die "pip could not install ${missing[*]} (see pip's message above)"
   exec 9>&-
 fi
 

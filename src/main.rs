@@ -29,6 +29,9 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Write a synthetic .h5ad of negative-binomial counts.
     Synth(commands::synth::Args),
+    /// Normalise, log1p and select highly variable genes of an .h5ad, as
+    /// scModelForge's `preprocess` does.
+    Preprocess(commands::preprocess::Args),
     /// Pretrain a model as a config says.
     Train(commands::train::Args),
     /// Fine-tune a checkpoint on labelled cells (classification or regression).
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Models(args) => commands::models::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Synth(args) => commands::synth::run(&args),
+        Command::Preprocess(args) => commands::preprocess::run(&args),
         Command::Train(args) => commands::train::run(&args),
         Command::Finetune(args) => commands::finetune::run(&args),
         Command::Embed(args) => commands::embed::run(&args),

@@ -26,6 +26,7 @@ pub mod data;
 pub mod embed;
 pub mod error;
 pub mod finetune;
+pub mod harness;
 pub mod model;
 pub mod models;
 pub mod params;

@@ -29,9 +29,10 @@ pub struct Args {
     /// The cells to assess (.h5ad).
     #[arg(long)]
     pub data: PathBuf,
-    /// obs column with cell types.
+    /// obs column with cell types (not needed with a --config that sets
+    /// eval.benchmarks).
     #[arg(long)]
-    pub label_key: String,
+    pub label_key: Option<String>,
     /// obs column with batches (adds batch ASW and the batch score).
     #[arg(long)]
     pub batch_key: Option<String>,
@@ -58,13 +59,35 @@ fn obs_labels(h5: &H5ad, key: &str) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    // --config (shared with embed, see gene_args): its `data` section says
+    // how cells are read; when it sets `eval.benchmarks`, those are run
+    // instead of the default report, as scModelForge's `benchmark` command
+    // does, and written to --out/benchmarks.json.
+    if let Some(path) = &args.genes.config {
+        let cfg = match forge_core::ForgeConfig::load(path) {
+            Ok(cfg) => cfg,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        if !cfg.eval.benchmarks.is_empty() {
+            return super::benchmark::run(args, path, &cfg);
+        }
+    }
+    let Some(label_key) = args.label_key.as_deref() else {
+        anyhow::bail!(
+            "--label-key is required (the obs column with cell types), unless --config names a \
+             config whose eval.benchmarks say what to run"
+        );
+    };
     for b in &args.baselines {
         if !["random", "pca"].contains(&b.as_str()) {
             anyhow::bail!("unknown baseline `{b}`; accepted: random, pca");
         }
     }
     let h5 = H5ad::open(&args.data)?;
-    let labels = obs_labels(&h5, &args.label_key)?;
+    let labels = obs_labels(&h5, label_key)?;
     let batches = args
         .batch_key
         .as_ref()
@@ -132,7 +155,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             &png,
             &xy,
             &labels,
-            &format!("{} embedding by {}", named[0].0, args.label_key),
+            &format!("{} embedding by {label_key}", named[0].0),
             ("PC 1", "PC 2"),
             (900, 700),
         )?;

@@ -2,6 +2,7 @@
 //! code or an error that `main` prints.
 
 pub mod assess;
+pub mod benchmark;
 pub mod config;
 pub mod doctor;
 pub mod embed;
@@ -10,5 +11,6 @@ pub mod gene_args;
 pub mod inspect;
 pub mod models;
 pub mod precision_args;
+pub mod preprocess;
 pub mod synth;
 pub mod train;

@@ -18,6 +18,8 @@ use anyhow::Context;
 use forge_core::checkpoint::save_pretrained;
 use forge_core::config::TokenizerStrategy;
 use forge_core::data::checks::check_values;
+use forge_core::data::gene_selection::GeneSelection;
+use forge_core::data::sampling::WeightedSampler;
 use forge_core::data::{DataPipeline, LoaderOptions};
 use forge_core::precision;
 use forge_core::runtime::RuntimeInfo;
@@ -162,10 +164,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    // training.logger: refused before any data is read when forge has no
+    // such logger.
+    forge_core::train::LoggerKind::from_config(&cfg.training).map_err(|mut e| {
+        e.source_name = args.config.display().to_string();
+        e
+    })?;
     let seed = cfg.training.seed;
     tch::manual_seed(seed);
     let paths = layout(&cfg, args.out.as_deref());
 
+    if let Some(n) = cfg.data.preprocessing.hvg_selection {
+        eprintln!(
+            "note: data.preprocessing.hvg_selection ({n}) is not applied during training (as in \
+             scModelForge); select the genes once with `forge preprocess --config {} --data IN.h5ad \
+             --out OUT.h5ad` and train on OUT.h5ad",
+            args.config.display()
+        );
+    }
     eprintln!("reading {} file(s) from data.paths", cfg.data.paths.len());
     let pipeline = DataPipeline::from_config(&cfg)?;
     let drops_non_positive = cfg.tokenizer.strategy == TokenizerStrategy::RankValue;
@@ -184,12 +200,30 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let (train_set, val_set) = pipeline.split(cfg.training.val_split, seed as u64)?;
-    let loader_opts = LoaderOptions::from_config(&cfg)?;
+    let mut loader_opts = LoaderOptions::from_config(&cfg)?;
+    // data.gene_selection and training.sampling shape training batches only.
+    loader_opts.gene_selection = GeneSelection::from_config(&cfg.data.gene_selection, seed as u64)?;
+    loader_opts.sampler =
+        WeightedSampler::from_config(pipeline.corpus(), &cfg.training.sampling, seed as u64)?;
+    if let Some(s) = &loader_opts.sampler {
+        eprintln!(
+            "weighted sampling by obs `{}`: {} classes among the training cells{}",
+            cfg.training.sampling.label_key,
+            s.class_weights(&train_set.cells()).len(),
+            match cfg.training.sampling.curriculum_warmup_epochs {
+                0 => String::new(),
+                w => format!(", from uniform to fully weighted over {w} epochs"),
+            }
+        );
+    }
     let train_loader = train_set.loader(loader_opts.clone())?;
-    // Validation batches are masked like training ones, in a fixed order.
+    // Validation batches are masked like training ones, in a fixed order,
+    // with every gene.
     let val_opts = LoaderOptions {
         batch_size: cfg.eval.batch_size.max(1) as usize,
         shuffle: false,
+        sampler: None,
+        gene_selection: None,
         ..loader_opts.clone()
     };
     let val_loader = (!val_set.is_empty())
@@ -224,6 +258,32 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     );
     forge_core::atomic::write_file(&paths.resolved_config, cfg.to_yaml_string().as_bytes())?;
 
+    // eval.benchmarks run after every `every_n_epochs` epochs on all the
+    // training cells (scModelForge's AssessmentCallback); none when the
+    // list is empty, as there.
+    let harness = if cfg.eval.benchmarks.is_empty() {
+        None
+    } else {
+        let h = forge_core::harness::Harness::from_config(&cfg.eval).map_err(|mut e| {
+            e.source_name = args.config.display().to_string();
+            e
+        })?;
+        h.check_data(&pipeline)?;
+        eprintln!(
+            "assessment: {} benchmark(s) every {} epoch(s)",
+            h.benchmarks().len(),
+            cfg.eval.every_n_epochs
+        );
+        Some(h)
+    };
+    let assessment = harness
+        .as_ref()
+        .map(|harness| forge_core::harness::TrainingAssessment {
+            harness,
+            pipeline: &pipeline,
+            device,
+        });
+
     let flag = stop_flag();
     let resume_from = args
         .resume_from
@@ -248,6 +308,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             max_steps: args.max_steps,
             max_duration: args.max_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
             stop: Some(&flag),
+            assessment: assessment
+                .as_ref()
+                .map(|a| a as &dyn forge_core::train::EpochAssessment),
         },
     )?;
 

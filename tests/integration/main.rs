@@ -10,6 +10,7 @@ mod common;
 mod compile_fail;
 mod derive;
 mod embed_parity;
+mod features;
 mod models;
 mod pipelines;
 mod registry;

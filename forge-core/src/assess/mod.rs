@@ -33,6 +33,7 @@
 //! Randomness (splits, k-means starts, subsampling, randomized SVD) comes
 //! from a `seed`: the same inputs and seed give the same numbers.
 
+pub mod benchmarks;
 mod distance;
 pub mod labels;
 pub mod metrics;
@@ -49,7 +50,7 @@ pub use labels::Labels;
 pub use metrics::{ari, nmi};
 pub use neighbors::{graph_connectivity, knn_graph};
 pub use pca::{Pca, pca, project_2d};
-pub use probe::{ProbeResult, linear_probe};
+pub use probe::{ProbeResult, linear_probe, linear_probe_with};
 pub use quality::{QualityOptions, QualityResult, embedding_quality, embedding_quality_with};
 pub use report::{AssessReport, EmbeddingAssessment, assess_embedding};
 pub use silhouette::{batch_asw, silhouette_samples, silhouette_score};

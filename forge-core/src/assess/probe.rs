@@ -142,11 +142,36 @@ pub fn linear_probe<S: AsRef<str>>(
     labels: &[S],
     seed: u64,
 ) -> Result<ProbeResult> {
+    linear_probe_with(emb, labels, TEST_FRACTION, MAX_ITERATIONS, seed)
+}
+
+/// [`linear_probe`] with the held-out fraction (`test_size` of
+/// scModelForge's benchmark, in (0, 1)) and the iteration cap (`max_iter`)
+/// given.
+pub fn linear_probe_with<S: AsRef<str>>(
+    emb: ArrayView2<'_, f32>,
+    labels: &[S],
+    test_size: f64,
+    max_iterations: u64,
+    seed: u64,
+) -> Result<ProbeResult> {
+    if !(test_size > 0.0 && test_size < 1.0) {
+        return Err(AssessError::InvalidParameter {
+            name: "test_size",
+            message: format!("{test_size} is not in (0, 1)"),
+        });
+    }
+    if max_iterations == 0 {
+        return Err(AssessError::InvalidParameter {
+            name: "max_iter",
+            message: "must be at least 1".into(),
+        });
+    }
     check_embedding(emb, "linear_probe")?;
     let labels = Labels::for_cells(labels, emb.nrows(), "labels")?;
     labels.require_two("linear_probe", "cell-type")?;
     let codes = labels.codes();
-    let (train, test) = stratified_split(codes, labels.n_classes(), TEST_FRACTION, seed);
+    let (train, test) = stratified_split(codes, labels.n_classes(), test_size, seed);
     if test.is_empty() {
         return Err(AssessError::TooFewCells {
             what: "linear_probe (every class has a single cell, so none can be held out)",
@@ -163,7 +188,7 @@ pub fn linear_probe<S: AsRef<str>>(
 
     let model = MultiLogisticRegression::default()
         .alpha(ALPHA)
-        .max_iterations(MAX_ITERATIONS)
+        .max_iterations(max_iterations)
         .fit(&Dataset::new(x_train, y_train))
         .map_err(|e| AssessError::Numerical {
             what: "logistic regression",

@@ -223,24 +223,14 @@ config_enum! {
 }
 
 config_enum! {
-    /// Where the training data comes from (`data.source`).
-    pub enum DataSource {
-        /// Local `.h5ad` files listed in `data.paths`.
-        Local = "local",
-        /// CELLxGENE Census (settings in `data.census`); parses so that the
-        /// refusal can say how to bring the cells local.
-        CellxgeneCensus = "cellxgene_census",
-    }
-}
-
-config_enum! {
     /// Batch-level gene selection (`data.gene_selection.strategy`).
     pub enum GeneSelectionStrategy {
         /// Keep every gene.
         All = "all",
-        /// The `n_genes` genes with the largest expression sum in the batch.
+        /// Keep the `n_genes` genes of largest total expression in the batch.
         MostExpressed = "most_expressed",
-        /// A random `n_genes` of the genes expressed in the batch.
+        /// Keep `n_genes` genes drawn at random from those expressed in the
+        /// batch.
         RandomExpressed = "random_expressed",
     }
 }
@@ -250,8 +240,19 @@ config_enum! {
     pub enum SamplingStrategy {
         /// A uniform shuffle each epoch.
         Random = "random",
-        /// Inverse class-frequency weights of `sampling.label_key`.
+        /// Inverse-frequency weighting by `label_key` (multinomial draws).
         Weighted = "weighted",
+    }
+}
+
+config_enum! {
+    /// Where the training data comes from (`data.source`).
+    pub enum DataSource {
+        /// Local `.h5ad` files listed in `data.paths`.
+        Local = "local",
+        /// CELLxGENE Census (settings in `data.census`); parses so that the
+        /// refusal can say how to bring the cells local.
+        CellxgeneCensus = "cellxgene_census",
     }
 }
 
@@ -416,5 +417,7 @@ mod tests {
         check::<Precision>(Precision::ALL);
         check::<FinetuneTask>(FinetuneTask::ALL);
         check::<LoraBias>(LoraBias::ALL);
+        check::<GeneSelectionStrategy>(GeneSelectionStrategy::ALL);
+        check::<SamplingStrategy>(SamplingStrategy::ALL);
     }
 }

@@ -364,6 +364,10 @@ zoo:
         );
         assert_eq!(
             config.training.sampling.strategy,
+            crate::config::SamplingStrategy::Weighted
+        );
+        assert_eq!(
+            config.training.sampling.strategy,
             SamplingStrategy::Weighted
         );
         assert_eq!(

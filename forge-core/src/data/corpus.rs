@@ -51,13 +51,19 @@ pub struct CorpusOptions {
 }
 
 impl CorpusOptions {
-    /// From the `data` config section.
+    /// From the `data` config section. `preprocessing.hvg_selection` is
+    /// not taken: as in scModelForge, it is applied by `forge preprocess`
+    /// only, never when cells are read for training, embedding or
+    /// assessment.
     pub fn from_config(data: &DataConfig) -> CorpusOptions {
         CorpusOptions {
             use_raw: data.use_raw,
             gene_key: data.gene_key.clone(),
             case_insensitive: data.case_insensitive_genes,
-            preprocessing: data.preprocessing.clone(),
+            preprocessing: PreprocessingConfig {
+                hvg_selection: None,
+                ..data.preprocessing.clone()
+            },
         }
     }
 }

@@ -421,6 +421,12 @@ pub struct LoaderOptions {
     /// Length bucketing over windows of this many batches; `None` (default)
     /// for none.
     pub bucket_window: Option<usize>,
+    /// Weighted draws of each epoch's cells (`training.sampling`); `None`
+    /// (default): the order `shuffle` says. Not with streaming.
+    pub sampler: Option<super::sampling::WeightedSampler>,
+    /// Batch-level gene selection (`data.gene_selection`); `None`
+    /// (default): every gene. Not with streaming.
+    pub gene_selection: Option<super::gene_selection::GeneSelection>,
 }
 
 impl Default for LoaderOptions {
@@ -435,6 +441,8 @@ impl Default for LoaderOptions {
             mask: true,
             streaming: None,
             bucket_window: None,
+            sampler: None,
+            gene_selection: None,
         }
     }
 }
@@ -542,6 +550,14 @@ impl DataLoader {
                 "must be at least 1",
             ));
         }
+        if opts.streaming.is_some() && (opts.sampler.is_some() || opts.gene_selection.is_some()) {
+            return Err(DataError::setting(
+                "training.sampling / data.gene_selection",
+                "weighted sampling and batch-level gene selection work on cells held in memory, \
+                 not with data.streaming: true; set data.streaming: false, or \
+                 training.sampling.strategy: random and data.gene_selection.strategy: all",
+            ));
+        }
         keep_freed_batch_memory();
         let source = if let Some(s) = opts.streaming {
             Source::Streaming(s)
@@ -601,8 +617,9 @@ impl DataLoader {
         let (receivers, threads, stream) = match &self.source {
             Source::Memory(store) => {
                 let plan = Arc::new(self.plan_memory(store, epoch));
+                let selection = self.opts.gene_selection.clone().map(Arc::new);
                 let (receivers, threads) =
-                    memory_epoch(store, plan, &ctx, workers, prefetch, &stop);
+                    memory_epoch(store, plan, &ctx, workers, prefetch, &stop, selection);
                 (receivers, threads, None)
             }
             &Source::Streaming(streaming) => {
@@ -634,7 +651,9 @@ impl DataLoader {
     fn plan_memory(&self, store: &Store, epoch: u64) -> Vec<Vec<u32>> {
         let mut order: Vec<u32> = (0..store.cells.len() as u32).collect();
         let mut rng = epoch_rng(self.opts.seed, epoch, 0x0bde);
-        if self.opts.shuffle {
+        if let Some(sampler) = &self.opts.sampler {
+            order = sampler.epoch_order(&store.cells, epoch);
+        } else if self.opts.shuffle {
             order.shuffle(&mut rng);
         }
         let lens = |i: u32| store.indptr[i as usize + 1] - store.indptr[i as usize];
@@ -652,6 +671,7 @@ fn memory_epoch(
     workers: usize,
     prefetch: usize,
     stop: &Arc<AtomicBool>,
+    selection: Option<Arc<super::gene_selection::GeneSelection>>,
 ) -> (Vec<Receiver<Loaded>>, Vec<JoinHandle<()>>) {
     let mut receivers = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
@@ -659,17 +679,36 @@ fn memory_epoch(
         let (tx, rx) = sync_channel(prefetch);
         receivers.push(rx);
         let (plan, store, ctx, stop) = (plan.clone(), store.clone(), ctx.clone(), stop.clone());
+        let selection = selection.clone();
         threads.push(std::thread::spawn(move || {
             let mut wk = Worker::default();
             let mut slots: Vec<Slot> = Vec::new();
-            for batch in plan.iter().skip(w).step_by(workers) {
+            let (mut kept_genes, mut kept_values) = (Vec::new(), Vec::new());
+            for (k, batch) in plan.iter().enumerate().skip(w).step_by(workers) {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 slots.resize_with(slots.len().max(batch.len()), Slot::default);
+                // data.gene_selection: the genes this batch keeps.
+                let keep = selection.as_ref().and_then(|s| {
+                    s.select(batch.iter().map(|&i| store.row(i as usize)), ctx.epoch, k)
+                });
                 for (slot, &i) in slots.iter_mut().zip(batch) {
                     let (g, v) = store.row(i as usize);
-                    wk.tokenize(&ctx, slot, store.cells[i as usize], g, v);
+                    let cell = store.cells[i as usize];
+                    match &keep {
+                        Some(keep) => {
+                            super::gene_selection::filter_cell(
+                                keep,
+                                g,
+                                v,
+                                &mut kept_genes,
+                                &mut kept_values,
+                            );
+                            wk.tokenize(&ctx, slot, cell, &kept_genes, &kept_values);
+                        }
+                        None => wk.tokenize(&ctx, slot, cell, g, v),
+                    }
                 }
                 let slots = &slots[..batch.len()];
                 let out = wk

@@ -43,12 +43,16 @@
 pub mod checks;
 pub mod collate;
 pub mod corpus;
+pub mod gene_selection;
 pub mod genes;
 pub mod h5ad;
+pub mod hvg;
 pub mod loader;
 pub mod masking;
 pub mod preprocess;
+pub mod preprocess_file;
 pub mod rank_counts;
+pub mod sampling;
 mod stream;
 pub mod synthetic;
 pub mod tokenize;

@@ -1,13 +1,16 @@
-//! Per-epoch fine-tuning metrics and their log file (`metrics.csv`, or
-//! `metrics.jsonl` unless `training.logger` is `csv`), appended as training
-//! goes.
+//! Per-epoch fine-tuning metrics and their log file (`metrics.csv` for
+//! `training.logger` `csv` and `wandb`; `metrics.jsonl` plus TensorBoard
+//! events in `<log_dir>/<run_name or "default">/version_<N>` for
+//! `tensorboard`), appended as training goes.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::config::TrainingConfig;
 use crate::error::Result;
-use crate::train::metrics::LogFile;
+use crate::train::metrics::{LogFile, LoggerKind};
+use crate::train::tensorboard::{EventWriter, next_version_dir};
 
 /// What one epoch did.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -88,14 +91,29 @@ const CSV_HEADER: &str = "epoch,step,train_loss,val_loss,accuracy,f1_macro,mse,h
 #[derive(Debug)]
 pub struct FinetuneLog {
     file: LogFile,
+    events: Option<EventWriter>,
 }
 
 impl FinetuneLog {
-    /// Opens `dir/metrics.csv` (`logger == "csv"`) or `dir/metrics.jsonl`
-    /// for appending.
-    pub fn open(dir: &Path, logger: &str) -> Result<Self> {
+    /// Opens `dir/metrics.csv` (`logger` `csv` or `wandb`, which warns) or
+    /// `dir/metrics.jsonl` and an event file (`tensorboard`) for appending.
+    /// Any other logger is refused.
+    pub fn open(dir: &Path, training: &TrainingConfig) -> Result<Self> {
+        let logger = LoggerKind::from_config(training)?;
+        if let Some(warning) = logger.warning(training) {
+            eprintln!("{warning}");
+        }
+        let (format, events) = match logger {
+            LoggerKind::Tensorboard => {
+                let name = training.run_name.as_deref().unwrap_or("default");
+                let events = EventWriter::create(&next_version_dir(dir, name))?;
+                ("jsonl", Some(events))
+            }
+            _ => ("csv", None),
+        };
         Ok(FinetuneLog {
-            file: LogFile::open(dir, logger, CSV_HEADER)?,
+            file: LogFile::open(dir, format, CSV_HEADER)?,
+            events,
         })
     }
 
@@ -126,7 +144,29 @@ impl FinetuneLog {
         } else {
             serde_json::to_string(m).expect("metrics serialize")
         };
-        self.file.write_line(&line)
+        self.file.write_line(&line)?;
+        if let Some(events) = &mut self.events {
+            // scModelForge's fine-tuning names: `train/loss`, `val/loss`,
+            // `val/accuracy`; forge's other metrics beside them.
+            let mut scalars = vec![
+                ("train/loss", m.train_loss),
+                ("epoch", m.epoch as f64),
+                ("lr/head", m.head_lr),
+                ("lr/backbone", m.backbone_lr),
+            ];
+            for (tag, v) in [
+                ("val/loss", m.val_loss),
+                ("val/accuracy", m.accuracy),
+                ("val/f1_macro", m.f1_macro),
+                ("val/mse", m.mse),
+            ] {
+                if let Some(v) = v {
+                    scalars.push((tag, v));
+                }
+            }
+            events.scalars(m.step, &scalars)?;
+        }
+        Ok(())
     }
 }
 

@@ -231,7 +231,7 @@ pub fn finetune(
     let mut log = opts
         .log_dir
         .as_ref()
-        .map(|d| FinetuneLog::open(d, &cfg.logger))
+        .map(|d| FinetuneLog::open(d, cfg))
         .transpose()?;
     let max_epochs = cfg.max_epochs.max(0) as usize;
     let mut step: i64 = 0;

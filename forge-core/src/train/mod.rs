@@ -12,9 +12,10 @@ pub(crate) mod metrics;
 pub mod optim;
 mod run;
 pub mod schedule;
+pub mod tensorboard;
 
 pub use checkpoints::{ResumeState, TrainCheckpoints};
-pub use metrics::{MetricsLog, StepMetrics};
+pub use metrics::{AssessmentMetric, LoggerKind, MetricsLog, StepMetrics};
 pub use run::{StopReason, TrainOptions, TrainSummary, train};
 
 use crate::batch::Batch;
@@ -30,6 +31,20 @@ impl BatchSource for crate::data::DataLoader {
     fn num_batches(&self) -> Option<usize> {
         Some(self.n_batches())
     }
+}
+
+/// Benchmarks run by the training loop after each epoch (after
+/// validation); what they return goes into the metrics log. See
+/// `crate::harness::TrainingAssessment`.
+pub trait EpochAssessment: std::fmt::Debug {
+    /// Runs whatever is due after `epoch` (0-based) with `step` optimizer
+    /// steps taken; an empty list when nothing is due.
+    fn after_epoch(
+        &self,
+        model: &dyn crate::model::ForgeModel,
+        epoch: usize,
+        step: i64,
+    ) -> Result<Vec<AssessmentMetric>>;
 }
 
 /// Something that yields the batches of one epoch, in a deterministic order

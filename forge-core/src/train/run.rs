@@ -39,6 +39,9 @@ pub struct TrainOptions<'a> {
     /// Set (e.g. by Ctrl-C) to stop at the next batch with a resumable
     /// checkpoint.
     pub stop: Option<&'a AtomicBool>,
+    /// Benchmarks to run after each epoch (`eval.benchmarks`); their
+    /// metrics go into the metrics log.
+    pub assessment: Option<&'a dyn super::EpochAssessment>,
 }
 
 /// Why training ended.
@@ -103,7 +106,10 @@ pub fn train(
         Some(dir) => checkpoints::load(dir, model, &mut optimizer)?,
         None => ResumeState::default(),
     };
-    let mut log = MetricsLog::open(&opts.log_dir, &cfg.logger)?;
+    let mut log = MetricsLog::open(&opts.log_dir, cfg)?;
+    if let Some(warning) = log.logger().warning(cfg) {
+        eprintln!("{warning}");
+    }
     let progress = opts
         .progress_bar
         .then(|| progress_bar(train_data.num_batches()));
@@ -219,6 +225,10 @@ pub fn train(
             };
             report(&progress, &m);
             log.record(m)?;
+        }
+        if let Some(assessment) = opts.assessment {
+            let metrics = assessment.after_epoch(model, epoch, state.step)?;
+            log.record_assessment(&metrics)?;
         }
         if let Some(ckpt) = &opts.checkpoints {
             ckpt.save_last(model, &optimizer, &state)?;

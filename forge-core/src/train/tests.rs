@@ -113,6 +113,7 @@ fn options<'a>(cfg: &'a TrainingConfig, dir: &std::path::Path) -> TrainOptions<'
         max_steps: None,
         max_duration: None,
         stop: None,
+        assessment: None,
     }
 }
 
