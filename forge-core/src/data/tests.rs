@@ -290,6 +290,79 @@ fn a_file_written_by_anndata_tokenizes_like_the_reference() {
     assert!(err.contains("99") && err.contains("8 cells"), "{err}");
 }
 
+/// The rows of a batch as (ids, values) without padding.
+fn batch_rows(batch: &crate::batch::Batch) -> Vec<(Vec<i64>, Vec<f32>)> {
+    let s = batch.seq_len() as usize;
+    let ids: Vec<i64> = to_vec(batch.input_ids());
+    let mask: Vec<i64> = to_vec(batch.attention_mask());
+    let values: Vec<f32> = to_vec(batch.values().unwrap());
+    (0..ids.len() / s.max(1))
+        .map(|r| {
+            let n = mask[r * s..(r + 1) * s].iter().filter(|&&m| m == 1).count();
+            (
+                ids[r * s..r * s + n].to_vec(),
+                values[r * s..r * s + n].to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// One ranking rule on every path: cells longer than `max_genes`, with ties
+/// at the cut and above it, ranked as numpy's stable argsort ranks them
+/// (`ties` of `scripts/make_tokenizer_fixtures.py`), by the tokenizer
+/// itself and by both loaders (the in-memory one with the settings
+/// `forge embed` uses, and the streaming one).
+#[test]
+fn ties_keep_the_file_column_order_on_every_path() {
+    let all = expected();
+    let want = &all["ties"];
+    let path = fixture("ties.h5ad");
+    let n_vars = want["n_vars"].as_u64().unwrap() as usize;
+    let gene_ids: Vec<i64> = (0..n_vars as i64).map(|g| special::FIRST_GENE_ID + g).collect();
+    let f = H5ad::open(&path).unwrap();
+    let chunk = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap();
+    let opts = CorpusOptions {
+        preprocessing: no_preprocessing(),
+        ..CorpusOptions::default()
+    };
+    for case in want["cases"].as_array().unwrap() {
+        let max_genes = case["max_genes"].as_u64().unwrap() as usize;
+        let cls = case["cls"].as_bool().unwrap();
+        let cells = case["cells"].as_array().unwrap();
+        let tok = Tokenizer::rank_value(max_genes, cls);
+        let check = |how: &str, i: usize, ids: &[i64], values: &[f32]| {
+            assert_eq!(ids, i64s(&cells[i]["ids"]), "{how}: cell {i}, max_genes {max_genes}");
+            assert_eq!(values, f32s(&cells[i]["values"]), "{how}: cell {i}");
+        };
+        for i in 0..chunk.n_cells() {
+            let (cols, vals) = chunk.row(i);
+            let got = tok.tokenize(cols, vals, &gene_ids);
+            check("Tokenizer::tokenize", i, &got.ids, &got.values);
+        }
+        let corpus = Corpus::open(&[&path], &opts).unwrap();
+        let pipe = DataPipeline::new(corpus, None, tok, None, &GeneMatchOptions::default()).unwrap();
+        assert_eq!(pipe.gene_ids(), &gene_ids[..]);
+        let streaming = LoaderOptions {
+            streaming: Some(StreamingOptions {
+                chunk_size: 4,
+                shuffle_buffer: 1,
+            }),
+            ..LoaderOptions::inference(4)
+        };
+        for (how, lo) in [("loader", LoaderOptions::inference(4)), ("streaming", streaming)] {
+            let loader = pipe.all().loader(lo).unwrap();
+            let mut seen = 0;
+            for (cells_of, batch) in collect(loader.epoch(0)) {
+                for (&i, (ids, values)) in cells_of.iter().zip(batch_rows(&batch)) {
+                    check(how, i, &ids, &values);
+                    seen += 1;
+                }
+            }
+            assert_eq!(seen, f.n_obs(), "{how}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Loader
 // ---------------------------------------------------------------------------
