@@ -31,11 +31,10 @@ use rand::seq::SliceRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::DataError;
-use super::h5ad::CellChunk;
-use super::loader::{
-    CellDataset, Loaded, LoaderOptions, StreamingOptions, epoch_rng, plan_batches,
-};
-use super::worker::{Ctx, Slot, Worker};
+use super::pipeline::CellDataset;
+use super::plan::{LoaderOptions, StreamingOptions, plan_batches};
+use super::seed::epoch_rng;
+use super::worker::{Ctx, Loaded, Slot, Worker};
 
 /// A slot as it travels between threads and queues: boxed, so that moving
 /// it moves a pointer.
@@ -327,9 +326,7 @@ pub(super) fn start(
 /// One thread of the epoch: takes tasks until none is left.
 fn work(shared: &Shared, ctx: &Ctx, ds: &CellDataset, senders: &[SyncSender<Loaded>]) {
     let _bail = Bail(shared);
-    super::loader::reserve_thread_heap();
     let mut wk = Worker::default();
-    let mut chunk = CellChunk::empty(0, 0);
     let mut state = shared.lock();
     while let Some(task) = wait_for_task(shared, state) {
         state = match task {
@@ -338,7 +335,7 @@ fn work(shared: &Shared, ctx: &Ctx, ds: &CellDataset, senders: &[SyncSender<Load
                 if ctx.seed == PANIC_AT_THIRD_WINDOW && w == 2 {
                     panic!("a panic injected by a test");
                 }
-                let read = read_window(ctx, ds, window, spare, &mut wk, &mut chunk);
+                let read = read_window(ctx, ds, window, spare, &mut wk);
                 let mut state = shared.lock();
                 match read {
                     Ok(slots) => state.window_read(w, slots),
@@ -419,10 +416,9 @@ fn read_window(
     (file, start, end): Window,
     mut spare: Vec<Cell>,
     wk: &mut Worker,
-    chunk: &mut CellChunk,
 ) -> Result<Vec<Cell>, DataError> {
     let corpus = &ctx.inner.corpus;
-    corpus.read_chunk_into(file, start, end, chunk)?;
+    let chunk = corpus.read_chunk(file, start, end)?;
     let offset = corpus.file_range(file).start + start;
     let mut out = Vec::with_capacity(chunk.n_cells());
     for i in 0..chunk.n_cells() {
