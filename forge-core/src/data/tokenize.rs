@@ -330,9 +330,9 @@ impl Tokenizer {
     }
 }
 
-/// The `rank_value` rule, the one every path uses: the entries with value
-/// > 0 (and a gene of the universe), ordered by value descending, ties in
-/// entry order (the file's column order: a stable sort, as numpy's
+/// The `rank_value` rule, the one every path uses: the entries with a
+/// positive value (and a gene of the universe), ordered by value
+/// descending, ties in entry order (the file's column order: a stable sort, as numpy's
 /// `argsort(-v, kind="stable")`), the first `budget` kept. Leaves them in
 /// `keys` as `(key << 32) | entry`, the key growing as the value falls.
 ///
