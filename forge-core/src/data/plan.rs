@@ -19,7 +19,7 @@ pub struct StreamingOptions {
     pub shuffle_buffer: usize,
 }
 
-/// How a [`DataLoader`] batches.
+/// How a [`DataLoader`](super::DataLoader) batches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoaderOptions {
     /// Cells per batch.

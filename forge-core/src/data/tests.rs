@@ -636,7 +636,7 @@ fn a_panicking_loader_thread_ends_the_epoch_with_an_error_not_a_hang() {
             .loader(LoaderOptions {
                 batch_size: 16,
                 num_workers,
-                seed: super::stream::PANIC_AT_THIRD_WINDOW,
+                seed: super::stream::PANIC_AT_SECOND_WINDOW,
                 streaming: Some(StreamingOptions {
                     chunk_size: 400,
                     shuffle_buffer: 100,

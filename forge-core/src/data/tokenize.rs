@@ -7,8 +7,11 @@
 //! scModelForge (`tokenizer.strategy`) are:
 //!
 //! - `rank_value` (Geneformer): genes with value > 0, sorted by value
-//!   descending; ties keep gene order (a stable sort); truncated to
-//!   `max_genes` tokens, the CLS token included.
+//!   descending; ties keep gene order, which is the file's column order (a
+//!   stable sort, as numpy's `argsort(-v, kind="stable")`); truncated to
+//!   `max_genes` tokens, the CLS token included. One function
+//!   (`rank_value`) does this for every path: the tokenizer, both loaders,
+//!   `forge embed`.
 //! - `binned_expression` (scGPT): genes in universe order, zeros included
 //!   (every gene of the universe, up to `max_genes` tokens) unless
 //!   `include_zeros` is off; each value is also given a bin id in

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::batch::Batch;
 
 use super::DataError;
-use super::collate::collate_tokens;
+use super::collate::{CollateBuffers, collate_tokens};
 use super::corpus::PreparedRow;
 use super::pipeline::Inner;
 use super::seed::cell_rng;
@@ -64,6 +64,7 @@ pub(super) struct Worker {
     keys: Vec<u64>,
     positions: Vec<u32>,
     row: PreparedRow,
+    buffers: CollateBuffers,
 }
 
 impl Worker {
@@ -120,6 +121,7 @@ impl Worker {
             .as_ref()
             .map(|l| (0..slots.len()).map(|i| l.codes[cell(i)]).collect());
         let positions = &mut self.positions;
+        let buffers = &mut self.buffers;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match (&inner.masking, ctx.mask) {
                 (Some(m), true) => {
@@ -128,9 +130,9 @@ impl Worker {
                             let rng = cell_rng(ctx.seed, ctx.epoch, cell(i) as u64);
                             m.mask_row(input, rng, labels, masked, positions);
                         };
-                    collate_tokens(slots, task.as_deref(), Some(&mut mask))
+                    collate_tokens(slots, task.as_deref(), Some(&mut mask), buffers)
                 }
-                _ => collate_tokens(slots, task.as_deref(), None),
+                _ => collate_tokens(slots, task.as_deref(), None, buffers),
             }
         }));
         match result {
