@@ -219,7 +219,7 @@ impl<'a, T: tch::kind::Element + Copy> Rows<'a, T> {
 
     fn tensor(&self) -> Tensor {
         let b = self.data.len() / self.s;
-        tensor_from(&self.data, [b as i64, self.s as i64])
+        tensor_from(self.data, [b as i64, self.s as i64])
     }
 }
 
