@@ -1,6 +1,7 @@
 //! Benchmark (not a test) of forge's data pipeline: cells per second from an
 //! `.h5ad` file to padded, masked batches (rank_value, 2048 max genes,
-//! batch 64, streaming with a 10,000-cell shuffle buffer), against a Python
+//! batch 64, streaming with a 10,000-cell shuffle buffer), per run and per
+//! loader thread, against a Python
 //! anndata + numpy implementation of the same steps
 //! (`scripts/bench_data_python.py`), in one run; then peak memory (VmHWM)
 //! of streaming files 4x and 16x larger than the shuffle buffer, each in a
@@ -275,12 +276,12 @@ fn main() {
     }
     println!();
     println!(
-        "| implementation | cells | seconds (median) | cells/s (median) | cells/s (range, {} rounds) | vs Python |",
+        "| implementation | cells | seconds (median) | cells/s (median) | cells/s per thread | cells/s (range, {} rounds) | vs Python |",
         args.rounds
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let py_rate = (!python.is_empty()).then(|| median(&python).rate());
-    let row = |name: &str, runs: &[Measured]| {
+    let row = |name: &str, threads: usize, runs: &[Measured]| {
         let m = median(runs);
         let lo = runs
             .iter()
@@ -289,17 +290,22 @@ fn main() {
         let hi = runs.iter().map(Measured::rate).fold(0.0, f64::max);
         let ratio = py_rate.map_or("-".to_string(), |p| format!("{:.1}x", m.rate() / p));
         println!(
-            "| {name} | {} | {:.2} | {:.0} | {lo:.0}-{hi:.0} | {ratio} |",
+            "| {name} | {} | {:.2} | {:.0} | {:.0} | {lo:.0}-{hi:.0} | {ratio} |",
             m.cells,
             m.seconds,
-            m.rate()
+            m.rate(),
+            m.rate() / threads as f64
         );
     };
     if !python.is_empty() {
-        row("Python anndata + numpy (1 process)", &python);
+        row("Python anndata + numpy (1 process)", 1, &python);
     }
-    row("forge, 1 worker thread", &one);
-    row(&format!("forge, {} worker threads", args.workers), &many);
+    row("forge, 1 worker thread", 1, &one);
+    row(
+        &format!("forge, {} worker threads", args.workers),
+        args.workers,
+        &many,
+    );
     println!("({batches} batches per epoch)");
 
     // Memory: fresh processes streaming files 4x and 16x the buffer.

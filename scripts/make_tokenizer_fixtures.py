@@ -26,8 +26,10 @@ invariants and statistics (counts per cell exactly, proportions within a
 tolerance).
 
 It also writes small `.h5ad` files with anndata for the gene-identifier
-tests (duplicates, mixed identifiers) and a small pipeline file with its
-expected rank_value tokens.
+tests (duplicates, mixed identifiers), a small pipeline file with its
+expected rank_value tokens, and `ties.h5ad`: a dense X of cells longer than
+`max_genes` whose values tie at the cut and above it (values rounded to 3
+decimals, as in PBMC's X), with the order numpy's stable argsort gives.
 
 Run from the repository root:
 
@@ -323,6 +325,63 @@ def pipeline_file():
             "cell_type_codes": [0, 1, 0, 2, 1, 0, 2, 1], "classes": ["t0", "t1", "t2"]}
 
 
+def ties_file():
+    """Dense X, values rounded to 3 decimals and negatives as in a scaled X:
+    cells with more positive values than fit, ties at the cut and above it,
+    few and many distinct values; the expected rank_value order is plain
+    numpy: `np.argsort(-v, kind="stable")` over the file's column order."""
+    rng = np.random.default_rng(18)
+    n_obs, n_vars = 6, 700
+    x = np.zeros((n_obs, n_vars), dtype=np.float32)
+    # 0: 600 positive, hundreds of distinct values, long runs of ties
+    x[0, :600] = np.round(rng.uniform(0.0, 1.0, 600), 3) + 0.001
+    x[0, 100:160] = x[0, 50]
+    # 1: as a scaled X: negatives, zeros and positive values of 3 decimals
+    x[1] = np.round(rng.normal(0.0, 1.0, n_vars), 3)
+    # 2: few distinct values (whole counts): ties everywhere
+    x[2] = rng.integers(0, 6, n_vars)
+    # 3: fewer positive values than fit, with ties
+    x[3, ::5] = np.round(rng.uniform(0.0, 2.0, 140), 1) + 0.1
+    # 4: hundreds of distinct values, one value shared far apart in the row
+    x[4, :] = np.round(rng.uniform(-0.5, 2.0, n_vars), 3)
+    x[4, 3::7] = 0.777
+    # 5: every positive value equal
+    x[5, 1::2] = 0.5
+    for i in (0, 1, 4):
+        v = x[i][x[i] > 0]
+        order = np.argsort(-v, kind="stable")
+        cut = v[order[254]]
+        # ties at the cut of max_genes 256 with CLS (255 genes kept): the
+        # cut value again, before and after it in column order
+        pos = np.nonzero(x[i] > 0)[0]
+        for j in (pos[3], pos[len(pos) // 2], pos[-2]):
+            x[i, j] = cut
+    x = x.astype(np.float32)
+    var_names = [f"T{j}" for j in range(n_vars)]
+    obs = pd.DataFrame(index=[f"c{i}" for i in range(n_obs)])
+    ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=var_names)).write_h5ad(OUT / "ties.h5ad")
+    gene_ids = np.array([FIRST + j for j in range(n_vars)])
+    cases = []
+    for max_genes, cls in [(256, True), (130, False), (8, True)]:
+        cells = []
+        for i in range(n_obs):
+            genes = np.arange(n_vars)
+            ids, vals, _ = rank_value(genes, x[i], gene_ids, max_genes, cls)
+            cells.append({"ids": ids, "values": vals})
+        cases.append({"max_genes": max_genes, "cls": cls, "cells": cells})
+    stats = []
+    for i in range(n_obs):
+        v = x[i][x[i] > 0]
+        order = np.argsort(-v, kind="stable")
+        cut = v[order[254]] if len(v) > 255 else None
+        stats.append({
+            "positive": int(len(v)),
+            "distinct": int(len(np.unique(v))),
+            "tied_at_cut_256": int((v == cut).sum()) if cut is not None else 0,
+        })
+    return {"n_vars": n_vars, "cases": cases, "stats": stats}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     fixtures = {
@@ -330,6 +389,7 @@ def main():
         "masking": masking_fixture(),
         "genes": write_gene_files(),
         "pipeline": pipeline_file(),
+        "ties": ties_file(),
     }
     (OUT / "expected.json").write_text(json.dumps(fixtures, indent=1) + "\n")
     print(f"wrote {OUT}")

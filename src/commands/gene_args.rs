@@ -11,8 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
-use forge_core::checkpoint::{LoadedModel, load_pretrained};
 use forge_core::ForgeConfig;
+use forge_core::checkpoint::{LoadedModel, load_pretrained};
 use forge_core::config::DataConfig;
 use forge_core::data::DataPipeline;
 use forge_core::embed::{

@@ -176,7 +176,10 @@ fn scmodelforge_checkpoints_embed_as_scmodelforge_evaluates_them() {
     .unwrap();
     let out = dir.join("te_cls.normalised.npy");
     let stderr = forge_embed(&dir.join("te_cls"), &out, &["--config", s(&config)]);
-    assert!(!stderr.contains("scModelForge's evaluation does"), "{stderr}");
+    assert!(
+        !stderr.contains("scModelForge's evaluation does"),
+        "{stderr}"
+    );
     let diffs = per_cell_diff(&out, &dir.join("te_cls.expected.npy"));
     assert!(
         diffs.iter().any(|&d| d > 1e-3),
@@ -241,7 +244,10 @@ training:
         let model = run.join("pretrained");
         let ours = dir.join(format!("{architecture}.forge.npy"));
         let stderr = forge_embed(&model, &ours, &[]);
-        assert!(!stderr.contains("scModelForge's evaluation does"), "{stderr}");
+        assert!(
+            !stderr.contains("scModelForge's evaluation does"),
+            "{stderr}"
+        );
         let theirs = dir.join(format!("{architecture}.reference.npy"));
         reference(&["embed", s(&model), s(&data), s(&theirs)]);
         assert_cells_agree(architecture, &ours, &theirs);

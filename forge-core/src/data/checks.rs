@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use super::corpus::{Corpus, PreparedRow};
-use super::h5ad::{CellChunk, DataError};
+use super::h5ad::DataError;
 use crate::config::DataConfig;
 
 /// Most cells one scan reads.
@@ -114,7 +114,6 @@ pub fn scan(corpus: &Corpus) -> Result<ValueScan, DataError> {
         ..ValueScan::default()
     };
     let mut row = PreparedRow::default();
-    let mut chunk = CellChunk::empty(0, 0);
     for file in 0..corpus.n_files() {
         let h5 = corpus.file(file);
         out.files_have_raw.push(h5.has_raw());
@@ -137,7 +136,7 @@ pub fn scan(corpus: &Corpus) -> Result<ValueScan, DataError> {
         let mut start = 0;
         while start < take {
             let end = (start + CHUNK).min(take);
-            corpus.read_chunk_into(file, start, end, &mut chunk)?;
+            let chunk = corpus.read_chunk(file, start, end)?;
             for i in 0..chunk.n_cells() {
                 let local = start + i;
                 let (cols, vals) = chunk.row(i);

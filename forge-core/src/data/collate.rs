@@ -8,11 +8,13 @@
 //! `task_labels` when every cell carries one.
 //!
 //! The padded arrays are filled in plain vectors and copied into tensors
-//! once; [`Batch`]'s builder validates shapes and dtypes.
+//! once ([`tensor_from`]); [`Batch`]'s builder validates shapes and dtypes.
 
 use tch::Tensor;
 
 use crate::batch::{Batch, special};
+
+use std::borrow::Borrow;
 
 use super::DataError;
 use super::tokenize::TokenizedCell;
@@ -53,20 +55,18 @@ pub fn collate(cells: &[CellTokens]) -> Result<Batch, DataError> {
     let Some(first) = cells.first() else {
         return Err(DataError::Loader("cannot collate an empty batch".into()));
     };
-    let b = cells.len();
-    let s = cells.iter().map(CellTokens::len).max().unwrap_or(0).max(1);
-    let has_bins = first.bin_ids.is_some();
     let has_labels = first.labels.is_some();
     let has_task = first.task_label.is_some();
+    let same_len = |n: Option<usize>, c: &CellTokens| n.is_none_or(|n| n == c.ids.len());
     for (i, c) in cells.iter().enumerate() {
-        if c.bin_ids.is_some() != has_bins
+        if c.bin_ids.is_some() != first.bin_ids.is_some()
             || c.labels.is_some() != has_labels
             || c.masked.is_some() != has_labels
             || c.task_label.is_some() != has_task
-            || c.values.len() != c.ids.len()
-            || c.labels.as_ref().is_some_and(|l| l.len() != c.ids.len())
-            || c.masked.as_ref().is_some_and(|m| m.len() != c.ids.len())
-            || c.bin_ids.as_ref().is_some_and(|b| b.len() != c.ids.len())
+            || !same_len(Some(c.values.len()), c)
+            || !same_len(c.labels.as_ref().map(Vec::len), c)
+            || !same_len(c.masked.as_ref().map(Vec::len), c)
+            || !same_len(c.bin_ids.as_ref().map(Vec::len), c)
         {
             return Err(DataError::Loader(format!(
                 "cell {i} of the batch does not carry the same keys as cell 0, or its keys \
@@ -74,165 +74,109 @@ pub fn collate(cells: &[CellTokens]) -> Result<Batch, DataError> {
             )));
         }
     }
-
-    let shape = [b as i64, s as i64];
-    let ids = padded(shape, special::PAD, |i| &cells[i].ids[..]);
-    let mask = tensor_rows(shape, |i, dst: &mut [i64]| {
-        let n = cells[i].len().min(dst.len());
-        dst[..n].fill(1);
-        dst[n..].fill(0);
+    let tokens: Vec<TokenizedCell> = cells
+        .iter()
+        .map(|c| TokenizedCell {
+            ids: c.ids.clone(),
+            values: c.values.clone(),
+            bin_ids: c.bin_ids.clone(),
+        })
+        .collect();
+    let task: Option<Vec<i64>> = has_task.then(|| {
+        cells
+            .iter()
+            .map(|c| c.task_label.unwrap_or(special::IGNORE_INDEX))
+            .collect()
     });
-    let values = padded(shape, 0f32, |i| &cells[i].values[..]);
-    let mut builder = Batch::builder(ids, mask).values(values);
-    if has_labels {
-        let labels = padded(shape, special::IGNORE_INDEX, |i| {
-            cells[i].labels.as_deref().unwrap_or(&[])
-        });
-        let masked = padded(shape, false, |i| cells[i].masked.as_deref().unwrap_or(&[]));
-        builder = builder.labels(labels).masked_positions(masked);
-    }
-    if has_bins {
-        let bins = padded(shape, 0i64, |i| cells[i].bin_ids.as_deref().unwrap_or(&[]));
-        builder = builder.bin_ids(bins);
-    }
-    if has_task {
-        let t: Vec<i64> = cells.iter().map(|c| c.task_label.unwrap_or(-100)).collect();
-        builder = builder.task_labels(Tensor::from_slice(&t));
-    }
-    builder
-        .build()
-        .map_err(|e| DataError::Loader(format!("collated batch is invalid: {e}")))
+    let mut copy_mask = |i: usize, _: &mut [i64], labels: &mut [i64], masked: &mut [bool]| {
+        labels.copy_from_slice(cells[i].labels.as_deref().unwrap_or_default());
+        masked.copy_from_slice(cells[i].masked.as_deref().unwrap_or_default());
+    };
+    // The ids are the cells' own (masked, when masked): the mask step
+    // only copies their labels and masked positions.
+    collate_tokens(
+        &tokens,
+        task.as_deref(),
+        has_labels.then_some(&mut copy_mask as &mut MaskRow<'_>),
+        &mut CollateBuffers::default(),
+    )
 }
 
-/// What [`collate_rows`] calls to mask row `i` in place: its `input_ids`
+/// What [`collate_tokens`] calls to mask row `i` in place: its `input_ids`
 /// row (holding the cell's unmasked ids), then its `labels` and
 /// `masked_positions` rows, all as long as the cell, to write.
 pub(crate) type MaskRow<'a> = dyn FnMut(usize, &mut [i64], &mut [i64], &mut [bool]) + 'a;
 
-/// One cell's tokens as [`collate_rows`] reads them.
-pub(crate) trait RowTokens {
-    /// Number of tokens.
-    fn len(&self) -> usize;
-    /// Whether the cell's keys agree in length.
-    fn consistent(&self) -> bool;
-    /// Writes the token ids and values into slices of [`RowTokens::len`].
-    fn write(&self, ids: &mut [i64], values: &mut [f32]);
-    /// Bin ids, when the tokenizer gives them.
-    fn bins(&self) -> Option<&[i64]>;
-    /// Asks the CPU to start loading what [`RowTokens::write`] will read
-    /// (a hint, called one cell ahead; nothing by default).
-    fn prefetch(&self) {}
-}
-
-impl<T: RowTokens> RowTokens for Box<T> {
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-
-    fn consistent(&self) -> bool {
-        (**self).consistent()
-    }
-
-    fn write(&self, ids: &mut [i64], values: &mut [f32]) {
-        (**self).write(ids, values);
-    }
-
-    fn bins(&self) -> Option<&[i64]> {
-        (**self).bins()
-    }
-
-    fn prefetch(&self) {
-        (**self).prefetch();
-    }
-}
-
-impl RowTokens for TokenizedCell {
-    fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    fn consistent(&self) -> bool {
-        self.values.len() == self.ids.len()
-            && self
-                .bin_ids
-                .as_ref()
-                .is_none_or(|b| b.len() == self.ids.len())
-    }
-
-    fn write(&self, ids: &mut [i64], values: &mut [f32]) {
-        ids.copy_from_slice(&self.ids);
-        values.copy_from_slice(&self.values);
-    }
-
-    fn bins(&self) -> Option<&[i64]> {
-        self.bin_ids.as_deref()
-    }
-}
-
-/// The loader's collation: writes each cell straight into the batch's
-/// tensors (no per-cell copy in between), masking each row in place with
-/// `mask` when given. Gives the batch [`collate`] gives for the same cells
-/// once masked; every cell must have bins when the first has.
-pub(crate) fn collate_rows<R: RowTokens>(
-    cells: &[R],
+/// The loader's collation: pads `cells` into a batch, masking each row in
+/// place with `mask` when given (adding `labels` and `masked_positions`);
+/// `task_labels`, one per cell, when fine-tuning. Every cell must have bins
+/// when the first has.
+/// `buffers` are the padded keys' working memory, kept between batches by
+/// a loader thread: a batch's keys are megabytes, which the allocator
+/// would otherwise return to the system and fault back in page by page
+/// for every batch.
+pub(crate) fn collate_tokens<C: Borrow<TokenizedCell>>(
+    cells: &[C],
     task_labels: Option<&[i64]>,
     mask: Option<&mut MaskRow<'_>>,
+    buffers: &mut CollateBuffers,
 ) -> Result<Batch, DataError> {
+    let cells: Vec<&TokenizedCell> = cells.iter().map(Borrow::borrow).collect();
     if cells.is_empty() {
         return Err(DataError::Loader("cannot collate an empty batch".into()));
     }
     let b = cells.len();
-    let s = cells.iter().map(R::len).max().unwrap_or(0).max(1);
-    let has_bins = cells[0].bins().is_some();
-    if cells
-        .iter()
-        .any(|c| !c.consistent() || c.bins().is_some() != has_bins)
-        || task_labels.is_some_and(|t| t.len() != b)
-    {
+    let s = cells.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
+    let has_bins = cells[0].bin_ids.is_some();
+    let consistent = |c: &TokenizedCell| {
+        c.values.len() == c.ids.len()
+            && c.bin_ids.as_ref().map(Vec::len) == has_bins.then_some(c.ids.len())
+    };
+    if !cells.iter().all(|c| consistent(c)) || task_labels.is_some_and(|t| t.len() != b) {
         return Err(DataError::Loader(
             "the cells of a batch do not carry the same keys, or their keys differ in length"
                 .into(),
         ));
     }
-    let shape = [b as i64, s as i64];
-    let (ids_t, ids) = empty_rows::<i64>(shape);
-    let (attn_t, attn) = empty_rows::<i64>(shape);
-    let (values_t, values) = empty_rows::<f32>(shape);
-    let mut masked_keys = mask.map(|mask| {
-        let (labels_t, labels) = empty_rows::<i64>(shape);
-        let (masked_t, masked) = empty_rows::<bool>(shape);
-        (mask, labels_t, labels, masked_t, masked)
+    let CollateBuffers {
+        ids,
+        attn,
+        values,
+        bins,
+        labels,
+        masked,
+    } = buffers;
+    let mut ids = Rows::new(ids, b, s, special::PAD);
+    let mut attn = Rows::new(attn, b, s, 0i64);
+    let mut values = Rows::new(values, b, s, 0f32);
+    let mut bins = Rows::new(bins, if has_bins { b } else { 0 }, s, 0i64);
+    let mut masked_keys = mask.map(|m| {
+        (
+            m,
+            Rows::new(labels, b, s, special::IGNORE_INDEX),
+            Rows::new(masked, b, s, false),
+        )
     });
-    // One pass, row by row: a row is masked while it is still in cache.
     for (i, c) in cells.iter().enumerate() {
-        if let Some(next) = cells.get(i + 1) {
-            next.prefetch();
+        let n = c.len();
+        ids.row(i, n).copy_from_slice(&c.ids);
+        values.row(i, n).copy_from_slice(&c.values);
+        attn.row(i, n).fill(1);
+        if let Some(c_bins) = &c.bin_ids {
+            bins.row(i, n).copy_from_slice(c_bins);
         }
-        let (n, at) = (c.len(), i * s);
-        c.write(&mut ids[at..at + n], &mut values[at..at + n]);
-        ids[at + n..at + s].fill(special::PAD);
-        values[at + n..at + s].fill(0.0);
-        attn[at..at + n].fill(1);
-        attn[at + n..at + s].fill(0);
-        if let Some((mask, _, labels, _, masked)) = &mut masked_keys {
-            mask(
-                i,
-                &mut ids[at..at + n],
-                &mut labels[at..at + n],
-                &mut masked[at..at + n],
-            );
-            labels[at + n..at + s].fill(special::IGNORE_INDEX);
-            masked[at + n..at + s].fill(false);
+        if let Some((mask, labels, masked)) = &mut masked_keys {
+            mask(i, ids.row(i, n), labels.row(i, n), masked.row(i, n));
         }
     }
-    let masked_keys = masked_keys.map(|(_, labels_t, _, masked_t, _)| (labels_t, masked_t));
-    let mut builder = Batch::builder(ids_t, attn_t).values(values_t);
-    if let Some((labels_t, masked_t)) = masked_keys {
-        builder = builder.labels(labels_t).masked_positions(masked_t);
+    let mut builder = Batch::builder(ids.tensor(), attn.tensor()).values(values.tensor());
+    if let Some((_, labels, masked)) = masked_keys {
+        builder = builder
+            .labels(labels.tensor())
+            .masked_positions(masked.tensor());
     }
     if has_bins {
-        let bins = padded(shape, 0i64, |i| cells[i].bins().unwrap_or(&[]));
-        builder = builder.bin_ids(bins);
+        builder = builder.bin_ids(bins.tensor());
     }
     if let Some(t) = task_labels {
         builder = builder.task_labels(Tensor::from_slice(t));
@@ -242,49 +186,72 @@ pub(crate) fn collate_rows<R: RowTokens>(
         .map_err(|e| DataError::Loader(format!("collated batch is invalid: {e}")))
 }
 
-/// A new, uninitialised contiguous CPU tensor of `shape` and its elements.
-fn empty_rows<'a, T: tch::kind::Element>(shape: [i64; 2]) -> (Tensor, &'a mut [T]) {
-    let len = (shape[0] * shape[1]) as usize;
-    let t = Tensor::empty(shape, (T::KIND, tch::Device::Cpu));
-    // SAFETY: `t` was just allocated as a contiguous CPU tensor of `len`
-    // elements of type T (its kind is T::KIND). Its storage lives on the
-    // heap, unmoved while the tensor handle moves, and every caller writes
-    // each element before the tensor is read, holding the slice no longer
-    // than it holds the tensor.
-    let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, len) };
-    (t, out)
+/// Working memory of [`collate_tokens`], one vector per padded key.
+#[derive(Debug, Default)]
+pub(crate) struct CollateBuffers {
+    ids: Vec<i64>,
+    attn: Vec<i64>,
+    values: Vec<f32>,
+    bins: Vec<i64>,
+    labels: Vec<i64>,
+    masked: Vec<bool>,
 }
 
-/// A (B, S) tensor filled by `fill(row, slice)` for each row, written
-/// straight into the tensor's memory (one pass, no intermediate vector).
-fn tensor_rows<T: tch::kind::Element + Copy>(
-    shape: [i64; 2],
-    mut fill: impl FnMut(usize, &mut [T]),
-) -> Tensor {
-    let (b, s) = (shape[0] as usize, shape[1] as usize);
-    let t = Tensor::empty(shape, (T::KIND, tch::Device::Cpu));
-    // SAFETY: `t` was just allocated as a contiguous CPU tensor of b * s
-    // elements of type T (its kind is T::KIND) and nothing else refers to
-    // it; `fill` writes every element of each row before anything reads it.
-    let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, b * s) };
-    for (i, dst) in out.chunks_exact_mut(s.max(1)).enumerate().take(b) {
-        fill(i, dst);
+/// One padded (B, S) key, filled row by row in a plain vector, then copied
+/// into a tensor.
+struct Rows<'a, T> {
+    s: usize,
+    data: &'a mut Vec<T>,
+}
+
+impl<'a, T: tch::kind::Element + Copy> Rows<'a, T> {
+    /// `data` emptied and filled with `b` rows of `s` times `pad`.
+    fn new(data: &'a mut Vec<T>, b: usize, s: usize, pad: T) -> Rows<'a, T> {
+        data.clear();
+        data.resize(b * s, pad);
+        Rows { s, data }
     }
-    t
+
+    /// The first `n` elements of row `i`.
+    fn row(&mut self, i: usize, n: usize) -> &mut [T] {
+        &mut self.data[i * self.s..i * self.s + n]
+    }
+
+    fn tensor(&self) -> Tensor {
+        let b = self.data.len() / self.s;
+        tensor_from(self.data, [b as i64, self.s as i64])
+    }
 }
 
-/// Row `i` holds `row(i)` then `pad`.
-fn padded<'a, T: tch::kind::Element + Copy + 'a>(
-    shape: [i64; 2],
-    pad: T,
-    row: impl Fn(usize) -> &'a [T],
-) -> Tensor {
-    tensor_rows(shape, |i, dst: &mut [T]| {
-        let src = row(i);
-        let n = src.len().min(dst.len());
-        dst[..n].copy_from_slice(&src[..n]);
-        dst[n..].fill(pad);
-    })
+/// A new CPU tensor of `shape` holding `data` (row-major), copied with one
+/// `memcpy`: the data module's one `unsafe` block, behind this safe API.
+///
+/// Why not `Tensor::from_slice`: it zero-fills the new tensor first, and
+/// for a batch-sized tensor libtorch runs that fill on its OpenMP threads,
+/// which then spin waiting for more work and take the CPU from the other
+/// loader threads (the benchmark's streaming loader ran 4x slower so).
+///
+/// # Panics
+/// When `data.len()` differs from the number of elements of `shape`, or a
+/// dimension is negative.
+pub(crate) fn tensor_from<T: tch::kind::Element + Copy>(data: &[T], shape: [i64; 2]) -> Tensor {
+    let len = shape
+        .iter()
+        .map(|&d| usize::try_from(d).expect("a tensor dimension is not negative"))
+        .product::<usize>();
+    assert_eq!(data.len(), len, "data for a tensor of shape {shape:?}");
+    let t = Tensor::empty(shape, (T::KIND, tch::Device::Cpu));
+    if len == 0 {
+        // An empty tensor may have no storage at all (a null data pointer).
+        return t;
+    }
+    // SAFETY: `t` was just allocated as a contiguous CPU tensor of `len`
+    // elements of kind `T::KIND`, that is of Rust type `T`, and nothing else
+    // refers to it; the slice is only written, and dropped before `t` is
+    // returned.
+    let dst = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<T>(), len) };
+    dst.copy_from_slice(data);
+    t
 }
 
 #[cfg(test)]
@@ -307,6 +274,30 @@ mod tests {
         (0..t.size()[0])
             .map(|i| Vec::<T>::try_from(&t.get(i).contiguous()).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn tensor_from_copies_every_element_and_accepts_empty_shapes() {
+        let ids: Vec<i64> = (0..6).map(|i| i * 1_000_000_007).collect();
+        let t = tensor_from(&ids, [2, 3]);
+        assert_eq!((t.size(), t.kind()), (vec![2, 3], Kind::Int64));
+        assert_eq!(rows::<i64>(&t), vec![ids[..3].to_vec(), ids[3..].to_vec()]);
+        let flags = [true, false, true];
+        assert_eq!(
+            rows::<bool>(&tensor_from(&flags, [3, 1])),
+            vec![vec![true], vec![false], vec![true]]
+        );
+        let values = [0.5f32, -1.25];
+        assert_eq!(
+            rows::<f32>(&tensor_from(&values, [1, 2])),
+            vec![values.to_vec()]
+        );
+        for shape in [[0, 5], [3, 0], [0, 0]] {
+            let t = tensor_from::<f32>(&[], shape);
+            assert_eq!(t.size(), shape.to_vec());
+        }
+        let wrong = std::panic::catch_unwind(|| tensor_from(&[1i64, 2, 3], [2, 2]));
+        assert!(wrong.is_err());
     }
 
     #[test]

@@ -29,7 +29,6 @@ use crate::config::{DataConfig, Normalize, PreprocessingConfig};
 use super::genes::{IdSummary, VocabIndex, gene_names, match_key};
 use super::h5ad::{CellChunk, Column, H5ad, Matrix};
 use super::preprocess::{HvgAccumulator, Preprocessing};
-use super::rank_counts::ColumnTokens;
 use super::{DataError, GeneVocab};
 
 const NONE: u32 = u32::MAX;
@@ -307,19 +306,6 @@ impl Corpus {
         self.files[file].h5.cell_rows(self.matrix, start, end)
     }
 
-    /// [`Corpus::read_chunk`] into `out`, reusing its buffers.
-    pub fn read_chunk_into(
-        &self,
-        file: usize,
-        start: usize,
-        end: usize,
-        out: &mut CellChunk,
-    ) -> Result<(), DataError> {
-        self.files[file]
-            .h5
-            .cell_rows_into(self.matrix, start, end, out)
-    }
-
     /// Maps one stored row of file `file` onto corpus genes and
     /// preprocesses it into `out`.
     pub fn prepare(&self, file: usize, cols: &[u32], vals: &[f32], out: &mut PreparedRow) {
@@ -451,13 +437,6 @@ impl Corpus {
                 .collect();
             f.col_gene = col_gene;
         }
-    }
-
-    /// The token id of each column of file `file`'s matrix, for
-    /// [`Tokenizer::rank_counts`](super::Tokenizer::rank_counts).
-    pub fn column_tokens(&self, file: usize, gene_ids: &[i64]) -> ColumnTokens {
-        let cols = self.files[file].col_gene.iter();
-        ColumnTokens::new(cols.map(|&g| (g != NONE).then_some(g)), gene_ids)
     }
 
     /// The vocabulary id of every corpus gene (UNK where the vocabulary

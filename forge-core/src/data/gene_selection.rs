@@ -90,7 +90,7 @@ impl GeneSelection {
             GeneSelectionStrategy::RandomExpressed => {
                 let mut genes: Vec<u32> = totals.iter().map(|&(g, _)| g).collect();
                 genes.sort_unstable();
-                use super::masking::mix;
+                use super::seed::mix;
                 let seed = mix(mix(mix(self.seed ^ 0x6e5e) ^ epoch) ^ batch as u64);
                 let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
                 genes

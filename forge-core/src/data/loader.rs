@@ -1,17 +1,6 @@
-//! From `.h5ad` files to a stream of padded [`Batch`]es: the data pipeline,
-//! datasets (train/validation splits) and the multi-threaded loader.
+//! From a [`CellDataset`] to a stream of padded [`Batch`]es: the
+//! multi-threaded loader.
 //!
-//! - [`DataPipeline`] ties a [`Corpus`] (files, shared genes,
-//!   preprocessing), a [`GeneVocab`], a [`Tokenizer`], the [`Masking`]
-//!   settings and, for fine-tuning, [`TaskLabels`] together.
-//!   [`DataPipeline::from_config`] builds all of it from a config; when the
-//!   vocabulary is given (`data.gene_vocab`/`tokenizer.gene_vocab`), each
-//!   file's gene coverage is measured and checked (see [`super::genes`]).
-//! - [`CellDataset`] is a selection of the corpus's cells:
-//!   [`DataPipeline::split`] assigns each cell to validation with probability
-//!   `val_split`, decided by a hash of (seed, cell index) alone, so the split
-//!   is reproducible, needs no pass over the data, and a cell keeps its side
-//!   when files are appended to `data.paths`.
 //! - [`DataLoader`] yields one epoch of batches at a time. Batches are built
 //!   (tokenised, masked, collated) on `num_workers` threads and handed over
 //!   through bounded channels (`prefetch` batches per worker), in a fixed
@@ -33,9 +22,6 @@
 //!   streaming loader. The loader's threads share the reading as well as
 //!   the batching (see the `stream` module), and the batches do not depend
 //!   on how many there are.
-//!   Under `rank_value`, a stored row of whole counts is tokenized straight
-//!   from the file's values ([`super::rank_counts`]): the same tokens as
-//!   preparing the row then tokenizing it, at a fraction of the cost.
 //!
 //! Length bucketing ([`LoaderOptions::bucket_window`], off by default to
 //! match scModelForge): cells are taken `window` batches at a time, sorted by
@@ -46,445 +32,28 @@
 //!
 //! What this module is not: it does not train or move batches to a device.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::batch::Batch;
-use crate::config::ForgeConfig;
 
-use super::corpus::{Corpus, PreparedRow, TaskLabels};
-use super::genes::{Coverage, GeneMatchOptions};
-use super::masking::{Masking, mix};
-use super::rank_counts::ColumnTokens;
+pub use super::pipeline::{CellDataset, DataPipeline};
+pub use super::plan::{LoaderOptions, StreamingOptions};
+
+use super::DataError;
+use super::plan::plan_batches;
+use super::seed::epoch_rng;
 use super::stream;
-use super::tokenize::{TokenizedCell, Tokenizer};
-use super::worker::{Ctx, Slot, Worker};
-use super::{DataError, GeneVocab};
-
-/// Cells sampled to fit quantile bin edges.
-const QUANTILE_FIT_CELLS: usize = 10_000;
-
-/// What a pipeline's datasets, loaders and their threads share.
-pub(super) struct Inner {
-    pub corpus: Corpus,
-    pub vocab: GeneVocab,
-    pub gene_ids: Vec<i64>,
-    pub tokenizer: Tokenizer,
-    pub masking: Option<Masking>,
-    pub labels: Option<TaskLabels>,
-    pub coverage: Vec<Coverage>,
-    /// Token id of each column of each file (the streaming fast path).
-    pub columns: Vec<ColumnTokens>,
-}
-
-/// Files, vocabulary, tokenizer and masking: everything needed to turn
-/// cells into batches.
-#[derive(Clone)]
-pub struct DataPipeline {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for DataPipeline {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataPipeline")
-            .field("files", &self.inner.corpus.paths())
-            .field("cells", &self.inner.corpus.n_cells())
-            .field("genes", &self.inner.corpus.genes().len())
-            .field("vocab_size", &self.inner.vocab.len())
-            .finish()
-    }
-}
-
-impl DataPipeline {
-    /// Assembles a pipeline. With `vocab` given, every file's coverage is
-    /// measured and checked against `matching.min_coverage`, and genes the
-    /// vocabulary lacks are dropped from cells (as scModelForge aligns a
-    /// file to a vocabulary); without, the vocabulary is built from the
-    /// corpus genes.
-    pub fn new(
-        mut corpus: Corpus,
-        vocab: Option<GeneVocab>,
-        tokenizer: Tokenizer,
-        masking: Option<Masking>,
-        matching: &GeneMatchOptions,
-    ) -> Result<DataPipeline, DataError> {
-        let mut coverage = Vec::new();
-        let vocab = match vocab {
-            Some(v) => {
-                for i in 0..corpus.n_files() {
-                    let f = corpus.file(i);
-                    let names = super::genes::gene_names(f, corpus.matrix(), corpus.gene_key())?;
-                    let cov = Coverage::measure(
-                        f,
-                        corpus.matrix(),
-                        &names,
-                        corpus.gene_key(),
-                        &v,
-                        matching.case_insensitive,
-                    )?;
-                    cov.check(matching.min_coverage)?;
-                    coverage.push(cov);
-                }
-                corpus.retain_known(&v);
-                v
-            }
-            None => GeneVocab::from_genes(corpus.genes()),
-        };
-        let gene_ids = corpus.gene_ids(&vocab);
-        let columns = (0..corpus.n_files())
-            .map(|f| corpus.column_tokens(f, &gene_ids))
-            .collect();
-        let masking = masking.map(|m| Masking {
-            vocab_size: vocab.len() as i64,
-            ..m
-        });
-        Ok(DataPipeline {
-            inner: Arc::new(Inner {
-                corpus,
-                vocab,
-                gene_ids,
-                tokenizer,
-                masking,
-                labels: None,
-                coverage,
-                columns,
-            }),
-        })
-    }
-
-    /// Builds the pipeline of a config: `data` (files, preprocessing, genes),
-    /// `tokenizer` (strategy, masking), the vocabulary from the file named by
-    /// `tokenizer.gene_vocab` or `data.gene_vocab` when one is a path (see
-    /// [`ForgeConfig::gene_vocab_file`]; a name builds it from the data),
-    /// matched and
-    /// coverage-checked per `data.min_gene_coverage` and
-    /// `data.case_insensitive_genes`.
-    pub fn from_config(cfg: &ForgeConfig) -> Result<DataPipeline, DataError> {
-        let corpus = Corpus::from_config(&cfg.data)?;
-        let vocab = match cfg.gene_vocab_file() {
-            Some(p) => Some(GeneVocab::load(PathBuf::from(p))?),
-            None => None,
-        };
-        let tokenizer =
-            Tokenizer::from_config(&cfg.tokenizer, || corpus.sample_values(QUANTILE_FIT_CELLS))?;
-        let masking = Masking::from_config(&cfg.tokenizer.masking, 0)?;
-        DataPipeline::new(
-            corpus,
-            vocab,
-            tokenizer,
-            Some(masking),
-            &GeneMatchOptions::from_config(&cfg.data),
-        )
-    }
-
-    /// Adds fine-tuning labels from the obs column `key` (see
-    /// [`Corpus::task_labels`]). Must be called before datasets are made.
-    pub fn with_task_labels(mut self, key: &str) -> Result<DataPipeline, DataError> {
-        let labels = self.inner.corpus.task_labels(key)?;
-        let inner = Arc::get_mut(&mut self.inner)
-            .ok_or_else(|| DataError::Loader("add task labels before creating datasets".into()))?;
-        inner.labels = Some(labels);
-        Ok(self)
-    }
-
-    /// The corpus.
-    pub fn corpus(&self) -> &Corpus {
-        &self.inner.corpus
-    }
-
-    /// The vocabulary (`vocab.len()` is the model's `vocab_size`).
-    pub fn vocab(&self) -> &GeneVocab {
-        &self.inner.vocab
-    }
-
-    /// The tokenizer.
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.inner.tokenizer
-    }
-
-    /// The masking settings.
-    pub fn masking(&self) -> Option<&Masking> {
-        self.inner.masking.as_ref()
-    }
-
-    /// Fine-tuning labels, when added.
-    pub fn task_labels(&self) -> Option<&TaskLabels> {
-        self.inner.labels.as_ref()
-    }
-
-    /// Gene coverage of each file, when the vocabulary was given.
-    pub fn coverage(&self) -> &[Coverage] {
-        &self.inner.coverage
-    }
-
-    /// Vocabulary id of each corpus gene.
-    pub fn gene_ids(&self) -> &[i64] {
-        &self.inner.gene_ids
-    }
-
-    /// Every cell.
-    pub fn all(&self) -> CellDataset {
-        CellDataset::new(self.inner.clone(), Selection::All)
-    }
-
-    /// Train and validation datasets: each cell goes to validation with
-    /// probability `val_split` (in [0, 1)), decided by (seed, cell index).
-    pub fn split(
-        &self,
-        val_split: f64,
-        seed: u64,
-    ) -> Result<(CellDataset, CellDataset), DataError> {
-        if !(0.0..1.0).contains(&val_split) {
-            return Err(DataError::setting(
-                "training.val_split",
-                format!("must be within [0, 1), found {val_split}"),
-            ));
-        }
-        let sel = |val| Selection::Split {
-            seed,
-            val_split,
-            val,
-        };
-        Ok((
-            CellDataset::new(self.inner.clone(), sel(false)),
-            CellDataset::new(self.inner.clone(), sel(true)),
-        ))
-    }
-
-    /// The dataset of exactly the corpus cells `cells` (any order,
-    /// duplicates ignored; they are visited in ascending order). For splits
-    /// decided elsewhere, e.g. fine-tuning's stratified split.
-    pub fn subset(&self, cells: &[usize]) -> Result<CellDataset, DataError> {
-        let n = self.inner.corpus.n_cells();
-        let mut member = vec![false; n];
-        for &c in cells {
-            if c >= n {
-                return Err(DataError::setting(
-                    "cells",
-                    format!("cell {c} is out of range; the corpus has {n} cells"),
-                ));
-            }
-            member[c] = true;
-        }
-        Ok(CellDataset::new(
-            self.inner.clone(),
-            Selection::Cells(Arc::new(member)),
-        ))
-    }
-
-    /// Tokenizes one corpus cell (no masking): for inspection and tests.
-    pub fn tokenize_cell(&self, cell: usize) -> Result<TokenizedCell, DataError> {
-        let c = &self.inner.corpus;
-        if cell >= c.n_cells() {
-            return Err(DataError::setting(
-                "cell",
-                format!(
-                    "{cell} is out of range; the corpus has {} cells",
-                    c.n_cells()
-                ),
-            ));
-        }
-        let (file, local) = c.locate(cell);
-        let chunk = c.read_chunk(file, local, local + 1)?;
-        let (cols, vals) = chunk.row(0);
-        let mut row = PreparedRow::default();
-        c.prepare(file, cols, vals, &mut row);
-        Ok(self
-            .inner
-            .tokenizer
-            .tokenize(&row.genes, &row.values, &self.inner.gene_ids))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Selection {
-    All,
-    /// An explicit set of cells (`member[cell]`).
-    Cells(Arc<Vec<bool>>),
-    Split {
-        seed: u64,
-        val_split: f64,
-        val: bool,
-    },
-}
-
-impl Selection {
-    fn contains(&self, cell: usize) -> bool {
-        match *self {
-            Selection::All => true,
-            Selection::Cells(ref member) => member.get(cell).copied().unwrap_or(false),
-            Selection::Split {
-                seed,
-                val_split,
-                val,
-            } => {
-                let h = mix(mix(seed ^ 0x5b1d_5b1d) ^ cell as u64);
-                let u = (h >> 11) as f64 / (1u64 << 53) as f64;
-                (u < val_split) == val
-            }
-        }
-    }
-}
-
-/// A selection of the corpus's cells.
-#[derive(Clone)]
-pub struct CellDataset {
-    inner: Arc<Inner>,
-    selection: Selection,
-    len: usize,
-}
-
-impl std::fmt::Debug for CellDataset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CellDataset")
-            .field("cells", &self.len)
-            .field("selection", &self.selection)
-            .finish()
-    }
-}
+use super::worker::{Ctx, Loaded, Slot, Worker};
 
 impl CellDataset {
-    fn new(inner: Arc<Inner>, selection: Selection) -> CellDataset {
-        let len = (0..inner.corpus.n_cells())
-            .filter(|&c| selection.contains(c))
-            .count();
-        CellDataset {
-            inner,
-            selection,
-            len,
-        }
-    }
-
-    /// Number of cells.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the dataset has no cell.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Corpus indices of the cells, ascending.
-    pub fn cells(&self) -> Vec<usize> {
-        (0..self.inner.corpus.n_cells())
-            .filter(|&c| self.selection.contains(c))
-            .collect()
-    }
-
-    /// Whether corpus cell `cell` belongs to the dataset.
-    pub fn contains(&self, cell: usize) -> bool {
-        cell < self.inner.corpus.n_cells() && self.selection.contains(cell)
-    }
-
     /// A loader over the dataset (reads the cells now unless streaming).
     pub fn loader(&self, opts: LoaderOptions) -> Result<DataLoader, DataError> {
         DataLoader::new(self.clone(), opts)
-    }
-}
-
-/// Streaming settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamingOptions {
-    /// Consecutive cells read per block (`data.streaming_chunk_size`).
-    pub chunk_size: usize,
-    /// Cells held for shuffling (`data.streaming_shuffle_buffer`).
-    pub shuffle_buffer: usize,
-}
-
-/// How a [`DataLoader`] batches.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoaderOptions {
-    /// Cells per batch.
-    pub batch_size: usize,
-    /// Shuffle each epoch (seeded by `seed` and the epoch).
-    pub shuffle: bool,
-    /// Drop a last, incomplete batch.
-    pub drop_last: bool,
-    /// Threads building batches (0 counts as 1).
-    pub num_workers: usize,
-    /// Finished batches each worker may hold ahead of the consumer.
-    pub prefetch: usize,
-    /// Seed of shuffling and masking.
-    pub seed: u64,
-    /// Mask cells (pretraining): adds `labels` and `masked_positions`.
-    pub mask: bool,
-    /// Stream from disk instead of loading the dataset.
-    pub streaming: Option<StreamingOptions>,
-    /// Length bucketing over windows of this many batches; `None` (default)
-    /// for none.
-    pub bucket_window: Option<usize>,
-    /// Weighted draws of each epoch's cells (`training.sampling`); `None`
-    /// (default): the order `shuffle` says. Not with streaming.
-    pub sampler: Option<super::sampling::WeightedSampler>,
-    /// Batch-level gene selection (`data.gene_selection`); `None`
-    /// (default): every gene. Not with streaming.
-    pub gene_selection: Option<super::gene_selection::GeneSelection>,
-}
-
-impl Default for LoaderOptions {
-    fn default() -> Self {
-        LoaderOptions {
-            batch_size: 64,
-            shuffle: true,
-            drop_last: false,
-            num_workers: 4,
-            prefetch: 2,
-            seed: 42,
-            mask: true,
-            streaming: None,
-            bucket_window: None,
-            sampler: None,
-            gene_selection: None,
-        }
-    }
-}
-
-impl LoaderOptions {
-    /// Pretraining loader settings from a config: `training.batch_size`,
-    /// `training.seed`, `training.num_workers` (scModelForge's DataLoader
-    /// workers), `data.streaming*`; shuffled and masked.
-    pub fn from_config(cfg: &ForgeConfig) -> Result<LoaderOptions, DataError> {
-        let positive = |key: &str, v: i64| {
-            usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
-                DataError::setting(key, format!("must be a positive integer, found {v}"))
-            })
-        };
-        let streaming = if cfg.data.streaming {
-            Some(StreamingOptions {
-                chunk_size: positive("data.streaming_chunk_size", cfg.data.streaming_chunk_size)?,
-                shuffle_buffer: positive(
-                    "data.streaming_shuffle_buffer",
-                    cfg.data.streaming_shuffle_buffer,
-                )?,
-            })
-        } else {
-            None
-        };
-        Ok(LoaderOptions {
-            batch_size: positive("training.batch_size", cfg.training.batch_size)?,
-            num_workers: usize::try_from(cfg.training.num_workers).unwrap_or(0),
-            seed: cfg.training.seed as u64,
-            streaming,
-            ..LoaderOptions::default()
-        })
-    }
-
-    /// Settings for computing embeddings: in file order, no masking.
-    pub fn inference(batch_size: usize) -> LoaderOptions {
-        LoaderOptions {
-            batch_size,
-            shuffle: false,
-            mask: false,
-            ..LoaderOptions::default()
-        }
     }
 }
 
@@ -558,7 +127,6 @@ impl DataLoader {
                  training.sampling.strategy: random and data.gene_selection.strategy: all",
             ));
         }
-        keep_freed_batch_memory();
         let source = if let Some(s) = opts.streaming {
             Source::Streaming(s)
         } else {
@@ -569,7 +137,7 @@ impl DataLoader {
                 values: Vec::new(),
             };
             ds.inner.corpus.for_each_cell(4096, |cell, row| {
-                if ds.selection.contains(cell) {
+                if ds.contains(cell) {
                     store.cells.push(cell);
                     store.genes.extend_from_slice(&row.genes);
                     store.values.extend_from_slice(&row.values);
@@ -722,115 +290,6 @@ fn memory_epoch(
     }
     (receivers, threads)
 }
-
-/// Asks glibc's allocator, once per process, to keep memory freed by the
-/// consumer of batches for the next batches instead of giving it back to
-/// the operating system.
-///
-/// Every batch's tensors are freshly allocated (a few MB), and freed when
-/// the training step drops them. By default glibc serves such sizes with
-/// `mmap` at first and trims a thread heap's free top beyond a few MB, so
-/// batch after batch the memory goes back to the kernel and comes back as
-/// newly zeroed pages, a page fault per 4 KiB. With a 32 MiB mmap
-/// threshold and a 64 MiB trim threshold the same memory is reused
-/// instead; the process keeps at most that much freed memory per heap.
-fn keep_freed_batch_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only adjusts allocator parameters; it is
-            // thread-safe and takes plain integers.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-            }
-        });
-    }
-}
-
-/// Bytes [`reserve_thread_heap`] extends a loader thread's heap by: about
-/// a thread's share of a 10,000-cell shuffle buffer of tokenized cells plus
-/// a few batches. Below the 32 MiB mmap threshold, so the block comes from
-/// the heap.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const THREAD_HEAP_RESERVE: usize = 24 << 20;
-
-/// Extends the calling thread's glibc heap once, by allocating and freeing
-/// a block of [`THREAD_HEAP_RESERVE`] bytes.
-///
-/// glibc grows a thread's heap only as far as each request needs, with one
-/// `mprotect` system call per growth. Filling a shuffle buffer allocates
-/// thousands of tokenized cells of a few KB each, so a streaming epoch made
-/// about 13,000 such calls, one per page. After this one large growth the
-/// heap's free top serves them without a system call. The block is never
-/// written, so it costs address space, not memory, and the heap keeps it
-/// (its free top stays below the trim threshold that
-/// [`keep_freed_batch_memory`] sets).
-pub(super) fn reserve_thread_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // black_box: an allocation that is freed unused may be optimised
-        // away.
-        let block = Vec::<u8>::with_capacity(THREAD_HEAP_RESERVE);
-        drop(std::hint::black_box(block));
-    }
-}
-
-pub(super) fn epoch_rng(seed: u64, epoch: u64, salt: u64) -> Xoshiro256PlusPlus {
-    Xoshiro256PlusPlus::seed_from_u64(mix(mix(seed ^ salt) ^ epoch))
-}
-
-/// Cuts an ordered list of cells into batches, with optional bucketing and
-/// `drop_last`.
-pub(super) fn plan_batches<T: Copy>(
-    order: Vec<T>,
-    opts: &LoaderOptions,
-    rng: &mut Xoshiro256PlusPlus,
-    len: impl Fn(T) -> usize,
-) -> Vec<Vec<T>> {
-    let bs = opts.batch_size;
-    let mut out: Vec<Vec<T>> = Vec::with_capacity(order.len().div_ceil(bs));
-    match opts.bucket_window {
-        Some(w) if w > 1 => {
-            for window in order.chunks(w * bs) {
-                let mut cells = window.to_vec();
-                cells.sort_by_key(|&c| len(c));
-                let mut batches: Vec<Vec<T>> = cells.chunks(bs).map(<[T]>::to_vec).collect();
-                // The short batch, if any, stays last so drop_last works.
-                let full = if batches.last().is_some_and(|b| b.len() < bs) {
-                    batches.len() - 1
-                } else {
-                    batches.len()
-                };
-                if opts.shuffle {
-                    batches[..full].shuffle(rng);
-                    if full < batches.len() {
-                        let short = batches.remove(full);
-                        batches.push(short);
-                    }
-                }
-                out.extend(batches);
-            }
-        }
-        _ => out.extend(order.chunks(bs).map(<[T]>::to_vec)),
-    }
-    // Short batches can only come from the last window; keep them last.
-    if let Some(pos) = out.iter().position(|b| b.len() < bs)
-        && pos + 1 != out.len()
-    {
-        let short = out.remove(pos);
-        out.push(short);
-    }
-    if opts.drop_last && out.last().is_some_and(|b| b.len() < bs) {
-        out.pop();
-    }
-    out
-}
-
-/// A built batch with the corpus indices of its cells, or the error that
-/// stopped the epoch.
-pub(super) type Loaded = Result<(Vec<usize>, Batch), DataError>;
 
 /// One epoch of batches; see [`DataLoader::epoch`]. Dropping it stops the
 /// background threads.

@@ -22,26 +22,13 @@
 //!
 //! What this module is not: it does not tokenise or pad.
 
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
+use rand::Rng;
 
 use crate::batch::special;
 use crate::config::MaskingConfig;
 
 use super::DataError;
-
-/// The generator of one cell in one epoch.
-pub fn cell_rng(seed: u64, epoch: u64, cell: u64) -> Xoshiro256PlusPlus {
-    Xoshiro256PlusPlus::seed_from_u64(mix(mix(mix(seed) ^ epoch) ^ cell))
-}
-
-/// SplitMix64 finaliser: spreads nearby inputs over the whole range.
-pub(crate) fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+pub use super::seed::cell_rng;
 
 /// A cell after masking.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -102,76 +89,43 @@ impl Masking {
 
     /// Masks `ids` with `rng` into a fresh [`MaskedCell`].
     pub fn apply(&self, ids: &[i64], rng: &mut impl Rng) -> MaskedCell {
-        let mut out = MaskedCell::default();
-        let mut scratch = Vec::new();
-        self.apply_into(ids, rng, &mut out, &mut scratch);
+        let mut out = MaskedCell {
+            input_ids: ids.to_vec(),
+            labels: vec![0; ids.len()],
+            masked: vec![false; ids.len()],
+        };
+        self.mask_row(
+            &mut out.input_ids,
+            rng,
+            &mut out.labels,
+            &mut out.masked,
+            &mut Vec::new(),
+        );
         out
     }
 
-    /// Masks `ids` into `out`, reusing its buffers.
-    pub fn apply_into(
-        &self,
-        ids: &[i64],
-        rng: &mut impl Rng,
-        out: &mut MaskedCell,
-        scratch: &mut Vec<u32>,
-    ) {
-        out.input_ids.resize(ids.len(), 0);
-        out.labels.resize(ids.len(), 0);
-        out.masked.resize(ids.len(), false);
-        self.apply_to(
-            ids,
-            rng,
-            &mut out.input_ids,
-            &mut out.labels,
-            &mut out.masked,
-            scratch,
-        );
-    }
-
-    /// Masks `ids` into three slices of the same length (rows of a batch's
-    /// `input_ids`, `labels` and `masked_positions`, for instance): the same
-    /// result, and the same draws from `rng`, as [`Masking::apply_into`].
+    /// Masks a row holding a cell's ids (`input_ids`, changed in place) and
+    /// writes its `labels` and `masked_positions` rows, all of the same
+    /// length (rows of a batch, for instance); `scratch` is working memory.
     ///
     /// # Panics
-    /// When a slice's length differs from `ids.len()`.
-    #[inline]
-    pub fn apply_to(
-        &self,
-        ids: &[i64],
-        rng: &mut impl Rng,
-        input_ids: &mut [i64],
-        labels: &mut [i64],
-        masked: &mut [bool],
-        scratch: &mut Vec<u32>,
-    ) {
-        input_ids.copy_from_slice(ids);
-        maskable_positions(ids, scratch);
-        self.mask_in_place(input_ids, &mut *rng, labels, masked, scratch);
-    }
-
-    /// [`Masking::apply_to`] on a row that already holds the cell's ids
-    /// (`input_ids`, masked in place), with its maskable positions given:
-    /// `maskable` must hold exactly the positions that are neither CLS nor
-    /// PAD, ascending ([`maskable_positions`], or what the loader's fast
-    /// path knows without a scan); it is reordered in place.
-    #[inline]
-    pub(crate) fn mask_in_place(
+    /// When a slice's length differs from `input_ids.len()`.
+    pub(crate) fn mask_row(
         &self,
         input_ids: &mut [i64],
         mut rng: impl Rng,
         labels: &mut [i64],
         masked: &mut [bool],
-        maskable: &mut [u32],
+        scratch: &mut Vec<u32>,
     ) {
-        debug_assert!({
-            let mut check = Vec::new();
-            maskable_positions(input_ids, &mut check);
-            check == maskable
-        });
+        assert!(labels.len() == input_ids.len() && masked.len() == input_ids.len());
         labels.fill(special::IGNORE_INDEX);
         masked.fill(false);
-        let scratch = maskable;
+        scratch.clear();
+        scratch.extend(
+            (0..input_ids.len() as u32)
+                .filter(|&i| !matches!(input_ids[i as usize], special::CLS | special::PAD)),
+        );
         let n_maskable = scratch.len();
         if n_maskable == 0 {
             return;
@@ -198,30 +152,6 @@ impl Masking {
                 input_ids[pos] = special::FIRST_GENE_ID + rng.gen_range(0..n_genes);
             }
         }
-    }
-}
-
-/// The positions of `ids` that are neither CLS nor PAD, into `out`. The
-/// usual sequence (CLS first, genes after) is recognised with one
-/// vectorised count and written as a range.
-pub(crate) fn maskable_positions(ids: &[i64], out: &mut Vec<u32>) {
-    out.clear();
-    let special = |id: i64| id == special::CLS || id == special::PAD;
-    let n_special = ids
-        .iter()
-        .map(|&id| usize::from(special(id)))
-        .sum::<usize>();
-    match ids.first() {
-        Some(&first) if n_special == usize::from(special(first)) => {
-            let from = n_special as u32;
-            out.extend(from..ids.len() as u32);
-        }
-        _ => out.extend(
-            ids.iter()
-                .enumerate()
-                .filter(|(_, id)| !special(**id))
-                .map(|(i, _)| i as u32),
-        ),
     }
 }
 
@@ -252,24 +182,17 @@ mod tests {
     }
 
     #[test]
-    fn maskable_positions_skip_every_cls_and_pad() {
+    fn cls_and_pad_anywhere_are_never_masked() {
         let (c, p) = (special::CLS, special::PAD);
-        let cases: [&[i64]; 7] = [
-            &[],
-            &[c],
-            &[c, 9, 10],
-            &[9, 10, 11],
-            &[9, c, 10],
-            &[c, 9, p, p],
-            &[p, 9],
-        ];
-        let mut out = Vec::new();
-        for ids in cases {
-            maskable_positions(ids, &mut out);
-            let naive: Vec<u32> = (0..ids.len() as u32)
-                .filter(|&i| ids[i as usize] != c && ids[i as usize] != p)
-                .collect();
-            assert_eq!(out, naive, "{ids:?}");
+        let m = Masking {
+            mask_ratio: 1.0,
+            ..masking()
+        };
+        for ids in [&[9, c, 10][..], &[c, 9, p, p], &[p, 9], &[c, p]] {
+            let out = m.apply(ids, &mut cell_rng(1, 0, 0));
+            for (k, &id) in ids.iter().enumerate() {
+                assert_eq!(out.masked[k], id != c && id != p, "{ids:?}");
+            }
         }
     }
 

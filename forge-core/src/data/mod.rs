@@ -10,10 +10,8 @@
 //! - [`corpus`]: several files as one sequence of cells over shared genes,
 //!   preprocessed ([`preprocess`]: library size, log1p, HVG).
 //! - [`tokenize`], [`masking`], [`collate`](mod@collate): the three tokenizers,
-//!   masking, padding, exactly as scModelForge defines them;
-//!   [`rank_counts`]: `rank_value` straight from stored counts, the
-//!   streaming loader's fast path to the same tokens.
-//! - [`loader`]: [`DataPipeline`], train/validation [`CellDataset`]s and the
+//!   masking, padding, exactly as scModelForge defines them.
+//! - [`DataPipeline`] and train/validation [`CellDataset`]s; [`loader`]: the
 //!   threaded, prefetching [`DataLoader`] (in memory or streaming).
 //! - [`synthetic`]: a generator of realistic count data of any size.
 //!
@@ -49,10 +47,12 @@ pub mod h5ad;
 pub mod hvg;
 pub mod loader;
 pub mod masking;
+mod pipeline;
+mod plan;
 pub mod preprocess;
 pub mod preprocess_file;
-pub mod rank_counts;
 pub mod sampling;
+mod seed;
 mod stream;
 pub mod synthetic;
 pub mod tokenize;

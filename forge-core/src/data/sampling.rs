@@ -25,7 +25,7 @@ use rand::Rng;
 
 use super::DataError;
 use super::corpus::Corpus;
-use super::loader::epoch_rng;
+use super::seed::epoch_rng;
 use crate::config::{SamplingConfig, SamplingStrategy};
 
 /// Inverse-frequency weighted draws of training cells.

@@ -31,26 +31,25 @@ use rand::seq::SliceRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::DataError;
-use super::h5ad::CellChunk;
-use super::loader::{
-    CellDataset, Loaded, LoaderOptions, StreamingOptions, epoch_rng, plan_batches,
-};
-use super::worker::{Ctx, Slot, Worker};
+use super::pipeline::CellDataset;
+use super::plan::{LoaderOptions, StreamingOptions, plan_batches};
+use super::seed::epoch_rng;
+use super::worker::{Ctx, Loaded, Slot, Worker};
 
 /// A slot as it travels between threads and queues: boxed, so that moving
 /// it moves a pointer.
 type Cell = Box<Slot>;
 
-/// Most cells read from disk at once: about 256 KB of typical cells, so a
-/// window is still in the CPU's (L2) cache when its cells are tokenized.
-/// Measured on the benchmark: 16 to 64 cells are equally fast, 128 and
-/// more slower.
-const READ_WINDOW: usize = 32;
+/// Most cells read from disk at once. Each read through hdf5-pure has a
+/// fixed cost (locating the chunks, copying them out); measured on the
+/// benchmark, windows of 32 cells ran at a third of the speed of 256, and
+/// 1,024 were no faster than 256.
+const READ_WINDOW: usize = 256;
 
-/// Loader seed at which a test makes the thread reading the third window
+/// Loader seed at which a test makes the thread reading the second window
 /// panic.
 #[cfg(test)]
-pub(super) const PANIC_AT_THIRD_WINDOW: u64 = 0xbad_5eed;
+pub(super) const PANIC_AT_SECOND_WINDOW: u64 = 0xbad_5eed;
 
 /// `(file, first cell, end)` of a read window, cells local to the file.
 type Window = (usize, usize, usize);
@@ -327,18 +326,16 @@ pub(super) fn start(
 /// One thread of the epoch: takes tasks until none is left.
 fn work(shared: &Shared, ctx: &Ctx, ds: &CellDataset, senders: &[SyncSender<Loaded>]) {
     let _bail = Bail(shared);
-    super::loader::reserve_thread_heap();
     let mut wk = Worker::default();
-    let mut chunk = CellChunk::empty(0, 0);
     let mut state = shared.lock();
     while let Some(task) = wait_for_task(shared, state) {
         state = match task {
             Task::Read(w, window, spare) => {
                 #[cfg(test)]
-                if ctx.seed == PANIC_AT_THIRD_WINDOW && w == 2 {
+                if ctx.seed == PANIC_AT_SECOND_WINDOW && w == 1 {
                     panic!("a panic injected by a test");
                 }
-                let read = read_window(ctx, ds, window, spare, &mut wk, &mut chunk);
+                let read = read_window(ctx, ds, window, spare, &mut wk);
                 let mut state = shared.lock();
                 match read {
                     Ok(slots) => state.window_read(w, slots),
@@ -419,10 +416,9 @@ fn read_window(
     (file, start, end): Window,
     mut spare: Vec<Cell>,
     wk: &mut Worker,
-    chunk: &mut CellChunk,
 ) -> Result<Vec<Cell>, DataError> {
     let corpus = &ctx.inner.corpus;
-    corpus.read_chunk_into(file, start, end, chunk)?;
+    let chunk = corpus.read_chunk(file, start, end)?;
     let offset = corpus.file_range(file).start + start;
     let mut out = Vec::with_capacity(chunk.n_cells());
     for i in 0..chunk.n_cells() {

@@ -39,7 +39,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::DataError;
 use super::h5ad::write::{encoding, vstr};
-use super::masking::{cell_rng, mix};
+use super::seed::{cell_rng, mix};
 
 /// How genes are named in the var index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

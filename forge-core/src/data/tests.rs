@@ -290,6 +290,89 @@ fn a_file_written_by_anndata_tokenizes_like_the_reference() {
     assert!(err.contains("99") && err.contains("8 cells"), "{err}");
 }
 
+/// The rows of a batch as (ids, values) without padding.
+fn batch_rows(batch: &crate::batch::Batch) -> Vec<(Vec<i64>, Vec<f32>)> {
+    let s = batch.seq_len() as usize;
+    let ids: Vec<i64> = to_vec(batch.input_ids());
+    let mask: Vec<i64> = to_vec(batch.attention_mask());
+    let values: Vec<f32> = to_vec(batch.values().unwrap());
+    (0..ids.len() / s.max(1))
+        .map(|r| {
+            let n = mask[r * s..(r + 1) * s].iter().filter(|&&m| m == 1).count();
+            (
+                ids[r * s..r * s + n].to_vec(),
+                values[r * s..r * s + n].to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// One ranking rule on every path: cells longer than `max_genes`, with ties
+/// at the cut and above it, ranked as numpy's stable argsort ranks them
+/// (`ties` of `scripts/make_tokenizer_fixtures.py`), by the tokenizer
+/// itself and by both loaders (the in-memory one with the settings
+/// `forge embed` uses, and the streaming one).
+#[test]
+fn ties_keep_the_file_column_order_on_every_path() {
+    let all = expected();
+    let want = &all["ties"];
+    let path = fixture("ties.h5ad");
+    let n_vars = want["n_vars"].as_u64().unwrap() as usize;
+    let gene_ids: Vec<i64> = (0..n_vars as i64)
+        .map(|g| special::FIRST_GENE_ID + g)
+        .collect();
+    let f = H5ad::open(&path).unwrap();
+    let chunk = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap();
+    let opts = CorpusOptions {
+        preprocessing: no_preprocessing(),
+        ..CorpusOptions::default()
+    };
+    for case in want["cases"].as_array().unwrap() {
+        let max_genes = case["max_genes"].as_u64().unwrap() as usize;
+        let cls = case["cls"].as_bool().unwrap();
+        let cells = case["cells"].as_array().unwrap();
+        let tok = Tokenizer::rank_value(max_genes, cls);
+        let check = |how: &str, i: usize, ids: &[i64], values: &[f32]| {
+            assert_eq!(
+                ids,
+                i64s(&cells[i]["ids"]),
+                "{how}: cell {i}, max_genes {max_genes}"
+            );
+            assert_eq!(values, f32s(&cells[i]["values"]), "{how}: cell {i}");
+        };
+        for i in 0..chunk.n_cells() {
+            let (cols, vals) = chunk.row(i);
+            let got = tok.tokenize(cols, vals, &gene_ids);
+            check("Tokenizer::tokenize", i, &got.ids, &got.values);
+        }
+        let corpus = Corpus::open(&[&path], &opts).unwrap();
+        let pipe =
+            DataPipeline::new(corpus, None, tok, None, &GeneMatchOptions::default()).unwrap();
+        assert_eq!(pipe.gene_ids(), &gene_ids[..]);
+        let streaming = LoaderOptions {
+            streaming: Some(StreamingOptions {
+                chunk_size: 4,
+                shuffle_buffer: 1,
+            }),
+            ..LoaderOptions::inference(4)
+        };
+        for (how, lo) in [
+            ("loader", LoaderOptions::inference(4)),
+            ("streaming", streaming),
+        ] {
+            let loader = pipe.all().loader(lo).unwrap();
+            let mut seen = 0;
+            for (cells_of, batch) in collect(loader.epoch(0)) {
+                for (&i, (ids, values)) in cells_of.iter().zip(batch_rows(&batch)) {
+                    check(how, i, &ids, &values);
+                    seen += 1;
+                }
+            }
+            assert_eq!(seen, f.n_obs(), "{how}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Loader
 // ---------------------------------------------------------------------------
@@ -553,7 +636,7 @@ fn a_panicking_loader_thread_ends_the_epoch_with_an_error_not_a_hang() {
             .loader(LoaderOptions {
                 batch_size: 16,
                 num_workers,
-                seed: super::stream::PANIC_AT_THIRD_WINDOW,
+                seed: super::stream::PANIC_AT_SECOND_WINDOW,
                 streaming: Some(StreamingOptions {
                     chunk_size: 400,
                     shuffle_buffer: 100,
@@ -571,114 +654,70 @@ fn a_panicking_loader_thread_ends_the_epoch_with_an_error_not_a_hang() {
     }
 }
 
-/// Tokens of every cell of `corpus`: (general path, counts fast path or
-/// `None` where it declines).
-#[allow(clippy::type_complexity)]
-fn both_paths(
-    corpus: &Corpus,
-    vocab: &GeneVocab,
-    tok: &Tokenizer,
-) -> Vec<(TokenizedCell, Option<TokenizedCell>)> {
-    let gene_ids = corpus.gene_ids(vocab);
-    let mut ranker = super::rank_counts::CountRanker::default();
-    let mut row = PreparedRow::default();
-    let mut out = Vec::new();
-    for file in 0..corpus.n_files() {
-        let columns = corpus.column_tokens(file, &gene_ids);
-        let chunk = corpus
-            .read_chunk(file, 0, corpus.file_range(file).len())
-            .unwrap();
-        for i in 0..chunk.n_cells() {
-            let (cols, vals) = chunk.row(i);
-            corpus.prepare(file, cols, vals, &mut row);
-            let general = tok.tokenize(&row.genes, &row.values, &gene_ids);
-            let mut ranked = super::rank_counts::RankedCell::default();
-            let ok = tok.rank_counts(
-                cols,
-                vals,
-                &columns,
-                corpus.preprocessing(),
-                &mut ranker,
-                &mut ranked,
-            );
-            let mut fast = TokenizedCell::default();
-            ranked.to_tokens(&mut fast);
-            out.push((general, ok.then_some(fast)));
+/// FNV-1a over every element of every batch (ids, attention mask, values,
+/// labels, masked positions), as `FORGE_BENCH_DIGEST` does in
+/// `benches/data_pipeline.rs`.
+fn batch_digest(batches: &[(Vec<usize>, crate::batch::Batch)]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for (_, b) in batches {
+        let mut fold = |t: &Tensor| {
+            let v: Vec<f64> = to_vec(&t.to_kind(tch::Kind::Double));
+            hash = (hash ^ t.size().iter().product::<i64>() as u64).wrapping_mul(0x100_0000_01b3);
+            for x in v {
+                hash = (hash ^ x.to_bits()).wrapping_mul(0x100_0000_01b3);
+            }
+        };
+        fold(b.input_ids());
+        fold(b.attention_mask());
+        for t in [b.values(), b.labels(), b.masked_positions()]
+            .into_iter()
+            .flatten()
+        {
+            fold(t);
         }
     }
-    out
+    hash
 }
 
+/// The batches of a masked epoch, streaming (whole counts, normalised and
+/// log1p; 1 and 3 threads) and in memory, are the ones the loader gave
+/// before it was simplified (issue 18): bit for bit, through these digests.
 #[test]
-fn counts_fast_path_tokenizes_like_the_general_path() {
-    let dir = Scratch::new("fast");
-    let p = dir.path("counts.h5ad");
-    write_synthetic(&p, 300, 400, 3, 8).unwrap();
-    let hvg = PreprocessingConfig {
-        hvg_selection: Some(60),
-        ..PreprocessingConfig::default()
-    };
-    for (what, pre, max_genes) in [
-        ("normalise + log1p", PreprocessingConfig::default(), 2048),
-        ("truncated to 16", PreprocessingConfig::default(), 16),
-        ("highly variable genes", hvg, 2048),
-        ("as stored", no_preprocessing(), 32),
-    ] {
-        let opts = CorpusOptions {
-            preprocessing: pre,
-            ..CorpusOptions::default()
-        };
-        let corpus = Corpus::open(&[&p], &opts).unwrap();
-        // A vocabulary lacking every third gene: those become UNK.
-        let genes: Vec<String> = corpus.genes().iter().step_by(3).cloned().collect();
-        for vocab in [
-            GeneVocab::from_genes(corpus.genes()),
-            GeneVocab::from_genes(&genes),
-        ] {
-            let tok = Tokenizer::rank_value(max_genes, true);
-            for (cell, (general, fast)) in both_paths(&corpus, &vocab, &tok).iter().enumerate() {
-                let fast = fast
-                    .as_ref()
-                    .unwrap_or_else(|| panic!("{what}: cell {cell} declined"));
-                assert_eq!(fast.ids, general.ids, "{what}: cell {cell}");
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(
-                    bits(&fast.values),
-                    bits(&general.values),
-                    "{what}: cell {cell}"
-                );
-            }
-        }
+fn batches_stay_bit_identical() {
+    let dir = Scratch::new("digest");
+    let path = dir.path("synth.h5ad");
+    write_synthetic(&path, 700, 600, 4, 3).unwrap();
+    let corpus = Corpus::open(&[&path], &CorpusOptions::default()).unwrap();
+    let masking = Masking::from_config(&MaskingConfig::default(), 0).unwrap();
+    let pipe = DataPipeline::new(
+        corpus,
+        None,
+        Tokenizer::rank_value(128, true),
+        Some(masking),
+        &GeneMatchOptions::default(),
+    )
+    .unwrap();
+    let streaming = Some(StreamingOptions {
+        chunk_size: 100,
+        shuffle_buffer: 150,
+    });
+    let mut got = Vec::new();
+    for (streaming, workers) in [(streaming, 1), (streaming, 3), (None, 2)] {
+        let loader = pipe
+            .all()
+            .loader(LoaderOptions {
+                batch_size: 32,
+                num_workers: workers,
+                seed: 5,
+                streaming,
+                ..LoaderOptions::default()
+            })
+            .unwrap();
+        got.push(format!("{:016x}", batch_digest(&collect(loader.epoch(1)))));
     }
-    // Files it does not cover: log-normalised values (PBMC-like raw in the
-    // gzip fixture), duplicate gene names (columns merged into one gene),
-    // unsorted indices. The fast path declines; the general path serves.
-    for (file, raw) in [("gzip_raw.h5ad", true), ("csr_unsorted.h5ad", false)] {
-        let opts = CorpusOptions {
-            use_raw: raw,
-            preprocessing: no_preprocessing(),
-            ..CorpusOptions::default()
-        };
-        let corpus = Corpus::open(&[h5ad_fixture(file)], &opts).unwrap();
-        let vocab = GeneVocab::from_genes(corpus.genes());
-        let tok = Tokenizer::rank_value(64, true);
-        for (general, fast) in both_paths(&corpus, &vocab, &tok) {
-            if let Some(fast) = fast {
-                assert_eq!(
-                    (fast.ids, fast.values),
-                    (general.ids, general.values),
-                    "{file}"
-                );
-            }
-        }
-    }
-    let dup = Corpus::open(&[fixture("genes_dup.h5ad")], &CorpusOptions::default()).unwrap();
-    let vocab = GeneVocab::from_genes(dup.genes());
-    let tok = Tokenizer::rank_value(64, true);
-    assert!(
-        both_paths(&dup, &vocab, &tok)
-            .iter()
-            .all(|(_, fast)| fast.is_none())
+    assert_eq!(
+        got,
+        ["a7328a684ccb3c8d", "a7328a684ccb3c8d", "8c33e4535d01fb1d"]
     );
 }
 

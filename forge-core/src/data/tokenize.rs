@@ -7,8 +7,11 @@
 //! scModelForge (`tokenizer.strategy`) are:
 //!
 //! - `rank_value` (Geneformer): genes with value > 0, sorted by value
-//!   descending; ties keep gene order (a stable sort); truncated to
-//!   `max_genes` tokens, the CLS token included.
+//!   descending; ties keep gene order, which is the file's column order (a
+//!   stable sort, as numpy's `argsort(-v, kind="stable")`); truncated to
+//!   `max_genes` tokens, the CLS token included. One function
+//!   (`rank_value`) does this for every path: the tokenizer, both loaders,
+//!   `forge embed`.
 //! - `binned_expression` (scGPT): genes in universe order, zeros included
 //!   (every gene of the universe, up to `max_genes` tokens) unless
 //!   `include_zeros` is off; each value is also given a bin id in
@@ -43,8 +46,6 @@ use crate::batch::special;
 use crate::config::{BinningMethod, TokenizerConfig, TokenizerStrategy};
 
 use super::DataError;
-use super::preprocess::Preprocessing;
-use super::rank_counts::{ColumnTokens, CountRanker, RankedCell};
 
 /// One cell as tokens (before masking and padding).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -271,29 +272,6 @@ impl Tokenizer {
         }
     }
 
-    /// `rank_value` of a stored row of counts of a file with `columns`,
-    /// preprocessed by `pre`, into `out`, in one go (see
-    /// [`super::rank_counts`]): the tokens [`Corpus::prepare`] then
-    /// [`Tokenizer::tokenize_into`] give. Returns false when the strategy
-    /// is not `rank_value` or the row needs that general path.
-    ///
-    /// [`Corpus::prepare`]: super::Corpus::prepare
-    pub fn rank_counts(
-        &self,
-        cols: &[u32],
-        vals: &[f32],
-        columns: &ColumnTokens,
-        pre: &Preprocessing,
-        ranker: &mut CountRanker,
-        out: &mut RankedCell,
-    ) -> bool {
-        if !matches!(self.strategy, Strategy::RankValue) {
-            return false;
-        }
-        out.cls = self.has_cls();
-        ranker.rank(cols, vals, columns, pre, self.gene_budget(), out)
-    }
-
     /// Tokenizes one cell into a fresh [`TokenizedCell`].
     pub fn tokenize(&self, genes: &[u32], values: &[f32], gene_ids: &[i64]) -> TokenizedCell {
         let mut out = TokenizedCell::default();
@@ -318,30 +296,7 @@ impl Tokenizer {
         let n = genes.len().min(values.len());
         match &self.strategy {
             Strategy::RankValue => {
-                if n >= 128
-                    && rank_few_distinct(&genes[..n], &values[..n], gene_ids, budget, out, scratch)
-                {
-                    return;
-                }
-                // Key: value descending (bit pattern of a positive f32 grows
-                // with it), then position ascending: a stable sort.
-                scratch.clear();
-                for k in 0..n {
-                    let v = values[k];
-                    if v > 0.0 && (genes[k] as usize) < gene_ids.len() {
-                        let bits = u64::from(u32::MAX - v.to_bits());
-                        scratch.push((bits << 32) | k as u64);
-                    }
-                }
-                // Keys are unique, so keeping the `budget` smallest first
-                // (O(n)) and sorting those is the sort-then-truncate result.
-                if scratch.len() > budget {
-                    if budget > 0 {
-                        scratch.select_nth_unstable(budget - 1);
-                    }
-                    scratch.truncate(budget);
-                }
-                sort_keys(scratch);
+                rank_value(&genes[..n], &values[..n], gene_ids, budget, scratch);
                 for &key in scratch.iter() {
                     let k = (key & 0xffff_ffff) as usize;
                     out.ids.push(gene_ids[genes[k] as usize]);
@@ -386,129 +341,30 @@ impl Tokenizer {
     }
 }
 
-/// `rank_value` of a cell whose positive values take at most 256 distinct
-/// values (values derived from small integer counts: the common case),
-/// appended to `out` in O(n): a counting sort by value, stable, so ties keep
-/// position order, and only the first `budget` entries written. Returns
-/// false, leaving `out` untouched, when there are more distinct values.
-/// `genes` and `values` have the same length.
-fn rank_few_distinct(
-    genes: &[u32],
-    values: &[f32],
-    gene_ids: &[i64],
-    budget: usize,
-    out: &mut TokenizedCell,
-    scratch: &mut Vec<u64>,
-) -> bool {
-    const SLOTS: usize = 512;
-    const EMPTY: u16 = u16::MAX;
-    let mut table_key = [0u32; SLOTS];
-    let mut table_id = [EMPTY; SLOTS];
-    let mut distinct = [0u32; 256];
-    let mut n_distinct = 0usize;
-    // Four interleaved histograms: runs of equal values do not wait on one
-    // counter.
-    let mut count = [[0u32; 256]; 4];
-    // Entries kept: (distinct id << 32) | position.
-    scratch.clear();
+/// The `rank_value` rule, the one every path uses: the entries with a
+/// positive value (and a gene of the universe), ordered by value
+/// descending, ties in entry order (the file's column order: a stable sort, as numpy's
+/// `argsort(-v, kind="stable")`), the first `budget` kept. Leaves them in
+/// `keys` as `(key << 32) | entry`, the key growing as the value falls.
+///
+/// Every key is unique (it holds the entry), so keeping the `budget`
+/// smallest (`select_nth_unstable`, O(n)) and sorting those by the whole
+/// key gives exactly the stable sort's first `budget`.
+fn rank_value(genes: &[u32], values: &[f32], gene_ids: &[i64], budget: usize, keys: &mut Vec<u64>) {
+    keys.clear();
     for (k, (&g, &v)) in genes.iter().zip(values).enumerate() {
-        if !(v > 0.0 && (g as usize) < gene_ids.len()) {
-            continue;
-        }
-        let key = v.to_bits();
-        let mut slot = (key.wrapping_mul(0x9e37_79b1) >> 23) as usize;
-        let id = loop {
-            let t = table_id[slot];
-            if t == EMPTY {
-                if n_distinct == distinct.len() {
-                    return false;
-                }
-                table_key[slot] = key;
-                table_id[slot] = n_distinct as u16;
-                distinct[n_distinct] = key;
-                n_distinct += 1;
-                break n_distinct as u16 - 1;
-            }
-            if table_key[slot] == key {
-                break t;
-            }
-            slot = (slot + 1) % SLOTS;
-        };
-        count[k & 3][id as usize] += 1;
-        scratch.push((u64::from(id) << 32) | k as u64);
-    }
-    // Distinct values, largest first (for positive floats the bit pattern
-    // grows with the value), and where each one's run starts.
-    let mut order = [0u16; 256];
-    for (i, o) in order.iter_mut().enumerate().take(n_distinct) {
-        *o = i as u16;
-    }
-    order[..n_distinct].sort_unstable_by_key(|&d| std::cmp::Reverse(distinct[d as usize]));
-    let mut next = [0usize; 256];
-    let mut at = 0usize;
-    for &d in &order[..n_distinct] {
-        let d = d as usize;
-        next[d] = at;
-        at += (count[0][d] + count[1][d] + count[2][d] + count[3][d]) as usize;
-    }
-    let keep = scratch.len().min(budget);
-    let base = out.ids.len();
-    out.ids.resize(base + keep, 0);
-    out.values.resize(base + keep, 0.0);
-    let (ids, vals) = (&mut out.ids[base..], &mut out.values[base..]);
-    for &e in scratch.iter() {
-        let (d, k) = ((e >> 32) as usize, (e & 0xffff_ffff) as usize);
-        let p = next[d];
-        next[d] = p + 1;
-        if p < keep {
-            ids[p] = gene_ids[genes[k] as usize];
-            vals[p] = values[k];
+        if v > 0.0 && (g as usize) < gene_ids.len() {
+            // For positive floats the bit pattern grows with the value.
+            keys.push((u64::from(u32::MAX - v.to_bits()) << 32) | k as u64);
         }
     }
-    true
-}
-
-/// Sorts `(key << 32) | position` entries by key, ties by position (keys are
-/// unique, so the result is what a stable sort by key gives for entries
-/// pushed in position order). Large inputs use a least-significant-digit
-/// radix sort on the key's 4 bytes, skipping bytes all entries share; the
-/// vector's spare capacity serves as the second buffer.
-fn sort_keys(keys: &mut Vec<u64>) {
-    let n = keys.len();
-    if n < 128 {
-        keys.sort_unstable();
-        return;
+    if keys.len() > budget {
+        if budget > 0 {
+            keys.select_nth_unstable(budget - 1);
+        }
+        keys.truncate(budget);
     }
-    keys.resize(2 * n, 0);
-    let (mut src, mut dst) = keys.split_at_mut(n);
-    let mut in_first = true;
-    for shift in [32u32, 40, 48, 56] {
-        let mut count = [0usize; 256];
-        for &k in src.iter() {
-            count[((k >> shift) & 0xff) as usize] += 1;
-        }
-        if count.contains(&n) {
-            continue;
-        }
-        let mut at = 0;
-        for c in count.iter_mut() {
-            let here = *c;
-            *c = at;
-            at += here;
-        }
-        for &k in src.iter() {
-            let b = ((k >> shift) & 0xff) as usize;
-            dst[count[b]] = k;
-            count[b] += 1;
-        }
-        std::mem::swap(&mut src, &mut dst);
-        in_first = !in_first;
-    }
-    if !in_first {
-        let (a, b) = keys.split_at_mut(n);
-        a.copy_from_slice(b);
-    }
-    keys.truncate(n);
+    keys.sort_unstable();
 }
 
 /// Calls `f(gene, value)` in universe order for up to `budget` genes: every
@@ -571,51 +427,17 @@ mod tests {
     }
 
     #[test]
-    fn radix_sort_agrees_with_a_stable_sort() {
-        let mut x: u64 = 1;
-        for (n, few) in [0usize, 5, 127, 128, 1000, 5000]
-            .into_iter()
-            .flat_map(|n| [(n, true), (n, false)])
-        {
-            let keys: Vec<u64> = (0..n as u64)
-                .map(|pos| {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    // few distinct values (many ties), or nearly all distinct
-                    let v = if few {
-                        (1.0 + (x >> 60) as f32).ln_1p()
-                    } else {
-                        (x >> 40) as f32 / 7.0
-                    };
-                    (u64::from(u32::MAX - v.to_bits()) << 32) | pos
-                })
-                .collect();
-            let mut want = keys.clone();
-            want.sort();
-            let mut got = keys;
-            sort_keys(&mut got);
-            assert_eq!(got, want, "n={n} few={few}");
-        }
-    }
-
-    #[test]
-    fn counting_rank_agrees_with_the_sort() {
-        // Cells of few distinct values take the counting path; the same
-        // cells with one value nudged apart per position take the sort.
+    fn ranking_is_a_stable_sort_then_truncation() {
+        // Few distinct values (ties at the cut and above it) and many, cut
+        // below and above the selection's size.
         let gene_ids: Vec<i64> = (0..3000).map(|g| 4 + (g * 7 % 3000)).collect();
         let mut x: u64 = 7;
-        let cases = [
-            (128usize, 2047usize),
-            (1000, 2047),
-            (2900, 2047),
-            (500, 100),
-            (2900, 999),
-        ];
-        for (n, budget) in cases {
-            // The last case has many distinct values: the sort path, with
-            // its selection of the first `budget`.
-            let many = budget == 999;
+        for (n, budget, few) in [
+            (300, 255, true),
+            (2900, 999, false),
+            (2900, 999, true),
+            (50, 100, true),
+        ] {
             let genes: Vec<u32> = (0..n as u32).map(|g| g + g / 3).collect();
             let values: Vec<f32> = (0..n)
                 .map(|_| {
@@ -625,14 +447,13 @@ mod tests {
                     match x >> 61 {
                         0 => 0.0,
                         1 => -1.0,
-                        _ if many => (x >> 40) as f32 / 7.0,
-                        r => (r as f32 * 3.0).ln_1p(),
+                        _ if few => ((x >> 58) as f32 * 3.0).ln_1p(),
+                        _ => (x >> 52) as f32 / 7.0,
                     }
                 })
                 .collect();
             let t = Tokenizer::rank_value(budget + 1, true);
             let got = t.tokenize(&genes, &values, &gene_ids);
-            // The reference: a stable sort by value, descending.
             let mut kept: Vec<usize> = (0..n)
                 .filter(|&k| values[k] > 0.0 && (genes[k] as usize) < gene_ids.len())
                 .collect();

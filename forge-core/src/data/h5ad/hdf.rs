@@ -122,8 +122,6 @@ fn is_bool_enum(dt: &Datatype) -> bool {
 /// An open HDF5 file plus its path, for error messages.
 pub(crate) struct Hdf {
     pub(crate) file: hdf5_pure::File,
-    /// The open file behind `file`, for positioned reads of raw data.
-    pub(crate) handle: std::fs::File,
     pub(crate) path: PathBuf,
     /// Size of the file in bytes.
     pub(crate) len: u64,
@@ -144,8 +142,8 @@ impl Hdf {
             path: path.to_path_buf(),
             source,
         };
-        // One open file serves the checks below, hdf5-pure and the direct
-        // reads, so all see the same file even if the path is replaced.
+        // One open file serves the checks below and hdf5-pure, so both see
+        // the same file even if the path is replaced.
         let handle = std::fs::File::open(path).map_err(io)?;
         let meta = handle.metadata().map_err(io)?;
         if meta.is_dir() {
@@ -170,7 +168,7 @@ impl Hdf {
             }
             Err(e) => return Err(io(e)),
         }
-        let source = super::source::CachedFile::new(handle.try_clone().map_err(io)?, meta.len());
+        let source = super::source::CachedFile::new(handle, meta.len());
         let file = hdf5_pure::File::from_source(source).map_err(|e| match e {
             hdf5_pure::Error::Io(source) => io(source),
             other => DataError::Corrupt {
@@ -192,7 +190,6 @@ impl Hdf {
         }
         Ok(Hdf {
             file,
-            handle,
             path: path.to_path_buf(),
             len: meta.len(),
         })

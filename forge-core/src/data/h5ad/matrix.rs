@@ -17,12 +17,9 @@
 //! does not normalise or transform values.
 
 use super::error::{DataError, Result};
-use std::sync::{Arc, OnceLock};
-
-use super::direct::{DirectCsr, is_le_f32, le_int_width};
 use super::hdf::{Hdf, Kind, Scalar, attr_str, classify, join};
 use super::{CellChunk, MatrixInfo, MatrixLayout, ValueStats};
-use hdf5_pure::{AttrValue, Dataset};
+use hdf5_pure::AttrValue;
 
 /// Entries read per window when streaming through `data`/`indices`.
 pub(crate) const WINDOW: usize = 1 << 20;
@@ -34,10 +31,6 @@ const SUPPORTED_MATRICES: &str = "a dense 2-D dataset (`array`), `csr_matrix`, `
 #[derive(Debug, Clone)]
 pub(crate) struct MatrixSource {
     pub(crate) info: MatrixInfo,
-    /// For a CSR matrix, its positioned-read reader once the first window
-    /// has been read through [`MatrixSource::rows_into`] (`None` inside:
-    /// the matrix is not stored in a way it reads).
-    direct: Arc<OnceLock<Option<DirectCsr>>>,
 }
 
 impl MatrixSource {
@@ -70,76 +63,6 @@ impl MatrixSource {
             MatrixLayout::Csr => self.csr_rows(h, start, end),
             MatrixLayout::Csc => self.csc_rows(h, start, end),
         }
-    }
-
-    /// Cells `[start, end)` as CSR into `out`, reusing its buffers (the
-    /// streaming loader reads window after window into one chunk). CSR
-    /// matrices of little-endian `float32` data and `int32` indices, what
-    /// anndata writes, are decoded straight from the stored bytes into `out`;
-    /// other layouts and types are read as by [`MatrixSource::rows`]. CSR
-    /// arrays stored without filters are read straight from the file
-    /// ([`DirectCsr`]).
-    pub(crate) fn rows_into(
-        &self,
-        h: &Hdf,
-        start: usize,
-        end: usize,
-        out: &mut CellChunk,
-    ) -> Result<()> {
-        if self.info.layout != MatrixLayout::Csr || start > end || end > self.info.n_rows {
-            *out = self.rows(h, start, end)?;
-            return Ok(());
-        }
-        let obj = self.object();
-        let indptr_path = join(obj, "indptr");
-        let direct = self.direct(h);
-        let n_ptr = end - start + 1;
-        let ptr = match direct {
-            Some(d) => {
-                let mut ptr = vec![0i64; n_ptr];
-                d.read_indptr(h, start, &mut ptr)?;
-                ptr
-            }
-            None => read_i64_window(h, &indptr_path, start, n_ptr)?,
-        };
-        out.start = start;
-        out.n_vars = self.info.n_cols;
-        out.indptr.clear();
-        let (lo, hi) = window_indptr(
-            h,
-            &indptr_path,
-            &ptr,
-            start,
-            self.info.stored,
-            &mut out.indptr,
-        )?;
-        let len = hi - lo;
-        let (data_path, indices_path) = (join(obj, "data"), join(obj, "indices"));
-        let n_cols = self.info.n_cols;
-        match direct {
-            Some(d) => {
-                out.data.resize(len, 0.0);
-                d.read_data(h, lo, &mut out.data)?;
-                out.indices.resize(len, 0);
-                d.read_indices(h, lo, &mut out.indices)?;
-                check_indices(h, &indices_path, lo, &out.indices, n_cols)
-            }
-            None => {
-                read_f32_into(h, &data_path, lo, len, &mut out.data)?;
-                read_indices_into(h, &indices_path, lo, len, n_cols, &mut out.indices)
-            }
-        }
-    }
-
-    /// The positioned-read reader of a CSR matrix, located on first use;
-    /// `None` for other layouts and storage.
-    pub(crate) fn direct(&self, h: &Hdf) -> Option<&DirectCsr> {
-        if self.info.layout != MatrixLayout::Csr {
-            return None;
-        }
-        self.direct
-            .get_or_init(|| DirectCsr::open(h, self.object()))
-            .as_ref()
     }
 
     fn dense_rows(&self, h: &Hdf, start: usize, end: usize) -> Result<CellChunk> {
@@ -314,7 +237,6 @@ fn open_dense(h: &Hdf, object: &str) -> Result<MatrixSource> {
             dtype: scalar.name(),
             stored: (n_rows as u64).saturating_mul(n_cols as u64),
         },
-        direct: Arc::default(),
     })
 }
 
@@ -447,7 +369,6 @@ fn open_sparse(h: &Hdf, object: &str) -> Result<MatrixSource> {
             dtype: data_type.name(),
             stored: n_data as u64,
         },
-        direct: Arc::default(),
     })
 }
 
@@ -517,109 +438,6 @@ fn read_f32_window(h: &Hdf, path: &str, start: usize, len: usize) -> Result<Vec<
     Ok(v)
 }
 
-/// The raw bytes of `len` elements from `start` of a 1-D dataset of
-/// `elem`-byte elements.
-fn read_raw_window(
-    h: &Hdf,
-    path: &str,
-    ds: &Dataset,
-    start: usize,
-    len: usize,
-    elem: usize,
-) -> Result<Vec<u8>> {
-    let raw = ds
-        .read_raw_rows(start as u64, len as u64)
-        .map_err(|e| h.h5(path, e))?;
-    h.check_len(path, raw.len() / elem, len)?;
-    Ok(raw)
-}
-
-/// [`read_f32_window`] into `out` (replacing its contents).
-fn read_f32_into(h: &Hdf, path: &str, start: usize, len: usize, out: &mut Vec<f32>) -> Result<()> {
-    out.clear();
-    if len == 0 {
-        return Ok(());
-    }
-    let ds = h.dataset(path)?;
-    if !is_le_f32(&h.datatype(path, &ds)?) {
-        *out = read_f32_window(h, path, start, len)?;
-        return Ok(());
-    }
-    let raw = read_raw_window(h, path, &ds, start, len, 4)?;
-    out.extend(
-        raw.chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-    );
-    Ok(())
-}
-
-/// [`read_indices`] into `out` (replacing its contents).
-fn read_indices_into(
-    h: &Hdf,
-    path: &str,
-    start: usize,
-    len: usize,
-    bound: usize,
-    out: &mut Vec<u32>,
-) -> Result<()> {
-    out.clear();
-    if len == 0 {
-        return Ok(());
-    }
-    let ds = h.dataset(path)?;
-    if le_int_width(&h.datatype(path, &ds)?) != Some(4) {
-        *out = read_indices(h, path, start, len, bound)?;
-        return Ok(());
-    }
-    let raw = read_raw_window(h, path, &ds, start, len, 4)?;
-    out.extend(
-        raw.chunks_exact(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-    );
-    check_indices(h, path, start, out, bound)
-}
-
-/// Checks that the indices read from `start` of `path` are in `0..bound`
-/// (as `u32`, a negative index is at least 2^31 and so out of bounds too).
-fn check_indices(h: &Hdf, path: &str, start: usize, indices: &[u32], bound: usize) -> Result<()> {
-    if largest(indices) as usize >= bound {
-        let k = indices
-            .iter()
-            .position(|&i| i as usize >= bound)
-            .unwrap_or(0);
-        return Err(h.corrupt(
-            path,
-            format!(
-                "index {} at position {} is outside 0..{bound}",
-                indices[k] as i32,
-                start + k
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The largest of `indices` (0 when empty): with AVX2 where the CPU has it
-/// (eight at a time; the baseline x86-64 instruction set has no unsigned
-/// 32-bit maximum, so the plain loop runs one at a time), else plainly.
-fn largest(indices: &[u32]) -> u32 {
-    #[inline(always)]
-    fn plain(indices: &[u32]) -> u32 {
-        indices.iter().fold(0u32, |m, &i| m.max(i))
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn avx2(indices: &[u32]) -> u32 {
-        plain(indices)
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has the one target feature the function enables.
-        return unsafe { avx2(indices) };
-    }
-    plain(indices)
-}
-
 /// Reads `len` sparse indices from `start`, checking each is in `0..bound`.
 fn read_indices(h: &Hdf, path: &str, start: usize, len: usize, bound: usize) -> Result<Vec<u32>> {
     let bad = |i: i64, k: usize| {
@@ -628,30 +446,6 @@ fn read_indices(h: &Hdf, path: &str, start: usize, len: usize, bound: usize) -> 
             format!("index {i} at position {} is outside 0..{bound}", start + k),
         )
     };
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    // 32-bit signed (or narrower) indices, the common case, are read as
-    // i32: half the memory traffic of widening to i64 first.
-    let ds = h.dataset(path)?;
-    let narrow = matches!(
-        classify(&h.datatype(path, &ds)?),
-        Scalar::Int { size, signed } if size < 4 || (size == 4 && signed)
-    );
-    if narrow {
-        let raw = ds
-            .read_i32_rows(start as u64, len as u64)
-            .map_err(|e| h.h5(path, e))?;
-        h.check_len(path, raw.len(), len)?;
-        let mut out = Vec::with_capacity(raw.len());
-        for (k, &i) in raw.iter().enumerate() {
-            if i < 0 || i as usize >= bound {
-                return Err(bad(i64::from(i), k));
-            }
-            out.push(i as u32);
-        }
-        return Ok(out);
-    }
     let raw = read_i64_window(h, path, start, len)?;
     let mut out = Vec::with_capacity(raw.len());
     for (k, i) in raw.into_iter().enumerate() {

@@ -17,11 +17,8 @@
 //! [`CellChunk`]. Only the rows asked for are read from disk (a row window of
 //! a dense `X`, the `indptr`-delimited slice of a CSR matrix's `data` and
 //! `indices`), so memory is bounded by the block, not the file. The file is
-//! opened in `hdf5-pure`'s streaming mode: it is never loaded whole. For the
-//! streaming loader's block after block reads ([`H5ad::cell_rows_into`]),
-//! CSR matrices stored without compression are read with positioned reads
-//! straight into the caller's buffers (`direct`), skipping hdf5-pure's
-//! per-read copies; compressed ones go through hdf5-pure.
+//! opened in `hdf5-pure`'s streaming mode: it is never loaded whole, and
+//! read through positioned reads (`source`).
 //!
 //! Within a cell, gene indices are returned in file order, which AnnData does
 //! not guarantee to be sorted; use [`CellChunk::sort_indices`] when order
@@ -37,7 +34,6 @@
 //! `varm`/`obsp`/`layers`/`uns` (apart from the old layout's categories),
 //! and does not normalise, filter or tokenise cells.
 
-mod direct;
 mod error;
 mod frame;
 mod hdf;
@@ -502,25 +498,6 @@ impl H5ad {
     /// (for CSC storage, one pass over all stored entries).
     pub fn cell_rows(&self, which: Matrix, start: usize, end: usize) -> Result<CellChunk> {
         self.matrix(which)?.rows(&self.hdf, start, end)
-    }
-
-    /// [`H5ad::cell_rows`] into `out`, reusing its buffers: for reading
-    /// block after block without allocating each time.
-    pub fn cell_rows_into(
-        &self,
-        which: Matrix,
-        start: usize,
-        end: usize,
-        out: &mut CellChunk,
-    ) -> Result<()> {
-        self.matrix(which)?.rows_into(&self.hdf, start, end, out)
-    }
-
-    /// Whether [`H5ad::cell_rows_into`] reads `which` with positioned reads
-    /// straight from the file (an unfiltered CSR matrix of little-endian
-    /// `float32` data and `int32` indices) rather than through `hdf5-pure`.
-    pub fn reads_directly(&self, which: Matrix) -> Result<bool> {
-        Ok(self.matrix(which)?.direct(&self.hdf).is_some())
     }
 
     /// Iterates over all cells of `X` or `raw` in blocks of `cells_per_chunk`

@@ -8,9 +8,13 @@
 //! read fetches the 64 KiB block around it once, and the next reads nearby
 //! are memory copies. Large reads (dataset payloads) go straight to the
 //! file. The cache holds at most [`MAX_BLOCKS`] blocks (2 MiB).
+//!
+//! Positioned reads are what reading a file in ranges needs, locally or,
+//! later, remotely. They are Unix's `pread` and Windows' `seek_read`
+//! ([`read_exact_at`]); elsewhere a seek and a read under one lock.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::sync::Mutex;
 
 use hdf5_pure::{FormatError, Source};
@@ -51,7 +55,7 @@ impl CachedFile {
 
     /// Copies from block `index` (read on a miss) the bytes at `within..`
     /// into `out`, returning how many were copied.
-    fn copy_from_block(&self, index: u64, within: usize, out: &mut [u8]) -> std::io::Result<usize> {
+    fn copy_from_block(&self, index: u64, within: usize, out: &mut [u8]) -> io::Result<usize> {
         let mut blocks = self
             .blocks
             .lock()
@@ -64,7 +68,7 @@ impl CachedFile {
                 let start = index * BLOCK;
                 let size = BLOCK.min(self.len - start) as usize;
                 let mut bytes = vec![0u8; size].into_boxed_slice();
-                self.file.read_exact_at(&mut bytes, start)?;
+                read_exact_at(&self.file, &mut bytes, start)?;
                 if blocks.entries.len() == MAX_BLOCKS {
                     let oldest = (0..MAX_BLOCKS)
                         .min_by_key(|&i| blocks.entries[i].2)
@@ -101,20 +105,61 @@ impl Source for CachedFile {
                 available: usize::try_from(self.len).unwrap_or(usize::MAX),
             });
         }
-        let io = |e: std::io::Error| FormatError::Source(e.to_string());
+        let failed = |e: io::Error| FormatError::Source(e.to_string());
         if buf.len() >= DIRECT_READ {
-            return self.file.read_exact_at(buf, offset).map_err(io);
+            return read_exact_at(&self.file, buf, offset).map_err(failed);
         }
         let mut at = offset;
         let mut rest = buf;
         while !rest.is_empty() {
             let within = (at % BLOCK) as usize;
-            let n = self.copy_from_block(at / BLOCK, within, rest).map_err(io)?;
+            let n = self
+                .copy_from_block(at / BLOCK, within, rest)
+                .map_err(failed)?;
             rest = &mut rest[n..];
             at += n as u64;
         }
         Ok(())
     }
+}
+
+/// Fills `buf` from `file` at `offset` without moving a shared cursor
+/// (threads read one file at once).
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+/// Fills `buf` from `file` at `offset` (Windows' `seek_read` reads at an
+/// offset and may return fewer bytes than asked).
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fills `buf` from `file` at `offset`: a seek and a read, under one lock
+/// for every file, where the platform has no positioned read.
+#[cfg(not(any(unix, windows)))]
+fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _held = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
 }
 
 #[cfg(test)]

@@ -351,71 +351,17 @@ fn out_of_range_cells_are_an_error() {
     assert!(f.cell_rows(Matrix::X, 3, 2).is_err());
 }
 
-/// Reads every cell of `which` in windows of `step` with
-/// [`H5ad::cell_rows_into`] (one reused chunk) and checks each window
-/// against [`H5ad::cell_rows`] (always through hdf5-pure).
-fn check_windows_agree(f: &H5ad, which: Matrix, step: usize) {
-    let mut reused = CellChunk::empty(0, 0);
-    let mut start = 0;
-    while start < f.n_obs() {
-        let end = (start + step).min(f.n_obs());
-        f.cell_rows_into(which, start, end, &mut reused)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let fresh = f.cell_rows(which, start, end).unwrap();
-        assert_eq!(reused.n_cells(), fresh.n_cells());
-        for i in 0..fresh.n_cells() {
-            assert_eq!(reused.row(i), fresh.row(i), "{which:?} cell {}", start + i);
-        }
-        start = end;
-    }
-}
-
 #[test]
-fn direct_reads_agree_with_hdf5_pure() {
-    // anndata's uncompressed CSR (contiguous) is read directly, its gzip
-    // CSR is not; both agree with hdf5-pure window by window.
-    let csr = H5ad::open(fixture("csr_unsorted.h5ad")).unwrap();
-    assert!(csr.reads_directly(Matrix::X).unwrap());
-    let gz = H5ad::open(fixture("gzip_raw.h5ad")).unwrap();
-    assert!(!gz.reads_directly(Matrix::X).unwrap());
-    assert!(!gz.reads_directly(Matrix::Raw).unwrap());
-    let dense = H5ad::open(fixture("dense.h5ad")).unwrap();
-    assert!(!dense.reads_directly(Matrix::X).unwrap());
-    for step in [1, 2, 3, 64] {
-        check_windows_agree(&csr, Matrix::X, step);
-        check_windows_agree(&gz, Matrix::Raw, step);
-    }
-    // forge's synthetic files: growable, chunked storage, windows crossing
-    // chunk boundaries (chunks of 32768 entries).
-    let p = temp_path("direct-synth.h5ad");
-    crate::data::synthetic::write_synthetic(&p, 1000, 900, 3, 5).unwrap();
-    let f = H5ad::open(&p).unwrap();
-    assert!(f.reads_directly(Matrix::X).unwrap());
-    assert!(f.matrix_info(Matrix::X).unwrap().stored > 2 * 32768);
-    for step in [7, 100, 1000] {
-        check_windows_agree(&f, Matrix::X, step);
-    }
-    std::fs::remove_file(&p).ok();
-    if pbmc_path().exists() {
-        let pbmc = H5ad::open(pbmc_path()).unwrap();
-        check_windows_agree(&pbmc, Matrix::Raw, 250);
-    }
-}
-
-#[test]
-fn direct_reads_follow_the_open_file_when_its_path_is_replaced() {
-    let p = temp_path("direct-replaced.h5ad");
-    let other = temp_path("direct-other.h5ad");
+fn reads_follow_the_open_file_when_its_path_is_replaced() {
+    let p = temp_path("replaced.h5ad");
+    let other = temp_path("other.h5ad");
     crate::data::synthetic::write_synthetic(&p, 200, 300, 3, 7).unwrap();
     crate::data::synthetic::write_synthetic(&other, 250, 300, 3, 8).unwrap();
     let f = H5ad::open(&p).unwrap();
     let before = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap();
     std::fs::rename(&other, &p).unwrap();
-    let mut chunk = CellChunk::empty(0, 0);
-    f.cell_rows_into(Matrix::X, 0, f.n_obs(), &mut chunk)
-        .unwrap();
+    let chunk = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap();
     std::fs::remove_file(&p).ok();
-    assert!(f.reads_directly(Matrix::X).unwrap());
     for i in 0..before.n_cells() {
         assert_eq!(chunk.row(i), before.row(i), "cell {i}");
     }
@@ -423,10 +369,9 @@ fn direct_reads_follow_the_open_file_when_its_path_is_replaced() {
 
 #[test]
 fn a_file_truncated_after_opening_is_an_error_naming_it() {
-    let p = temp_path("direct-trunc.h5ad");
+    let p = temp_path("trunc.h5ad");
     crate::data::synthetic::write_synthetic(&p, 300, 500, 3, 6).unwrap();
     let f = H5ad::open(&p).unwrap();
-    assert!(f.reads_directly(Matrix::X).unwrap());
     let len = std::fs::metadata(&p).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -434,12 +379,9 @@ fn a_file_truncated_after_opening_is_an_error_naming_it() {
         .unwrap()
         .set_len(len / 3)
         .unwrap();
-    let mut chunk = CellChunk::empty(0, 0);
-    let err = f
-        .cell_rows_into(Matrix::X, 0, f.n_obs(), &mut chunk)
-        .unwrap_err();
+    let err = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap_err();
     std::fs::remove_file(&p).ok();
-    assert!(err.to_string().contains("direct-trunc.h5ad"), "{err}");
+    assert!(err.to_string().contains("trunc.h5ad"), "{err}");
 }
 
 fn temp_path(name: &str) -> PathBuf {
@@ -514,8 +456,7 @@ fn corrupted_bytes_never_panic() {
             for chunk in f.chunks(Matrix::X, 4).unwrap() {
                 let _ = chunk;
             }
-            let mut reused = CellChunk::empty(0, 0);
-            let _ = f.cell_rows_into(Matrix::X, 0, f.n_obs(), &mut reused);
+            let _ = f.cell_rows(Matrix::X, 0, f.n_obs());
         }
         std::fs::remove_file(&p).ok();
     }
