@@ -39,6 +39,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cfg = match ForgeConfig::load_with_warnings(&args.config) {
         Ok((cfg, warnings)) => {
             warnings.print_warnings();
+            for key in pretraining_only_keys(&cfg) {
+                eprintln!(
+                    "warning: {}: {key} shapes pretraining only; fine-tuning (as scModelForge's) \
+                     does not use it",
+                    args.config.display()
+                );
+            }
             cfg
         }
         Err(errors) => {
@@ -129,4 +136,21 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     println!("model        {}", report.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keys set in `cfg` that pretraining honours and fine-tuning, like
+/// scModelForge's, does not use.
+fn pretraining_only_keys(cfg: &ForgeConfig) -> Vec<&'static str> {
+    use forge_core::config::{GeneSelectionStrategy, SamplingStrategy};
+    let mut keys = Vec::new();
+    if cfg.training.sampling.strategy != SamplingStrategy::Random {
+        keys.push("training.sampling");
+    }
+    if cfg.data.gene_selection.strategy != GeneSelectionStrategy::All {
+        keys.push("data.gene_selection");
+    }
+    if !cfg.eval.benchmarks.is_empty() {
+        keys.push("eval.benchmarks");
+    }
+    keys
 }

@@ -204,7 +204,6 @@ fn forge_checkpoints_embed_the_same_in_scmodelforge_pipeline() {
                 "data:
   paths: [{}]
   preprocessing: {{normalize: null, log1p: false}}
-  num_workers: 1
 tokenizer: {{strategy: rank_value, max_genes: 64}}
 model:
   architecture: {architecture}
@@ -221,6 +220,7 @@ training:
   optimizer: {{name: adamw, lr: 1.0e-3}}
   scheduler: {{name: cosine_warmup, warmup_steps: 1, total_steps: 10}}
   val_split: 0.1
+  num_workers: 1
 ",
                 data.display()
             ),

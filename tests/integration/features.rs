@@ -99,7 +99,6 @@ fn config(data: &Path, extra_data: &str, extra_training: &str, tail: &str) -> St
         "data:
   paths: [{}]
   max_genes: 32
-  num_workers: 1
 {extra_data}tokenizer:
   strategy: rank_value
   max_genes: 32
@@ -120,6 +119,7 @@ training:
   scheduler: {{name: cosine_warmup, warmup_steps: 2, total_steps: 20}}
   log_every_n_steps: 2
   val_split: 0.2
+  num_workers: 1
 {extra_training}{tail}",
         data.display()
     )
