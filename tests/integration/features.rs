@@ -263,7 +263,7 @@ fn loggers_and_benchmarks_forge_lacks_are_named() {
         (
             "  logger: mlflow\n",
             "",
-            "training.logger: invalid value \"mlflow\"; forge logs with: csv, tensorboard, wandb",
+            "training.logger: invalid value \"mlflow\"; accepted values: csv, tensorboard, wandb",
         ),
         (
             "",
