@@ -371,6 +371,9 @@ mod tests {
             "{err}"
         );
         t.logger = "wandb".into();
+        // scModelForge's default project is set; with none, the warning
+        // names nothing unused.
+        t.wandb_project = None;
         assert_eq!(LoggerKind::from_config(&t).unwrap(), LoggerKind::Wandb);
         let w = LoggerKind::Wandb.warning(&t).unwrap();
         assert!(
