@@ -31,15 +31,21 @@ pub struct CellEmbeddings {
     pub dim: usize,
 }
 
-/// How a checkpoint's cells were read: the `data` section of its
-/// `forge_config.yaml`, or `None` when the folder has no such record (a
+/// The training config a checkpoint folder records (`forge_config.yaml`,
+/// written by `forge train`), or `None` when it has no such record (a
 /// scModelForge checkpoint, for one).
-pub fn checkpoint_data_config(dir: &Path) -> Result<Option<DataConfig>> {
+pub fn recorded_config(dir: &Path) -> Result<Option<ForgeConfig>> {
     let path = dir.join(TRAINING_CONFIG_FILE);
     if !path.exists() {
         return Ok(None);
     }
-    Ok(Some(ForgeConfig::load(&path)?.data))
+    Ok(Some(ForgeConfig::load(&path)?))
+}
+
+/// How a checkpoint's cells were read: the `data` section of its record
+/// ([`recorded_config`]), or `None` without one.
+pub fn checkpoint_data_config(dir: &Path) -> Result<Option<DataConfig>> {
+    Ok(recorded_config(dir)?.map(|c| c.data))
 }
 
 /// How cells are read for a checkpoint with no record of its preprocessing:
@@ -167,9 +173,8 @@ impl CellEmbeddings {
 /// (scModelForge's folders) or when `force_fp32` is set (`--fp32`).
 /// Run the embedding under it with [`crate::precision::with_precision`].
 pub fn inference_precision(dir: &Path, force_fp32: bool) -> Result<crate::config::Precision> {
-    let path = dir.join(TRAINING_CONFIG_FILE);
-    if force_fp32 || !path.exists() {
+    if force_fp32 {
         return Ok(crate::config::Precision::Fp32True);
     }
-    Ok(ForgeConfig::load(&path)?.training.precision)
+    Ok(recorded_config(dir)?.map_or(crate::config::Precision::Fp32True, |c| c.training.precision))
 }

@@ -19,25 +19,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     match ForgeConfig::load_with_warnings(&args.file) {
         Ok((config, warnings)) => {
             // What `forge train` and `forge assess --config` check before
-            // reading data: the logger and the benchmark names and params.
+            // reading data: the benchmark names and params (the logger is
+            // checked when the config loads).
             let source = args.file.display().to_string();
-            let logger = forge_core::train::LoggerKind::from_config(&config.training);
-            let benchmarks = forge_core::assess::benchmarks::from_config(&config.eval);
-            let mut refused = false;
-            for errors in [logger.as_ref().err(), benchmarks.as_ref().err()]
-                .into_iter()
-                .flatten()
-            {
-                let mut errors = errors.clone();
-                errors.source_name = source.clone();
+            if let Err(mut errors) = forge_core::assess::benchmarks::from_config(&config.eval) {
+                errors.source_name = source;
                 eprintln!("{errors}");
-                refused = true;
-            }
-            if refused {
                 return Ok(ExitCode::FAILURE);
             }
             warnings.print_warnings();
-            if let Some(line) = logger.ok().and_then(|l| l.warning(&config.training)) {
+            if let Some(line) = forge_core::train::LoggerKind::from_config(&config.training)
+                .ok()
+                .and_then(|l| l.warning(&config.training))
+            {
                 eprintln!("{line}");
             }
             print!("{}", config.to_yaml_string());
