@@ -32,8 +32,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use forge_core::config::MaskingConfig;
-use forge_core::data::synthetic::write_synthetic;
-use forge_core::data::{
+use forge_data::synthetic::write_synthetic;
+use forge_data::{
     Corpus, CorpusOptions, DataPipeline, GeneMatchOptions, LoaderOptions, Masking,
     StreamingOptions, Tokenizer,
 };

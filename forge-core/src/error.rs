@@ -62,7 +62,7 @@ pub enum ForgeError {
 
     /// A data file could not be read or written (names the file and key).
     #[error(transparent)]
-    Data(#[from] crate::data::DataError),
+    Data(#[from] crate::data_error::DataError),
 
     /// A checkpoint or weights file is missing, unreadable or does not fit.
     #[error("{}: {message}", path.display())]

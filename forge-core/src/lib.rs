@@ -11,32 +11,32 @@
 //! - [`state_dict`]: loading PyTorch state dicts, all or nothing.
 //! - [`checkpoint`]: checkpoint folders in scModelForge's layout (save/load).
 //! - [`runtime`]: which libtorch is linked and what it can use.
-//! - [`assess`]: linear probe and scIB-style metrics on cell embeddings.
-//! - [`plot`]: PNG charts (embedding scatter, loss curves), no system fonts.
+//! - [`data_error`]: the error every data reader reports (file, key, value).
+//!
+//! forge-core is the bottom layer: what a model author depends on. The
+//! pipelines are crates above it, and the arrows point one way:
+//! `forge-data` (files to batches) and `forge-assess` (metrics and plots on
+//! embeddings) build on forge-core; `forge-train` (pretraining,
+//! fine-tuning, embedding, assessment runs) builds on all three; the `forge`
+//! command-line tool sits on top.
 
 extern crate self as forge_core;
 
-pub mod assess;
 pub mod atomic;
 pub mod batch;
 pub mod checkpoint;
 pub mod components;
 pub mod config;
-pub mod data;
-pub mod embed;
+pub mod data_error;
 pub mod error;
-pub mod finetune;
-pub mod harness;
 pub mod model;
 pub mod models;
 pub mod params;
-pub mod plot;
 pub mod precision;
 pub mod registry;
 pub mod runtime;
 pub mod state_dict;
 pub mod suggest;
-pub mod train;
 
 pub use batch::{Batch, BatchBuilder};
 pub use config::{ForgeConfig, ModelConfig};

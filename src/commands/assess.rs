@@ -15,11 +15,11 @@ use std::process::ExitCode;
 use super::gene_args::GeneArgs;
 use super::precision_args::PrecisionArgs;
 use anyhow::Context;
-use forge_core::assess::{AssessReport, assess_embedding, ndarray::ArrayView2, pca, project_2d};
-use forge_core::data::H5ad;
-use forge_core::embed::{CellEmbeddings, embed_cells, expression_matrix};
+use forge_assess::{AssessReport, assess_embedding, ndarray::ArrayView2, pca, project_2d};
 use forge_core::runtime::RuntimeInfo;
 use forge_core::tch::nn::VarStore;
+use forge_data::H5ad;
+use forge_train::embed::{CellEmbeddings, embed_cells, expression_matrix};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -151,7 +151,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let view = ArrayView2::from_shape((emb.n_cells, emb.dim), &emb.values)?;
         let xy = project_2d(view)?;
         let png = out.join("embedding.png");
-        forge_core::plot::scatter_png(
+        forge_assess::plot::scatter_png(
             &png,
             &xy,
             &labels,

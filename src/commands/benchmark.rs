@@ -18,9 +18,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use forge_core::ForgeConfig;
 use forge_core::checkpoint::load_pretrained;
-use forge_core::embed::checkpoint_pipeline;
-use forge_core::harness::Harness;
 use forge_core::runtime::RuntimeInfo;
+use forge_train::embed::checkpoint_pipeline;
+use forge_train::harness::Harness;
 
 use super::assess::Args;
 

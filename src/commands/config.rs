@@ -22,13 +22,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             // reading data: the benchmark names and params (the logger is
             // checked when the config loads).
             let source = args.file.display().to_string();
-            if let Err(mut errors) = forge_core::assess::benchmarks::from_config(&config.eval) {
+            if let Err(mut errors) = forge_assess::benchmarks::from_config(&config.eval) {
                 errors.source_name = source;
                 eprintln!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }
             warnings.print_warnings();
-            if let Some(line) = forge_core::train::LoggerKind::from_config(&config.training)
+            if let Some(line) = forge_train::train::LoggerKind::from_config(&config.training)
                 .ok()
                 .and_then(|l| l.warning(&config.training))
             {

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use super::gene_args::GeneArgs;
 use super::precision_args::PrecisionArgs;
 use anyhow::{Context, bail};
-use forge_core::embed::embed_cells;
 use forge_core::runtime::RuntimeInfo;
+use forge_train::embed::embed_cells;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,13 +47,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         embed_cells(loaded.model.as_ref(), &pipeline, args.batch_size, device)
     })?;
     match kind {
-        Output::H5ad => forge_core::data::write_embeddings(
-            &args.data,
-            &args.out,
-            "X_forge",
-            &emb.values,
-            emb.dim,
-        )?,
+        Output::H5ad => {
+            forge_data::write_embeddings(&args.data, &args.out, "X_forge", &emb.values, emb.dim)?
+        }
         Output::Npy => write_npy(&args.out, &emb.values, emb.n_cells, emb.dim)
             .with_context(|| format!("writing {}", args.out.display()))?,
     }

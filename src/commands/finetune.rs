@@ -6,7 +6,7 @@
 //! loop (`training`) and the task (`finetune`: label key, head, freezing,
 //! learning rates, LoRA). Prints train loss, validation loss and accuracy /
 //! macro-F1 (or MSE) per epoch, and writes the output folder at once (see
-//! `forge_core::finetune::save`): `pretrained/` (the fine-tuned backbone),
+//! `forge_train::finetune::save`): `pretrained/` (the fine-tuned backbone),
 //! `head.safetensors`, `head_config.json`, `labels.json`, `config.yaml`
 //! and `logs/metrics.csv`.
 
@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forge_core::ForgeConfig;
-use forge_core::finetune::{JobOptions, run_job};
 use forge_core::runtime::RuntimeInfo;
+use forge_train::finetune::{JobOptions, run_job};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -63,8 +63,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     // The tokenizer comes from the checkpoint, so only the values are
     // checked here (NaN, inf, negatives under normalisation).
-    let corpus = forge_core::data::Corpus::from_config(&cfg.data)?;
-    for warning in forge_core::data::checks::check_values(&corpus, &cfg.data, false)? {
+    let corpus = forge_data::Corpus::from_config(&cfg.data)?;
+    for warning in forge_data::checks::check_values(&corpus, &cfg.data, false)? {
         eprintln!("warning: {warning}");
     }
     drop(corpus);
@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         report.n_val,
         epochs.len(),
         report.summary.steps,
-        forge_core::finetune::seconds_text(secs / epochs.len().max(1) as f64)
+        forge_train::finetune::seconds_text(secs / epochs.len().max(1) as f64)
     );
     println!(
         "trained parameters: head {}, {} {}",

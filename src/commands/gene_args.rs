@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use forge_core::ForgeConfig;
 use forge_core::checkpoint::{LoadedModel, load_pretrained};
 use forge_core::config::DataConfig;
-use forge_core::data::DataPipeline;
-use forge_core::embed::{
+use forge_core::tch::Device;
+use forge_data::DataPipeline;
+use forge_train::embed::{
     TRAINING_CONFIG_FILE, checkpoint_data_config, checkpoint_pipeline, unrecorded_data_config,
 };
-use forge_core::tch::Device;
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GeneArgs {

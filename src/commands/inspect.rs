@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use forge_core::data::genes::{Coverage, IdSummary, gene_names};
-use forge_core::data::{GeneVocab, H5ad, Matrix};
+use forge_data::genes::{Coverage, IdSummary, gene_names};
+use forge_data::{GeneVocab, H5ad, Matrix};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     pub case_insensitive: bool,
     /// Least share of expression the vocabulary must cover.
-    #[arg(long, default_value_t = forge_core::data::genes::DEFAULT_MIN_COVERAGE)]
+    #[arg(long, default_value_t = forge_data::genes::DEFAULT_MIN_COVERAGE)]
     pub min_coverage: f64,
 }
 

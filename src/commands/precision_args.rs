@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use forge_core::config::Precision;
-use forge_core::embed::inference_precision;
 use forge_core::precision::autocast_kind;
 use forge_core::tch::Device;
+use forge_train::embed::inference_precision;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PrecisionArgs {

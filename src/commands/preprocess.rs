@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use forge_core::ForgeConfig;
 use forge_core::config::DataConfig;
-use forge_core::data::preprocess_file::preprocess_h5ad;
+use forge_data::preprocess_file::preprocess_h5ad;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

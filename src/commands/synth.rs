@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use forge_core::data::synthetic::{GeneNaming, SyntheticOptions, write_synthetic_with};
+use forge_data::synthetic::{GeneNaming, SyntheticOptions, write_synthetic_with};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

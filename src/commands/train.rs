@@ -17,15 +17,15 @@ use std::time::Duration;
 use anyhow::Context;
 use forge_core::checkpoint::save_pretrained;
 use forge_core::config::TokenizerStrategy;
-use forge_core::data::checks::check_values;
-use forge_core::data::gene_selection::GeneSelection;
-use forge_core::data::sampling::WeightedSampler;
-use forge_core::data::{DataPipeline, LoaderOptions};
 use forge_core::precision;
 use forge_core::runtime::RuntimeInfo;
 use forge_core::tch::{self, nn::VarStore};
-use forge_core::train::{StopReason, TrainCheckpoints, TrainOptions, train};
 use forge_core::{ForgeConfig, registry};
+use forge_data::checks::check_values;
+use forge_data::gene_selection::GeneSelection;
+use forge_data::sampling::WeightedSampler;
+use forge_data::{DataPipeline, LoaderOptions};
+use forge_train::train::{StopReason, TrainCheckpoints, TrainOptions, train};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -166,7 +166,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     // training.logger: refused before any data is read when forge has no
     // such logger.
-    forge_core::train::LoggerKind::from_config(&cfg.training).map_err(|mut e| {
+    forge_train::train::LoggerKind::from_config(&cfg.training).map_err(|mut e| {
         e.source_name = args.config.display().to_string();
         e
     })?;
@@ -264,7 +264,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let harness = if cfg.eval.benchmarks.is_empty() {
         None
     } else {
-        let h = forge_core::harness::Harness::from_config(&cfg.eval).map_err(|mut e| {
+        let h = forge_train::harness::Harness::from_config(&cfg.eval).map_err(|mut e| {
             e.source_name = args.config.display().to_string();
             e
         })?;
@@ -278,7 +278,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let assessment = harness
         .as_ref()
-        .map(|harness| forge_core::harness::TrainingAssessment {
+        .map(|harness| forge_train::harness::TrainingAssessment {
             harness,
             pipeline: &pipeline,
             device,
@@ -294,7 +294,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &train_loader,
         val_loader
             .as_ref()
-            .map(|l| l as &dyn forge_core::train::BatchSource),
+            .map(|l| l as &dyn forge_train::train::BatchSource),
         TrainOptions {
             training: &cfg.training,
             device,
@@ -310,7 +310,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             stop: Some(&flag),
             assessment: assessment
                 .as_ref()
-                .map(|a| a as &dyn forge_core::train::EpochAssessment),
+                .map(|a| a as &dyn forge_train::train::EpochAssessment),
         },
     )?;
 
@@ -337,7 +337,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     forge_core::atomic::write_file(
         &paths
             .pretrained
-            .join(forge_core::embed::TRAINING_CONFIG_FILE),
+            .join(forge_train::embed::TRAINING_CONFIG_FILE),
         cfg.to_yaml_string().as_bytes(),
     )?;
     // After the checkpoint, so that a plotting problem never costs the
@@ -347,7 +347,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .iter()
         .any(|(_, points)| points.iter().any(|(x, y)| x.is_finite() && y.is_finite()));
     if has_points {
-        forge_core::plot::loss_curve_png(
+        forge_assess::plot::loss_curve_png(
             &curve_path,
             &curve,
             "pretraining loss",

@@ -125,9 +125,9 @@ fn config_lists_every_problem_and_fails() {
 #[test]
 fn finetune_trains_a_head_and_writes_a_loadable_model() {
     use forge_core::config::{ModelConfig, Pooling, TokenizerConfig};
-    use forge_core::data::synthetic::{SyntheticOptions, write_synthetic_with};
-    use forge_core::data::{Corpus, GeneVocab};
     use forge_core::tch::{Device, nn::VarStore};
+    use forge_data::synthetic::{SyntheticOptions, write_synthetic_with};
+    use forge_data::{Corpus, GeneVocab};
 
     let dir = std::env::temp_dir().join(format!("forge-cli-finetune-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
