@@ -2,7 +2,6 @@
 //! code or an error that `main` prints.
 
 pub mod assess;
-pub mod benchmark;
 pub mod config;
 pub mod doctor;
 pub mod embed;

@@ -12,6 +12,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod benchmark;
+
 use super::gene_args::GeneArgs;
 use super::precision_args::PrecisionArgs;
 use anyhow::Context;
@@ -72,7 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
         };
         if !cfg.eval.benchmarks.is_empty() {
-            return super::benchmark::run(args, path, &cfg);
+            return benchmark::run(args, path, &cfg);
         }
     }
     let Some(label_key) = args.label_key.as_deref() else {

@@ -22,7 +22,7 @@ use forge_core::runtime::RuntimeInfo;
 use forge_train::embed::checkpoint_pipeline;
 use forge_train::harness::Harness;
 
-use super::assess::Args;
+use super::Args;
 
 pub fn run(args: &Args, config: &Path, cfg: &ForgeConfig) -> anyhow::Result<ExitCode> {
     let harness = Harness::from_config(&cfg.eval).map_err(|mut e| {
