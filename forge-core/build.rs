@@ -9,6 +9,18 @@ fn main() {
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         return;
     };
+    // LIBTORCH is the host's install: its headers and libraries do not fit
+    // another target. A cross `cargo check` (the Windows check of the data
+    // crate) needs no object code, so the shim is skipped there, said once.
+    let (target, host) = (std::env::var("TARGET"), std::env::var("HOST"));
+    if target != host {
+        println!(
+            "cargo:warning=cross-compiling for {}: csrc/autocast.cpp is not built against the \
+             host's libtorch; the result type-checks but does not link",
+            target.unwrap_or_default()
+        );
+        return;
+    }
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)
