@@ -12,8 +12,8 @@
 //!   (they still count towards the cell's library size).
 //! - Duplicate gene names within a file are one gene: their values are
 //!   summed per cell (before normalisation).
-//! - [`Corpus::select_hvg`] narrows the genes to the most variable ones
-//!   (`data.preprocessing.hvg_selection`) in one streaming pass.
+//! - `data.preprocessing.hvg_selection` is not applied here: as in
+//!   scModelForge, `forge preprocess` applies it ([`super::hvg`]).
 //! - [`Corpus::prepare`] turns a stored row into a [`PreparedRow`]: corpus
 //!   gene positions in ascending order with preprocessed values.
 //!
@@ -28,13 +28,10 @@ use forge_core::config::{DataConfig, Normalize, PreprocessingConfig};
 
 use super::genes::{IdSummary, VocabIndex, gene_names, match_key};
 use super::h5ad::{CellChunk, Column, H5ad, Matrix};
-use super::preprocess::{HvgAccumulator, Preprocessing};
+use super::preprocess::Preprocessing;
 use super::{DataError, GeneVocab};
 
 const NONE: u32 = u32::MAX;
-
-/// Cells read per block by the corpus's own passes (median, HVG, samples).
-const PASS_CHUNK: usize = 4096;
 
 /// How a corpus reads its files.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -116,6 +113,15 @@ impl TaskLabels {
 impl Corpus {
     /// Opens `paths` with `opts`.
     pub fn open<P: AsRef<Path>>(paths: &[P], opts: &CorpusOptions) -> Result<Corpus, DataError> {
+        if let Some(n) = opts.preprocessing.hvg_selection {
+            return Err(DataError::setting(
+                "data.preprocessing.hvg_selection",
+                format!(
+                    "{n} genes: HVG selection is applied by `forge preprocess`, not when cells are read; \
+                     run it first, or set null"
+                ),
+            ));
+        }
         if paths.is_empty() {
             return Err(DataError::setting(
                 "data.paths",
@@ -215,15 +221,6 @@ impl Corpus {
             corpus.pre = Preprocessing::from_config(pre_cfg, || median);
         } else {
             corpus.pre = Preprocessing::from_config(pre_cfg, || 1e4);
-        }
-        if let Some(n) = pre_cfg.hvg_selection {
-            if n < 1 {
-                return Err(DataError::setting(
-                    "data.preprocessing.hvg_selection",
-                    format!("must be a positive number of genes or null, found {n}"),
-                ));
-            }
-            corpus.select_hvg(n as usize)?;
         }
         Ok(corpus)
     }
@@ -391,22 +388,6 @@ impl Corpus {
         } else {
             (totals[m / 2 - 1] + totals[m / 2]) / 2.0
         })
-    }
-
-    /// Keeps only the `n_top` genes of largest variance of preprocessed
-    /// values (see [`super::preprocess`]), in their order.
-    pub fn select_hvg(&mut self, n_top: usize) -> Result<(), DataError> {
-        if n_top >= self.genes.len() {
-            return Ok(());
-        }
-        let mut acc = HvgAccumulator::new(self.genes.len());
-        self.for_each_cell(PASS_CHUNK, |_, row| {
-            acc.add(&row.genes, &row.values);
-            Ok(())
-        })?;
-        let keep = acc.top(n_top);
-        self.narrow(&keep);
-        Ok(())
     }
 
     /// Keeps only the genes `vocab` knows (under the corpus's match keys),

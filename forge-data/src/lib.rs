@@ -8,7 +8,8 @@
 //! - [`genes`]: gene identifier kinds (Ensembl ids vs symbols), matching
 //!   rules and vocabulary coverage checks.
 //! - [`corpus`]: several files as one sequence of cells over shared genes,
-//!   preprocessed ([`preprocess`]: library size, log1p, HVG).
+//!   preprocessed ([`preprocess`]: library size, log1p); [`hvg`]: the HVG
+//!   selection of `forge preprocess`.
 //! - [`tokenize`], [`masking`], [`collate`](mod@collate): the three tokenizers,
 //!   masking, padding, exactly as scModelForge defines them.
 //! - [`DataPipeline`] and train/validation [`CellDataset`]s; [`loader`]: the
@@ -59,6 +60,8 @@ pub mod tokenize;
 pub mod vocab;
 mod worker;
 
+#[cfg(test)]
+mod test_util;
 #[cfg(test)]
 mod tests;
 

@@ -1,20 +1,14 @@
 //! Per-cell preprocessing (`data.preprocessing`): library-size normalisation
-//! and `log1p`, plus highly-variable-gene selection.
+//! and `log1p`. (Highly-variable-gene selection is `forge preprocess`'s:
+//! see [`super::hvg`].)
 //!
 //! - Normalisation scales a cell so its values sum to `target_sum`. The
 //!   total is the sum over **all** genes of the file's row (genes outside
-//!   the vocabulary or the HVG set included), as scanpy's `normalize_total`
+//!   the vocabulary included), as scanpy's `normalize_total`
 //!   does. With `target_sum: null` the target is the median total of the
 //!   data (measured on up to 100,000 cells). A cell whose total is 0 is left
 //!   as it is (all zeros).
 //! - `log1p` is applied after normalisation, in `f32`.
-//! - HVG selection ([`HvgAccumulator`]) keeps the N genes whose preprocessed
-//!   (normalised, log1p) values have the largest variance over all cells,
-//!   zeros included; ties go to the gene that comes first. This is the plain
-//!   variance of log-normalised expression, computed in one streaming pass
-//!   (sum and sum of squares in `f64` per gene): not scanpy's `seurat` or
-//!   `cell_ranger` flavours, which rank by mean-binned, normalised
-//!   dispersion.
 //!
 //! What this module is not: it does not read files (see [`super::corpus`])
 //! and does not tokenise.
@@ -114,63 +108,6 @@ pub fn ln_1p(x: f32) -> f32 {
     }
 }
 
-/// Running per-gene sums for HVG selection.
-#[derive(Debug, Clone)]
-pub struct HvgAccumulator {
-    sum: Vec<f64>,
-    sumsq: Vec<f64>,
-    n_cells: u64,
-}
-
-impl HvgAccumulator {
-    /// Starts over `n_genes` genes.
-    pub fn new(n_genes: usize) -> HvgAccumulator {
-        HvgAccumulator {
-            sum: vec![0.0; n_genes],
-            sumsq: vec![0.0; n_genes],
-            n_cells: 0,
-        }
-    }
-
-    /// Adds one cell's preprocessed values (genes absent are zeros).
-    pub fn add(&mut self, genes: &[u32], values: &[f32]) {
-        self.n_cells += 1;
-        for (&g, &v) in genes.iter().zip(values) {
-            if v.is_finite() {
-                let x = f64::from(v);
-                self.sum[g as usize] += x;
-                self.sumsq[g as usize] += x * x;
-            }
-        }
-    }
-
-    /// Sample variance (n - 1 denominator) of each gene.
-    pub fn variances(&self) -> Vec<f64> {
-        let n = self.n_cells as f64;
-        self.sum
-            .iter()
-            .zip(&self.sumsq)
-            .map(|(&s, &q)| {
-                if n < 2.0 {
-                    0.0
-                } else {
-                    ((q - s * s / n) / (n - 1.0)).max(0.0)
-                }
-            })
-            .collect()
-    }
-
-    /// Indices of the `n_top` most variable genes, in ascending gene order.
-    pub fn top(&self, n_top: usize) -> Vec<usize> {
-        let var = self.variances();
-        let mut order: Vec<usize> = (0..var.len()).collect();
-        order.sort_by(|&a, &b| var[b].total_cmp(&var[a]).then(a.cmp(&b)));
-        order.truncate(n_top);
-        order.sort_unstable();
-        order
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,19 +143,5 @@ mod tests {
             Preprocessing::from_config(&cfg, || 1.0),
             Preprocessing::identity()
         );
-    }
-
-    #[test]
-    fn hvg_keeps_the_most_variable_genes_in_order() {
-        let mut acc = HvgAccumulator::new(4);
-        // gene 0 constant, gene 1 varies a lot, gene 2 a little, gene 3 never
-        acc.add(&[0, 1, 2], &[1.0, 5.0, 1.0]);
-        acc.add(&[0, 2], &[1.0, 2.0]);
-        acc.add(&[0, 1], &[1.0, 9.0]);
-        assert_eq!(acc.top(2), vec![1, 2]);
-        assert_eq!(acc.top(10), vec![0, 1, 2, 3]);
-        let var = acc.variances();
-        assert_eq!(var[0], 0.0);
-        assert!((var[2] - 1.0).abs() < 1e-12);
     }
 }
