@@ -289,16 +289,13 @@ pub fn check_values(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use forge_core::config::{Normalize, PreprocessingConfig};
 
     /// `tests/fixtures/checks/bad_values.h5ad`, from
     /// `scripts/make_value_check_fixtures.py` (its docs list the values).
     fn corpus(use_raw: bool, normalize: bool) -> (Corpus, DataConfig) {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checks/bad_values.h5ad");
+        let path = crate::test_util::fixture("checks", "bad_values.h5ad");
         let data = DataConfig {
             paths: vec![path.display().to_string()],
             use_raw,

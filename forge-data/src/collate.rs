@@ -277,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn tensor_from_copies_every_element_and_accepts_empty_shapes() {
+    fn tensor_from_copies_every_element_accepts_empty_shapes_and_refuses_bad_ones() {
         let ids: Vec<i64> = (0..6).map(|i| i * 1_000_000_007).collect();
         let t = tensor_from(&ids, [2, 3]);
         assert_eq!((t.size(), t.kind()), (vec![2, 3], Kind::Int64));
@@ -298,6 +298,8 @@ mod tests {
         }
         let wrong = std::panic::catch_unwind(|| tensor_from(&[1i64, 2, 3], [2, 2]));
         assert!(wrong.is_err());
+        let negative = std::panic::catch_unwind(|| tensor_from::<i64>(&[], [-1, 2]));
+        assert!(negative.is_err());
     }
 
     #[test]

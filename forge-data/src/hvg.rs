@@ -176,8 +176,7 @@ mod tests {
     /// implementation of scanpy 1.11's seurat flavor).
     #[test]
     fn matches_the_numpy_reference() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/data/hvg_seurat.json");
+        let path = crate::test_util::fixture("data", "hvg_seurat.json");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!("{}: {e} (run scripts/make_hvg_fixture.py)", path.display())
         });

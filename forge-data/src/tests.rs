@@ -22,58 +22,18 @@ use super::*;
 use forge_core::batch::special;
 use forge_core::config::{MaskingConfig, PreprocessingConfig};
 
+use super::test_util::{Scratch, f32s, i64s, pbmc_path, strings};
+
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/data")
-        .join(name)
+    super::test_util::fixture("data", name)
 }
 
 fn h5ad_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/h5ad")
-        .join(name)
+    super::test_util::fixture("h5ad", name)
 }
 
 fn expected() -> Value {
-    let text = std::fs::read_to_string(fixture("expected.json")).expect("expected.json");
-    serde_json::from_str(&text).expect("expected.json parses")
-}
-
-/// A per-test scratch folder, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("forge-data-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn i64s(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    super::test_util::expected("data")
 }
 
 fn close(a: f32, b: f32) -> bool {
@@ -891,8 +851,7 @@ fn raw_hvg_and_bad_inputs() {
     );
 
     let dir = Scratch::new("hvg");
-    let p = dir.path("s.h5ad");
-    write_synthetic(&p, 200, 120, 3, 4).unwrap();
+    // HVG selection is `forge preprocess`'s; reading cells refuses it.
     let hvg = CorpusOptions {
         preprocessing: PreprocessingConfig {
             hvg_selection: Some(30),
@@ -900,24 +859,13 @@ fn raw_hvg_and_bad_inputs() {
         },
         ..CorpusOptions::default()
     };
-    let c = Corpus::open(&[&p], &hvg).unwrap();
-    assert_eq!(c.genes().len(), 30);
-    let positions: Vec<usize> = c
-        .genes()
-        .iter()
-        .map(|g| g[4..].parse::<usize>().unwrap())
-        .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
-    // The kept genes are the most variable ones.
-    let all = Corpus::open(&[&p], &CorpusOptions::default()).unwrap();
-    let mut acc = super::preprocess::HvgAccumulator::new(120);
-    all.for_each_cell(50, |_, r| {
-        acc.add(&r.genes, &r.values);
-        Ok(())
-    })
-    .unwrap();
-    let top: Vec<usize> = acc.top(30).into_iter().map(|g| g + 1).collect();
-    assert_eq!(positions, top);
+    let err = Corpus::open(&[h5ad_fixture("dense.h5ad")], &hvg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hvg_selection") && err.contains("forge preprocess"),
+        "{err}"
+    );
 
     let err = Corpus::open::<&Path>(&[], &CorpusOptions::default())
         .unwrap_err()
@@ -967,14 +915,6 @@ fn duplicate_genes_are_summed_into_one() {
     }
     let s = IdSummary::of(&strings(&want["var_names"]));
     assert_eq!((s.duplicates, s.versioned), (2, 2));
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -1121,7 +1061,7 @@ fn embeddings_are_added_to_a_copy() {
 
 #[test]
 fn embeddings_on_the_old_layout_keep_the_old_obsm() {
-    let pbmc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/pbmc68k_reduced.h5ad");
+    let pbmc = pbmc_path();
     if !pbmc.exists() {
         eprintln!(
             "skipping: {} not found (run scripts/setup.sh)",

@@ -6,7 +6,7 @@
 //! `data/pbmc68k_reduced.h5ad` (fetched by `scripts/setup.sh`; the PBMC test
 //! is skipped with a note when that file is absent).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
@@ -14,35 +14,18 @@ use super::*;
 
 const TOL: f64 = 1e-5;
 
+use crate::test_util::{Scratch, f64s, pbmc_path, strings};
+
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/h5ad")
-        .join(name)
+    crate::test_util::fixture("h5ad", name)
 }
 
 fn expected() -> Value {
-    let text = std::fs::read_to_string(fixture("expected.json")).expect("expected.json");
-    serde_json::from_str(&text).expect("expected.json parses")
+    crate::test_util::expected("h5ad")
 }
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= TOL * (1.0 + b.abs())
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().unwrap_or(f64::NAN))
-        .collect()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_str().expect("string").to_string())
-        .collect()
 }
 
 fn assert_close_all(what: &str, got: &[f64], want: &[f64]) {
@@ -353,15 +336,15 @@ fn out_of_range_cells_are_an_error() {
 
 #[test]
 fn reads_follow_the_open_file_when_its_path_is_replaced() {
-    let p = temp_path("replaced.h5ad");
-    let other = temp_path("other.h5ad");
+    let dir = Scratch::new("replaced");
+    let p = dir.path("replaced.h5ad");
+    let other = dir.path("other.h5ad");
     crate::synthetic::write_synthetic(&p, 200, 300, 3, 7).unwrap();
     crate::synthetic::write_synthetic(&other, 250, 300, 3, 8).unwrap();
     let f = H5ad::open(&p).unwrap();
     let before = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap();
     std::fs::rename(&other, &p).unwrap();
     let chunk = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap();
-    std::fs::remove_file(&p).ok();
     for i in 0..before.n_cells() {
         assert_eq!(chunk.row(i), before.row(i), "cell {i}");
     }
@@ -369,7 +352,8 @@ fn reads_follow_the_open_file_when_its_path_is_replaced() {
 
 #[test]
 fn a_file_truncated_after_opening_is_an_error_naming_it() {
-    let p = temp_path("trunc.h5ad");
+    let dir = Scratch::new("trunc");
+    let p = dir.path("trunc.h5ad");
     crate::synthetic::write_synthetic(&p, 300, 500, 3, 6).unwrap();
     let f = H5ad::open(&p).unwrap();
     let len = std::fs::metadata(&p).unwrap().len();
@@ -380,34 +364,28 @@ fn a_file_truncated_after_opening_is_an_error_naming_it() {
         .set_len(len / 3)
         .unwrap();
     let err = f.cell_rows(Matrix::X, 0, f.n_obs()).unwrap_err();
-    std::fs::remove_file(&p).ok();
     assert!(err.to_string().contains("trunc.h5ad"), "{err}");
-}
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("forge-h5ad-test-{}-{name}", std::process::id()))
 }
 
 #[test]
 fn a_text_file_is_not_hdf5() {
-    let p = temp_path("not.h5ad");
+    let dir = Scratch::new("not-hdf5");
+    let p = dir.path("not.h5ad");
     std::fs::write(&p, "cell,gene,count\nA,B,1\n").unwrap();
     let err = H5ad::open(&p).unwrap_err();
     let msg = err.to_string();
-    std::fs::remove_file(&p).ok();
     assert!(matches!(err, DataError::NotHdf5 { .. }), "{msg}");
     assert!(
         msg.contains("not.h5ad") && msg.contains("not an HDF5 file"),
         "{msg}"
     );
 
-    let p = temp_path("zero.h5ad");
+    let p = dir.path("zero.h5ad");
     std::fs::write(&p, b"").unwrap();
     let msg = H5ad::open(&p).unwrap_err().to_string();
-    std::fs::remove_file(&p).ok();
     assert!(msg.contains("empty (0 bytes)"), "{msg}");
 
-    let msg = H5ad::open(temp_path("does-not-exist.h5ad"))
+    let msg = H5ad::open(dir.path("does-not-exist.h5ad"))
         .unwrap_err()
         .to_string();
     assert!(
@@ -418,12 +396,12 @@ fn a_text_file_is_not_hdf5() {
 
 #[test]
 fn truncated_files_are_reported_not_panicked_on() {
+    let dir = Scratch::new("truncated");
     let bytes = std::fs::read(fixture("gzip_raw.h5ad")).unwrap();
     for keep in [100, 2048, bytes.len() / 2, bytes.len() - 1] {
-        let p = temp_path(&format!("trunc{keep}.h5ad"));
+        let p = dir.path(&format!("trunc{keep}.h5ad"));
         std::fs::write(&p, &bytes[..keep]).unwrap();
         let result = H5ad::open(&p);
-        std::fs::remove_file(&p).ok();
         let err = result.expect_err("a truncated file must not open");
         let msg = err.to_string();
         assert!(msg.contains(&format!("trunc{keep}.h5ad")), "{msg}");
@@ -436,6 +414,7 @@ fn truncated_files_are_reported_not_panicked_on() {
 
 #[test]
 fn corrupted_bytes_never_panic() {
+    let dir = Scratch::new("garbled");
     // Overwrite stretches of the file with garbage: opening and reading may
     // fail, but must fail with an error, not a panic.
     let bytes = std::fs::read(fixture("csr_unsorted.h5ad")).unwrap();
@@ -445,7 +424,7 @@ fn corrupted_bytes_never_panic() {
         for (i, x) in b.iter_mut().skip(at).take(64).enumerate() {
             *x = (i as u8).wrapping_mul(37).wrapping_add(k as u8);
         }
-        let p = temp_path(&format!("garbled{k}.h5ad"));
+        let p = dir.path(&format!("garbled{k}.h5ad"));
         std::fs::write(&p, &b).unwrap();
         if let Ok(f) = H5ad::open(&p) {
             // Names are read on first use: a garbled index fails then.
@@ -458,7 +437,6 @@ fn corrupted_bytes_never_panic() {
             }
             let _ = f.cell_rows(Matrix::X, 0, f.n_obs());
         }
-        std::fs::remove_file(&p).ok();
     }
 }
 
@@ -495,10 +473,6 @@ fn structural_errors_name_the_object() {
         msg.contains("`X`") && msg.contains("coo_matrix") && msg.contains("csr_matrix"),
         "{msg}"
     );
-}
-
-fn pbmc_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/pbmc68k_reduced.h5ad")
 }
 
 #[test]
