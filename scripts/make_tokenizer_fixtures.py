@@ -11,11 +11,13 @@ from forge's Rust code:
   applied in float32), then `log1p` in float32;
 - rank_value: values > 0, stable sort by value descending, truncated to
   `max_genes` tokens including the prepended CLS (value 0);
-- binned_expression: every gene in input order (zeros included), bins:
+- binned_expression: the genes with a value > 0 in input order (what
+  scModelForge's store hands its tokenizers: zeros never become tokens), bins:
   0 for values <= 0, else 1 + number of inner edges strictly below the
   value, capped at n_bins - 1; uniform inner edges 10*k/(n_bins-1),
   quantile inner edges np.quantile(positive values, k/(n_bins-1));
-- continuous_projection: every gene in input order, optional log1p;
+- continuous_projection: the genes with a value > 0 in input order,
+  optional log1p;
 - masking: n = max(1, round(n_maskable * mask_ratio)) (Python's round),
   positions uniform without replacement, then each chosen token becomes
   MASK (80%), a random gene id in 4..vocab_size (10%), or stays (10%).
@@ -77,10 +79,11 @@ def rank_value(genes, values, gene_ids, max_genes, cls):
     return ids, vals, None
 
 
-def dense(genes, values, n_universe):
-    d = np.zeros(n_universe, dtype=np.float32)
-    d[genes] = values
-    return d
+def expressed(genes, values, n_universe, budget):
+    """The first `budget` entries with a value > 0 (and a gene of the
+    universe), in input order, values in float32."""
+    out = [(int(g), np.float32(v)) for g, v in zip(genes, values) if v > 0 and g < n_universe]
+    return out[:budget]
 
 
 def bin_of(v, edges, n_bins):
@@ -91,25 +94,21 @@ def bin_of(v, edges, n_bins):
 
 
 def binned(genes, values, gene_ids, max_genes, cls, edges, n_bins):
-    d = dense(genes, values, len(gene_ids))
     budget = max_genes - (1 if cls else 0)
-    d = d[:budget]
-    ids = [int(gene_ids[j]) for j in range(len(d))]
-    vals = [float(x) for x in d]
-    bins = [bin_of(x, edges, n_bins) for x in d]
+    kept = expressed(genes, values, len(gene_ids), budget)
+    ids = [int(gene_ids[g]) for g, _ in kept]
+    vals = [float(v) for _, v in kept]
+    bins = [bin_of(v, edges, n_bins) for _, v in kept]
     if cls:
         ids, vals, bins = [CLS] + ids, [0.0] + vals, [0] + bins
     return ids, vals, bins
 
 
 def continuous(genes, values, gene_ids, max_genes, cls, log1p):
-    d = dense(genes, values, len(gene_ids))
     budget = max_genes - (1 if cls else 0)
-    d = d[:budget]
-    if log1p:
-        d = np.log1p(d).astype(np.float32)
-    ids = [int(gene_ids[j]) for j in range(len(d))]
-    vals = [float(x) for x in d]
+    kept = expressed(genes, values, len(gene_ids), budget)
+    ids = [int(gene_ids[g]) for g, _ in kept]
+    vals = [float(np.log1p(v).astype(np.float32)) if log1p else float(v) for _, v in kept]
     if cls:
         ids, vals = [CLS] + ids, [0.0] + vals
     return ids, vals, None

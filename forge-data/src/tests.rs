@@ -108,15 +108,12 @@ fn tokenizers_match_the_python_reference_exactly() {
             "rank_value" => Strategy::RankValue,
             "binned_uniform" => Strategy::BinnedExpression {
                 edges: BinEdges::uniform(s["n_bins"].as_u64().unwrap() as usize),
-                include_zeros: true,
             },
             "binned_quantile" => Strategy::BinnedExpression {
                 edges: quantile.clone(),
-                include_zeros: true,
             },
             _ => Strategy::ContinuousProjection {
                 log1p: s["log1p"].as_bool().unwrap(),
-                include_zeros: true,
             },
         };
         let tok = Tokenizer {

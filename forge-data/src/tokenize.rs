@@ -12,9 +12,8 @@
 //!   `max_genes` tokens, the CLS token included. One function
 //!   (`rank_value`) does this for every path: the tokenizer, both loaders,
 //!   `forge embed`.
-//! - `binned_expression` (scGPT): genes in universe order, zeros included
-//!   (every gene of the universe, up to `max_genes` tokens) unless
-//!   `include_zeros` is off; each value is also given a bin id in
+//! - `binned_expression` (scGPT): the expressed genes in universe order (up
+//!   to `max_genes` tokens); each value is also given a bin id in
 //!   `0..n_bins`: a value <= 0 (or NaN) is bin 0; a positive value `v` is
 //!   bin `1 + #{edges e : e < v}`, capped at `n_bins - 1`, over `n_bins - 2`
 //!   inner edges. Uniform edges are `10 k / (n_bins - 1)` for `k = 1 ..=
@@ -22,15 +21,12 @@
 //!   bin); quantile edges are the `k / (n_bins - 1)` quantiles (linear
 //!   interpolation, numpy's default) of the positive values of a sample of
 //!   cells ([`BinEdges::quantile`]).
-//! - `continuous_projection` (scFoundation): genes in universe order, zeros
-//!   included unless `include_zeros` is off, values as they are or through
-//!   `log1p` when `log1p` is on.
+//! - `continuous_projection` (scFoundation): the expressed genes in universe
+//!   order, values as they are or through `log1p` when `log1p` is on.
 //!
-//! Configured from `tokenizer` ([`Tokenizer::from_config`]), the binned and
-//! continuous strategies take only genes with a value > 0, as in
-//! scModelForge's pipeline, whose store hands its tokenizers the expressed
-//! genes alone (its `include_zero_genes` never sees a zero). Zeros are
-//! emitted only by a [`Strategy`] built by hand with `include_zeros`.
+//! The binned and continuous strategies take only genes with a value > 0,
+//! as in scModelForge's pipeline, whose store hands its tokenizers the
+//! expressed genes alone (its `include_zero_genes` never sees a zero).
 //!
 //! With `prepend_cls`, a CLS token (value 0, bin 0) comes first. A cell with
 //! no expressed gene therefore tokenises to `[CLS]` alone under
@@ -156,15 +152,11 @@ pub enum Strategy {
     BinnedExpression {
         /// Bin edges.
         edges: BinEdges,
-        /// Emit a token for every gene, zeros included.
-        include_zeros: bool,
     },
     /// Genes in fixed order, continuous values.
     ContinuousProjection {
         /// Apply `log1p` to the values.
         log1p: bool,
-        /// Emit a token for every gene, zeros included.
-        include_zeros: bool,
     },
 }
 
@@ -221,15 +213,11 @@ impl Tokenizer {
                 };
                 // scModelForge's store hands its tokenizers only values > 0,
                 // so zeros never become tokens in its pipeline.
-                Strategy::BinnedExpression {
-                    edges,
-                    include_zeros: false,
-                }
+                Strategy::BinnedExpression { edges }
             }
-            TokenizerStrategy::ContinuousProjection => Strategy::ContinuousProjection {
-                log1p: false,
-                include_zeros: false,
-            },
+            TokenizerStrategy::ContinuousProjection => {
+                Strategy::ContinuousProjection { log1p: false }
+            }
             TokenizerStrategy::GeneEmbedding => {
                 return Err(DataError::setting(
                     "tokenizer.strategy",
@@ -303,39 +291,19 @@ impl Tokenizer {
                     out.values.push(values[k]);
                 }
             }
-            Strategy::BinnedExpression {
-                edges,
-                include_zeros,
-            } => {
+            Strategy::BinnedExpression { edges } => {
                 let bins = out.bin_ids.get_or_insert_with(Vec::new);
-                for_each_gene(
-                    genes,
-                    values,
-                    gene_ids.len(),
-                    *include_zeros,
-                    budget,
-                    |g, v| {
-                        out.ids.push(gene_ids[g]);
-                        out.values.push(v);
-                        bins.push(edges.bin(v));
-                    },
-                );
+                for_each_gene(genes, values, gene_ids.len(), budget, |g, v| {
+                    out.ids.push(gene_ids[g]);
+                    out.values.push(v);
+                    bins.push(edges.bin(v));
+                });
             }
-            Strategy::ContinuousProjection {
-                log1p,
-                include_zeros,
-            } => {
-                for_each_gene(
-                    genes,
-                    values,
-                    gene_ids.len(),
-                    *include_zeros,
-                    budget,
-                    |g, v| {
-                        out.ids.push(gene_ids[g]);
-                        out.values.push(if *log1p { v.ln_1p() } else { v });
-                    },
-                );
+            Strategy::ContinuousProjection { log1p } => {
+                for_each_gene(genes, values, gene_ids.len(), budget, |g, v| {
+                    out.ids.push(gene_ids[g]);
+                    out.values.push(if *log1p { v.ln_1p() } else { v });
+                });
             }
         }
     }
@@ -367,44 +335,22 @@ fn rank_value(genes: &[u32], values: &[f32], gene_ids: &[i64], budget: usize, ke
     keys.sort_unstable();
 }
 
-/// Calls `f(gene, value)` in universe order for up to `budget` genes: every
-/// gene of the universe (value 0 where absent) when `include_zeros`, else
-/// only the stored entries with a value > 0 (what scModelForge's pipeline
-/// hands its tokenizers).
+/// Calls `f(gene, value)` for the first `budget` stored entries with a
+/// value > 0 and a gene of the universe, in their order: what
+/// scModelForge's pipeline hands its tokenizers.
 fn for_each_gene(
     genes: &[u32],
     values: &[f32],
     universe: usize,
-    include_zeros: bool,
     budget: usize,
     mut f: impl FnMut(usize, f32),
 ) {
-    let n = genes.len().min(values.len());
-    if include_zeros {
-        let mut k = 0;
-        for g in 0..universe.min(budget) {
-            while k < n && (genes[k] as usize) < g {
-                k += 1;
-            }
-            let v = if k < n && genes[k] as usize == g {
-                values[k]
-            } else {
-                0.0
-            };
-            f(g, v);
-        }
-    } else {
-        let mut taken = 0;
-        for k in 0..n {
-            if taken == budget {
-                break;
-            }
-            let g = genes[k] as usize;
-            if g < universe && values[k] > 0.0 {
-                f(g, values[k]);
-                taken += 1;
-            }
-        }
+    let expressed = genes
+        .iter()
+        .zip(values)
+        .filter(|&(&g, &v)| (g as usize) < universe && v > 0.0);
+    for (&g, &v) in expressed.take(budget) {
+        f(g as usize, v);
     }
 }
 
@@ -502,28 +448,24 @@ mod tests {
     }
 
     #[test]
-    fn binned_keeps_input_order_with_zeros() {
+    fn binned_keeps_input_order_without_zeros() {
         let t = Tokenizer {
             strategy: Strategy::BinnedExpression {
                 edges: BinEdges::uniform(11),
-                include_zeros: true,
             },
-            max_genes: 4,
+            max_genes: 3,
             prepend_cls: true,
         };
-        let c = t.tokenize(&[1, 3], &[2.5, 20.0], &IDS);
-        assert_eq!(c.ids, vec![special::CLS, 4, 5, 6]);
-        assert_eq!(c.values, vec![0.0, 0.0, 2.5, 0.0]);
-        assert_eq!(c.bin_ids, Some(vec![0, 0, 3, 0]));
+        let c = t.tokenize(&[0, 1, 2, 3], &[0.0, 2.5, 20.0, 1.0], &IDS);
+        assert_eq!(c.ids, vec![special::CLS, 5, 6]);
+        assert_eq!(c.values, vec![0.0, 2.5, 20.0]);
+        assert_eq!(c.bin_ids, Some(vec![0, 3, 10]));
     }
 
     #[test]
     fn continuous_is_fixed_order_with_optional_log1p() {
         let t = Tokenizer {
-            strategy: Strategy::ContinuousProjection {
-                log1p: true,
-                include_zeros: false,
-            },
+            strategy: Strategy::ContinuousProjection { log1p: true },
             max_genes: 10,
             prepend_cls: false,
         };
