@@ -50,9 +50,9 @@ fn config(architecture: &str) -> ModelConfig {
         max_seq_len: 12,
         pooling: Pooling::Mean,
         n_bins: 5,
-        decoder_layers: 2,
         ..ModelConfig::default()
     }
+    .with_option("decoder_layers", 2)
 }
 
 fn tokenizer() -> TokenizerConfig {

@@ -103,14 +103,17 @@ impl ForgeConfig {
 
     /// The whole config as a JSON tree, every key present.
     pub fn to_json(&self) -> Value {
-        self.to_value()
+        let mut value = self.to_value();
+        // The model's own options with their defaults filled in.
+        value["model"] = self.model.to_json();
+        value
     }
 
-    /// The whole config as YAML, every key written (defaults included), in
-    /// schema order; [`ForgeConfig::from_yaml_str`] reads it back to an
-    /// equal config.
+    /// The whole config as YAML, every key written (defaults included, the
+    /// options of the model's architecture among them), in schema order;
+    /// [`ForgeConfig::from_yaml_str`] reads it back to the same values.
     pub fn to_yaml_string(&self) -> String {
-        yaml::to_yaml(&self.to_value())
+        yaml::to_yaml(&self.to_json())
     }
 
     /// Runs the value checks on a config built or edited in code.

@@ -49,7 +49,9 @@ pub mod interpolate;
 pub mod keys;
 mod load;
 pub mod schema;
-mod section;
+#[doc(hidden)]
+pub mod section;
+pub mod options;
 pub mod value;
 pub mod yaml;
 

@@ -234,23 +234,8 @@ fn missing_key_message(
     msg
 }
 
-/// Returns the candidate closest to `input`, when it is close enough to be a
-/// plausible typo (normalised Damerau-Levenshtein similarity >= 0.7, or a
-/// case-insensitive match).
+/// The candidate closest to `input` (forge's one did-you-mean rule,
+/// [`forge_names::closest`]).
 pub(crate) fn closest(input: &str, candidates: &[String]) -> Option<String> {
-    let lower = input.to_lowercase();
-    candidates
-        .iter()
-        .map(|c| {
-            let lc = c.to_lowercase();
-            let score = if lc == lower {
-                1.0
-            } else {
-                strsim::normalized_damerau_levenshtein(&lower, &lc)
-            };
-            (c, score)
-        })
-        .filter(|(_, score)| *score >= 0.7)
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(c, _)| c.clone())
+    forge_names::closest(input, candidates.iter().map(String::as_str)).map(str::to_string)
 }
