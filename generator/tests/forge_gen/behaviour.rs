@@ -93,7 +93,7 @@ fn a_failure_midway_leaves_the_tree_unchanged() {
     let before = snapshot(dir.path());
     let plan = new_plan(dir.path(), WITH_OPTION, false).unwrap();
     let steps = plan.changes.iter().filter(|c| c.status.writes()).count();
-    assert_eq!(steps, 7);
+    assert_eq!(steps, 6);
     for step in 0..steps {
         let err = apply(
             dir.path(),
