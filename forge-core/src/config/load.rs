@@ -482,23 +482,26 @@ bogus: 1
         let paths: Vec<_> = err.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
+            // Keys that are no shared key are checked against the options of
+            // model.architecture once the whole file has been read.
             [
-                "model.hiden_dim",
                 "model.pooling",
                 "model.num_layers",
                 "training.batch_size",
                 "training.optimizer.lrr",
                 "tokenizer.strategy",
                 "bogus",
+                "model.hiden_dim",
             ],
             "{err}"
         );
         assert_eq!(err.to_string().lines().count(), 7);
         assert!(
-            err.errors[1].message.contains("did you mean \"mean\"?"),
+            err.errors[0].message.contains("did you mean \"mean\"?"),
             "{err}"
         );
-        assert!(err.errors[6].message.ends_with("(line 11)"), "{err}");
+        assert!(err.errors[5].message.ends_with("(line 11)"), "{err}");
+        assert!(err.errors[6].message.ends_with("(line 2)"), "{err}");
     }
 
     #[test]

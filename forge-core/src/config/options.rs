@@ -209,6 +209,20 @@ pub fn read<O: ModelOptions>(model: &ModelConfig) -> Result<O, ConfigErrors> {
     }
 }
 
+/// The shared model keys, then the options of every registered model.
+pub fn model_keys() -> Vec<&'static str> {
+    let mut keys = ModelConfig::FIELDS.to_vec();
+    crate::registry::with_options(|_, info| {
+        for key in info.keys {
+            if !keys.contains(key) {
+                keys.push(key);
+            }
+        }
+        None::<()>
+    });
+    keys
+}
+
 /// The registered model, other than `architecture`, that declares `key`.
 pub fn owner_of(key: &str, architecture: &str) -> Option<&'static str> {
     crate::registry::with_options(|name, info| {
