@@ -417,13 +417,22 @@ fn plugin_crate_round_trip() {
     apply(dir.path(), &plan, Faults::default()).unwrap();
     // Options in a plugin crate are declared in the model's own file, and
     // go with it.
-    let words = ["other", "--option", "a_scale:f64=1", "--option", "a_steps:Option<i64>"];
+    let words = [
+        "other",
+        "--option",
+        "a_scale:f64=1",
+        "--option",
+        "a_steps:Option<i64>",
+    ];
     let plan = plan_new(&site, &request(&words), false).unwrap();
     apply(dir.path(), &plan, Faults::default()).unwrap();
     let model = std::fs::read_to_string(dir.path().join("src/other.rs")).unwrap();
     assert!(model.contains("pub struct OtherOptions {"), "{model}");
     assert!(model.contains("        a_scale: f64 = 1.0,\n"), "{model}");
-    assert!(model.contains("        a_steps: Option<i64> = None,\n"), "{model}");
+    assert!(
+        model.contains("        a_steps: Option<i64> = None,\n"),
+        "{model}"
+    );
     assert!(model.contains("#[forge(name = \"other\", options = OtherOptions)]"));
     assert!(model.contains("    #[forge(option)]\n    pub a_scale: f64,\n"));
     let plan = forge_gen::generate::plan_remove(&site, "other", false).unwrap();
