@@ -33,12 +33,18 @@ fn from_config_reads_renamed_defaulted_and_skipped_fields() {
     let err = ExamplePluginModel::from_config(&VarStore::new(Device::Cpu).root(), &bad)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("model.plugin_widht: unknown key; did you mean \"plugin_width\"?"), "{err}");
+    assert!(
+        err.contains("model.plugin_widht: unknown key; did you mean \"plugin_width\"?"),
+        "{err}"
+    );
     let bad = tiny_config(NAME).with_option("plugin_width", 0);
     let err = ExamplePluginModel::from_config(&VarStore::new(Device::Cpu).root(), &bad)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("model.plugin_width: must be at least 1, got 0"), "{err}");
+    assert!(
+        err.contains("model.plugin_width: must be at least 1, got 0"),
+        "{err}"
+    );
     let err = ExamplePluginModel::from_config(
         &VarStore::new(Device::Cpu).root(),
         &forge_core::ModelConfig {

@@ -614,26 +614,38 @@ mod tests {
             mae(c, "decoder_layers", "four".into())
         });
         // A misspelt option: did-you-mean among shared keys and options.
-        fails("model.decoder_lyers", "did you mean \"decoder_layers\"?", |c| {
-            mae(c, "decoder_lyers", 2.into())
-        });
-        fails("model.zzz", "accepted keys: architecture, hidden_dim", |c| {
-            mae(c, "zzz", 2.into())
-        });
+        fails(
+            "model.decoder_lyers",
+            "did you mean \"decoder_layers\"?",
+            |c| mae(c, "decoder_lyers", 2.into()),
+        );
+        fails(
+            "model.zzz",
+            "accepted keys: architecture, hidden_dim",
+            |c| mae(c, "zzz", 2.into()),
+        );
         // Other architectures do not refuse masked_autoencoder's keys (an
         // scModelForge ModelConfig has them); they warn when one is set.
         let mut other = ForgeConfig::default();
         other.model.options.insert("decoder_heads".into(), 7.into());
-        other.model.options.insert("decoder_layers".into(), 4.into());
+        other
+            .model
+            .options
+            .insert("decoder_layers".into(), 4.into());
         assert_eq!(problems(&other), vec![]);
         let mut warnings = ConfigErrors::new("<test>");
         config_warnings(&other, &mut warnings);
         let text = warnings.to_string();
         assert!(
-            text.contains("model.decoder_heads: set (7) but not used: it is an option of masked_autoencoder"),
+            text.contains(
+                "model.decoder_heads: set (7) but not used: it is an option of masked_autoencoder"
+            ),
             "{text}"
         );
-        assert!(!text.contains("decoder_layers"), "default values pass: {text}");
+        assert!(
+            !text.contains("decoder_layers"),
+            "default values pass: {text}"
+        );
         // Keys no model declares are refused for every architecture.
         fails("model.hiden_dim", "did you mean \"hidden_dim\"?", |c| {
             c.model.options.insert("hiden_dim".into(), 2.into());

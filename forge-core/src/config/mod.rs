@@ -48,10 +48,10 @@ pub mod error;
 pub mod interpolate;
 pub mod keys;
 mod load;
+pub mod options;
 pub mod schema;
 #[doc(hidden)]
 pub mod section;
-pub mod options;
 pub mod value;
 pub mod yaml;
 

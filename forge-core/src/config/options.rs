@@ -105,7 +105,8 @@ impl OptionChecks<'_> {
     /// Records that `key` (an option or a shared key of the model section)
     /// breaks a rule; `message` says the rule and the value found.
     pub fn fail(&mut self, key: &str, message: impl Into<String>) {
-        self.errors.push(join_path(self.section, key), message.into());
+        self.errors
+            .push(join_path(self.section, key), message.into());
     }
 }
 

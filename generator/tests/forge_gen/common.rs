@@ -63,11 +63,10 @@ pub fn fixture() -> TempDir {
             }
         }
     }
-    for file in ["docs/api/models.md"] {
-        let dest = dir.path().join(file);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(ws.join(file), dest).unwrap();
-    }
+    let docs = "docs/api/models.md";
+    let dest = dir.path().join(docs);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::copy(ws.join(docs), dest).unwrap();
     dir
 }
 
