@@ -125,6 +125,8 @@ plugin_models=(
     "e2e_plugin_model|--head bin --option e2e_plugin_scale:f64=0.5 --option e2e_plugin_depth:Option<i64>"
     "e2e_plugin_from|--from transformer_encoder"
 )
+# forge-core as it is before the plugin models: they must not change it.
+cp -a forge-core "$scratch/forge-core-before-plugin"
 for entry in "${plugin_models[@]}"; do
     name="${entry%%|*}"
     read -r -a args <<<"${entry#*|}"
@@ -137,7 +139,7 @@ $out"
 done
 
 step "forge-core is untouched by the plugin models"
-diff -r --no-dereference "$scratch/before/forge-core" "$scratch/work/forge-core" ||
+diff -r --no-dereference "$scratch/forge-core-before-plugin" forge-core ||
     fail "generating models in $plugin changed forge-core"
 
 step "forge-gen list --crate $plugin"
@@ -192,6 +194,8 @@ fi
 grep -q 'model.e2e_plugin_scal: unknown key; did you mean "e2e_plugin_scale"?' "$scratch/plugin-typo.log" ||
     fail "the misspelt option key is not refused with did-you-mean (log: $scratch/plugin-typo.log)"
 for f in Cargo.toml Cargo.lock src/main.rs; do cp "$scratch/before/$f" "$f"; done
+diff -r --no-dereference "$scratch/forge-core-before-plugin" forge-core ||
+    fail "training a plugin model changed forge-core"
 
 step "forge-gen remove"
 for entry in "${models[@]}"; do
