@@ -10,8 +10,12 @@
 #      right away: `forge train` on its generated example config (the
 #      embedded PBMC data) for a few steps writes a pretrained checkpoint;
 #   5. the same in a plugin crate (`--crate tests/plugin-model`, a crate
-#      outside forge-core): a blank model and a copy of a reference model,
-#      built and tested as that crate's own test binaries;
+#      outside forge-core): a blank model with two options and a copy of a
+#      reference model, built and tested as that crate's own test binaries,
+#      with forge-core's files byte for byte as before; the model with
+#      options trains 3 steps with `forge train` (a `forge` binary that links
+#      the plugin crate, as a plugin's user builds it) from a YAML that sets
+#      both options, and a misspelt option key is refused with did-you-mean;
 #   6. `forge-gen remove` each one, and the tree must be byte for byte the
 #      copy taken before generation (diff -r).
 #
@@ -118,9 +122,11 @@ done
 
 plugin=tests/plugin-model
 plugin_models=(
-    "e2e_plugin_model|--head bin"
+    "e2e_plugin_model|--head bin --option e2e_plugin_scale:f64=0.5 --option e2e_plugin_depth:Option<i64>"
     "e2e_plugin_from|--from transformer_encoder"
 )
+# forge-core as it is before the plugin models: they must not change it.
+cp -a forge-core "$scratch/forge-core-before-plugin"
 for entry in "${plugin_models[@]}"; do
     name="${entry%%|*}"
     read -r -a args <<<"${entry#*|}"
@@ -131,6 +137,10 @@ for entry in "${plugin_models[@]}"; do
     grep -q "nothing to do" <<<"$out" || fail "re-running new $name --crate changed something:
 $out"
 done
+
+step "forge-core is untouched by the plugin models"
+diff -r --no-dereference "$scratch/forge-core-before-plugin" forge-core ||
+    fail "generating models in $plugin changed forge-core"
 
 step "forge-gen list --crate $plugin"
 # (Not `check`: the crate's hand-written example model is tested from the
@@ -148,6 +158,44 @@ CARGO_TARGET_DIR="$target_dir" cargo test -q -p forge-plugin-example "${plugin_t
     -- --test-threads=1 2>&1 | tee "$scratch/plugin-test.log" || fail "plugin crate's generated tests"
 [[ "$(grep -Ec "test result: ok\. [1-9][0-9]* passed" "$scratch/plugin-test.log")" == "${#plugin_models[@]}" ]] ||
     fail "the plugin crate's generated tests did not all run"
+
+step "forge train on a plugin model's options (3 steps)"
+# A `forge` binary that links the plugin crate, as its user would build one:
+# the crate becomes a dependency of the CLI and is referenced so that its
+# registrations are kept. Both files are restored before the final diff.
+printf '\n[dependencies.forge-plugin-example]\npath = "tests/plugin-model"\n' >>Cargo.toml
+printf '\nuse forge_plugin_example as _;\n' >>src/main.rs
+CARGO_TARGET_DIR="$target_dir" cargo build -q --bin forge || fail "building forge with the plugin crate"
+cfg="$plugin/configs/e2e_plugin_model.yaml"
+[[ -f "$cfg" ]] || fail "no example config $cfg"
+# Both options set to values other than their defaults.
+sed -e 's/^  e2e_plugin_scale: .*/  e2e_plugin_scale: 2.5/' \
+    -e 's/^  e2e_plugin_depth: .*/  e2e_plugin_depth: 3/' "$cfg" >"$scratch/plugin-options.yaml"
+grep -q '^  e2e_plugin_scale: 2.5$' "$scratch/plugin-options.yaml" &&
+    grep -q '^  e2e_plugin_depth: 3$' "$scratch/plugin-options.yaml" ||
+    fail "the example config $cfg does not set both options"
+"$forge_bin" config "$scratch/plugin-options.yaml" >"$scratch/plugin-config.log" 2>&1 ||
+    fail "forge config on the plugin options (log: $scratch/plugin-config.log)"
+grep -q "e2e_plugin_scale: 2.5" "$scratch/plugin-config.log" ||
+    fail "forge config does not show the option (log: $scratch/plugin-config.log)"
+run="$scratch/train-e2e_plugin_model"
+"$forge_bin" train --config "$scratch/plugin-options.yaml" --out "$run" --max-steps 3 \
+    >"$scratch/train-e2e_plugin_model.log" 2>&1 ||
+    fail "forge train on the plugin options (log: $scratch/train-e2e_plugin_model.log)"
+[[ -f "$run/pretrained/model.safetensors" ]] || fail "the plugin model wrote no pretrained checkpoint"
+grep -q '"e2e_plugin_scale": 2.5' "$run/pretrained/config.json" ||
+    fail "the checkpoint's config.json does not record the option"
+grep -E "stopped at --max-steps" "$scratch/train-e2e_plugin_model.log" | head -1
+sed -e 's/^  e2e_plugin_scale:/  e2e_plugin_scal:/' "$scratch/plugin-options.yaml" >"$scratch/plugin-typo.yaml"
+if "$forge_bin" train --config "$scratch/plugin-typo.yaml" --out "$scratch/train-typo" --max-steps 1 \
+    >"$scratch/plugin-typo.log" 2>&1; then
+    fail "a misspelt option key trained"
+fi
+grep -q 'model.e2e_plugin_scal: unknown key; did you mean "e2e_plugin_scale"?' "$scratch/plugin-typo.log" ||
+    fail "the misspelt option key is not refused with did-you-mean (log: $scratch/plugin-typo.log)"
+for f in Cargo.toml Cargo.lock src/main.rs; do cp "$scratch/before/$f" "$f"; done
+diff -r --no-dereference "$scratch/forge-core-before-plugin" forge-core ||
+    fail "training a plugin model changed forge-core"
 
 step "forge-gen remove"
 for entry in "${models[@]}"; do

@@ -49,6 +49,12 @@ pub use params::{ParameterTable, Parameters};
 /// Re-exported for `#[derive(ForgeModel)]`'s generated registration code.
 #[doc(hidden)]
 pub use inventory;
+
+/// What forge-core's exported macros name; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+}
 /// Re-exported so downstream crates use the same libtorch binding.
 pub use tch;
 

@@ -16,6 +16,7 @@ use std::sync::{LazyLock, RwLock};
 use tch::nn;
 
 use crate::config::ModelConfig;
+use crate::config::options::OptionsInfo;
 use crate::error::{ForgeError, Result};
 use crate::model::ForgeModel;
 use crate::suggest::closest;
@@ -32,6 +33,9 @@ pub struct ModelRegistration {
     pub type_name: &'static str,
     /// Constructor.
     pub build: BuildFn,
+    /// The model's own options (`#[forge(options = ...)]`), read from the
+    /// `model:` keys that are not shared ones.
+    pub options: OptionsInfo,
 }
 
 inventory::collect!(ModelRegistration);
@@ -162,6 +166,18 @@ pub fn get(name: &str, path: &nn::Path, config: &ModelConfig) -> Result<Box<dyn 
 /// Builds the model named by `config.architecture`.
 pub fn build(path: &nn::Path, config: &ModelConfig) -> Result<Box<dyn ForgeModel>> {
     get(&config.architecture, path, config)
+}
+
+/// The options of the model registered as `name` (process-wide registry);
+/// `None` when no model has that name.
+pub fn options_of(name: &str) -> Option<OptionsInfo> {
+    read_global(|r| r.entries.get(name).map(|reg| reg.options))
+}
+
+/// The first `Some` that `f` returns over the registered models' names and
+/// options, in name order (process-wide registry).
+pub fn with_options<T>(mut f: impl FnMut(&'static str, &OptionsInfo) -> Option<T>) -> Option<T> {
+    read_global(|r| r.entries.values().find_map(|reg| f(reg.name, &reg.options)))
 }
 
 /// Registered model names, sorted (process-wide registry).

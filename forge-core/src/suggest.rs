@@ -2,27 +2,9 @@
 //! keys, enum values).
 
 /// Returns the candidate closest to `input`, when it is close enough to be a
-/// plausible typo (normalised Damerau-Levenshtein similarity >= 0.7, or a
-/// case-insensitive match).
-pub fn closest<'a, I>(input: &str, candidates: I) -> Option<&'a str>
-where
-    I: IntoIterator<Item = &'a str>,
-{
-    let lower = input.to_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| {
-            let score = if c.to_lowercase() == lower {
-                1.0
-            } else {
-                strsim::normalized_damerau_levenshtein(&lower, &c.to_lowercase())
-            };
-            (c, score)
-        })
-        .filter(|(_, score)| *score >= 0.7)
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(c, _)| c)
-}
+/// plausible typo: the one rule forge-core, the derive and forge-gen share
+/// (see [`forge_names::closest`]).
+pub use forge_names::closest;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,8 @@ pub struct Container<'a> {
     pub input: &'a DeriveInput,
     /// `#[forge(name = "...")]`.
     pub name: Option<LitStr>,
+    /// `#[forge(options = Type)]`.
+    pub options: Option<Type>,
     /// Named fields in declaration order.
     pub fields: Vec<Field<'a>>,
 }
@@ -39,7 +41,11 @@ pub enum Source {
     /// A `ModelConfig` value: `config.key`, or for an optional value
     /// `config.key.unwrap_or_else(|| default)`.
     Config { key: Ident, default: Option<Expr> },
-    /// A user expression with `path`, `root` and `config` in scope.
+    /// A value of the model's own options: `options.key`, or for an
+    /// optional value `options.key.unwrap_or_else(|| default)`.
+    Option { key: Ident, default: Option<Expr> },
+    /// A user expression with `path`, `root`, `config` and `options` in
+    /// scope.
     Build(Expr),
     /// `Default::default()`.
     Skip(Span),
@@ -103,6 +109,11 @@ impl<'a> Container<'a> {
                     Source::Skip(span)
                 } else if let Some(expr) = &attrs.build {
                     Source::Build(expr.clone())
+                } else if let Some(key) = &attrs.option {
+                    Source::Option {
+                        key: key.clone(),
+                        default: attrs.default.clone(),
+                    }
                 } else if let Some(key) = &attrs.config {
                     Source::Config {
                         key: key.clone(),
@@ -123,6 +134,7 @@ impl<'a> Container<'a> {
             ident: &input.ident,
             input,
             name: container_attrs.name,
+            options: container_attrs.options,
             fields,
         })
     }

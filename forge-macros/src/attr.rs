@@ -7,13 +7,17 @@ use syn::meta::ParseNestedMeta;
 use syn::{Attribute, Expr, Ident, LitStr, Token};
 
 use crate::ctxt::Ctxt;
-use crate::symbol::{BUILD, CONFIG, CONTAINER_KEYS, DEFAULT, FIELD_KEYS, FORGE, NAME, SKIP};
+use crate::symbol::{
+    BUILD, CONFIG, CONTAINER_KEYS, DEFAULT, FIELD_KEYS, FORGE, NAME, OPTION, OPTIONS, SKIP,
+};
 
 /// Attributes on the struct.
 #[derive(Default)]
 pub struct ContainerAttrs {
     /// `name = "..."`, with the literal for spans.
     pub name: Option<LitStr>,
+    /// `options = Type`.
+    pub options: Option<syn::Type>,
 }
 
 /// Attributes on one field, as written.
@@ -21,6 +25,8 @@ pub struct ContainerAttrs {
 pub struct FieldAttrs {
     /// `config` (the `Ident` is the field's own name) or `config = key`.
     pub config: Option<Ident>,
+    /// `option` (the field's own name) or `option = key`.
+    pub option: Option<Ident>,
     /// `default = expr`.
     pub default: Option<Expr>,
     /// `build = expr`.
@@ -40,6 +46,13 @@ pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> ContainerAttrs {
                     cx.error_spanned_by(&lit, "duplicate `name`: give the registry name once");
                 }
                 out.name = Some(lit);
+                Ok(())
+            } else if meta.path.is_ident(OPTIONS) {
+                let ty: syn::Type = meta.value()?.parse()?;
+                if out.options.is_some() {
+                    cx.error_spanned_by(&ty, "duplicate `options`: name the options type once");
+                }
+                out.options = Some(ty);
                 Ok(())
             } else {
                 unknown_key(cx, &meta, CONTAINER_KEYS, "on a model struct")
@@ -70,6 +83,16 @@ pub fn field(cx: &mut Ctxt, field: &Ident, attrs: &[Attribute]) -> FieldAttrs {
                     duplicate(cx, CONFIG);
                 }
                 out.config = Some(key);
+            } else if meta.path.is_ident(OPTION) {
+                let key = if meta.input.peek(Token![=]) {
+                    parse_config_key(&meta)?
+                } else {
+                    field.clone()
+                };
+                if out.option.is_some() {
+                    duplicate(cx, OPTION);
+                }
+                out.option = Some(key);
             } else if meta.path.is_ident(DEFAULT) {
                 let expr: Expr = meta.value()?.parse()?;
                 if out.default.is_some() {
@@ -122,13 +145,14 @@ fn parse_config_key(meta: &ParseNestedMeta) -> syn::Result<Ident> {
     if value.peek(LitStr) {
         let lit: LitStr = value.parse()?;
         return lit.parse::<Ident>().map_err(|_| {
-            syn::Error::new_spanned(&lit, "`config = \"...\"` must name a ModelConfig field")
+            syn::Error::new_spanned(&lit, "`config`/`option = \"...\"` must name a field")
         });
     }
     value.parse::<Ident>().map_err(|err| {
         syn::Error::new(
             err.span(),
-            "expected a ModelConfig field name, e.g. `#[forge(config = hidden_dim)]`",
+            "expected a field name of ModelConfig or of the model's options, e.g. \
+             `#[forge(config = hidden_dim)]`",
         )
     })
 }
@@ -172,12 +196,8 @@ fn path_text(path: &syn::Path) -> String {
         .join("::")
 }
 
-/// The accepted key closest to `input`, when close enough to be a typo.
+/// The accepted key closest to `input`, when close enough to be a typo
+/// (forge's one did-you-mean rule, shared with forge-core and forge-gen).
 pub fn closest<'a>(input: &str, accepted: &[&'a str]) -> Option<&'a str> {
-    accepted
-        .iter()
-        .map(|c| (*c, strsim::normalized_damerau_levenshtein(input, c)))
-        .filter(|(_, score)| *score >= 0.5)
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(c, _)| c)
+    forge_names::closest(input, accepted.iter().copied())
 }

@@ -48,7 +48,8 @@ fn check_fields(cx: &mut Ctxt, cont: &Container) {
     for field in &cont.fields {
         let a = &field.attrs;
         if let Some(span) = a.skip {
-            if a.config.is_some() || a.build.is_some() || a.default.is_some() {
+            if a.config.is_some() || a.option.is_some() || a.build.is_some() || a.default.is_some()
+            {
                 cx.syn_error(syn::Error::new(
                     span,
                     format!(
@@ -60,7 +61,17 @@ fn check_fields(cx: &mut Ctxt, cont: &Container) {
             }
             continue;
         }
-        if let (Some(build), Some(_)) = (&a.build, &a.config) {
+        if let (Some(_), Some(option)) = (&a.config, &a.option) {
+            cx.error_spanned_by(
+                option,
+                format!(
+                    "`{}` has both `config` and `option`: a value comes from the shared config \
+                     (`config`) or from the model's own options (`option`), not both",
+                    field.ident
+                ),
+            );
+        }
+        if let (Some(build), Some(_)) = (&a.build, a.config.as_ref().or(a.option.as_ref())) {
             cx.error_spanned_by(
                 build,
                 format!(
@@ -70,7 +81,7 @@ fn check_fields(cx: &mut Ctxt, cont: &Container) {
                 ),
             );
         }
-        if let (Some(default), None) = (&a.default, &a.config) {
+        if let (Some(default), None) = (&a.default, a.config.as_ref().or(a.option.as_ref())) {
             cx.error_spanned_by(
                 default,
                 format!(

@@ -50,6 +50,11 @@ fn expand(cont: &Container) -> TokenStream {
         });
     let root = format_ident!("root");
     let config = format_ident!("config");
+    let options = format_ident!("options");
+    let options_ty = match &cont.options {
+        Some(ty) => quote!(#ty),
+        None => quote!(::forge_core::config::options::NoOptions),
+    };
     quote! {
         impl #ident {
             #[doc = #name_doc]
@@ -77,6 +82,9 @@ fn expand(cont: &Container) -> TokenStream {
             ) -> ::forge_core::Result<Self> {
                 #config.require_vocab_size()?;
                 #config.validate()?;
+                #[allow(unused_variables)]
+                let #options: #options_ty =
+                    ::forge_core::config::options::read::<#options_ty>(#config)?;
                 #(#build_fields)*
                 ::core::result::Result::Ok(#ident { #(#field_names),* })
             }
@@ -87,6 +95,7 @@ fn expand(cont: &Container) -> TokenStream {
                 name: #name,
                 type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
                 build: ::forge_core::registry::build_boxed::<#ident>,
+                options: ::forge_core::config::options::OptionsInfo::of::<#options_ty>(),
             }
         }
     }
@@ -111,6 +120,15 @@ fn build_field(field: &Field) -> TokenStream {
             default: Some(default),
         } => quote! {
             ::core::clone::Clone::clone(&config.#key).unwrap_or_else(|| #default)
+        },
+        Source::Option { key, default: None } => quote! {
+            ::core::clone::Clone::clone(&options.#key)
+        },
+        Source::Option {
+            key,
+            default: Some(default),
+        } => quote! {
+            ::core::clone::Clone::clone(&options.#key).unwrap_or_else(|| #default)
         },
         Source::Build(expr) => quote! {
             {

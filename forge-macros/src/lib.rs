@@ -40,23 +40,29 @@
 //! # Attributes
 //!
 //! On the struct: `#[forge(name = "snake_case_name")]` (required): the
-//! registry name (`model.architecture` in a config).
+//! registry name (`model.architecture` in a config); `options = Type`
+//! (optional): the model's own options, a struct declared in the model's
+//! file with `forge_core::model_options!` and read from the `model:` keys
+//! that are not shared ones (see `forge_core::config::options`).
 //!
 //! On a field (at most one source):
 //! - no attribute: the field type implements `forge_core::components::Component`
 //!   and builds itself from the config;
-//! - `#[forge(build = EXPR)]`: `EXPR` builds it; `path`, `root` and `config`
-//!   are in scope and `?` works;
+//! - `#[forge(build = EXPR)]`: `EXPR` builds it; `path`, `root`, `config`
+//!   and `options` (the model's own options) are in scope and `?` works;
 //! - `#[forge(config)]` / `#[forge(config = key)]`: a clone of `config.key`;
 //!   add `default = EXPR` for an optional key (`Option<T>`) to use `EXPR`
 //!   when it is unset;
+//! - `#[forge(option)]` / `#[forge(option = key)]`: a clone of
+//!   `options.key`, a field of the model's own options (`default = EXPR` as
+//!   for `config`);
 //! - `#[forge(skip)]`: `Default::default()`, holds no parameters.
 //!
 //! # What it generates
 //!
 //! - `impl ForgeModel`: `registry_name()`; `from_config(root, config)`, which
 //!   refuses an unset `vocab_size` ("vocab_size must be set"), validates the
-//!   config, then builds the fields in declaration order; and through the
+//!   config, reads the model's options, then builds the fields in declaration order; and through the
 //!   trait's provided methods `num_parameters(trainable_only)` and
 //!   `parameter_table()` (counts per submodule, printable).
 //! - `impl Parameters`: visits the parameters of every field built by a
@@ -70,8 +76,9 @@
 //! # Checked at compile time
 //!
 //! - the struct implements `Architecture` (error on the struct's name);
-//! - every `config = key` names a `ModelConfig` field (error on the key,
-//!   with the compiler's did-you-mean);
+//! - every `config = key` names a `ModelConfig` field and every
+//!   `option = key` a field of the model's options (error on the key, with
+//!   the compiler's did-you-mean);
 //! - every attribute-less field is a `Component` (error on its type);
 //! - the registry name is snake_case and not a keyword; no unknown attribute
 //!   keys (did-you-mean); no conflicting keys; a struct with named fields and

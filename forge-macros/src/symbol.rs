@@ -17,7 +17,14 @@ pub const BUILD: &str = "build";
 /// Field: `#[forge(skip)]`: `Default::default()`, holds no parameters.
 pub const SKIP: &str = "skip";
 
+/// Container: `#[forge(options = MyModelOptions)]`, the model's own
+/// options (declared with `forge_core::model_options!`).
+pub const OPTIONS: &str = "options";
+/// Field: `#[forge(option)]` or `#[forge(option = key)]`: copy a value
+/// from the model's own options.
+pub const OPTION: &str = "option";
+
 /// Keys accepted on the struct.
-pub const CONTAINER_KEYS: &[&str] = &[NAME];
+pub const CONTAINER_KEYS: &[&str] = &[NAME, OPTIONS];
 /// Keys accepted on a field.
-pub const FIELD_KEYS: &[&str] = &[CONFIG, DEFAULT, BUILD, SKIP];
+pub const FIELD_KEYS: &[&str] = &[CONFIG, OPTION, DEFAULT, BUILD, SKIP];

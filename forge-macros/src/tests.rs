@@ -35,11 +35,11 @@ fn expands_a_plain_model() {
 #[test]
 fn expands_renamed_defaulted_built_and_skipped_fields() {
     insta::assert_snapshot!(pretty(parse_quote! {
-        #[forge(name = "custom_model")]
+        #[forge(name = "custom_model", options = CustomOptions)]
         pub struct CustomModel {
             #[forge(build = BinPredictionHead::new(path, config.hidden_dim, config.n_bins))]
             expression_head: BinPredictionHead,
-            #[forge(config = decoder_dim, default = config.hidden_dim / 2)]
+            #[forge(option = decoder_dim, default = config.hidden_dim / 2)]
             decoder_width: i64,
             #[forge(config = "n_bins")]
             bins: i64,

@@ -98,20 +98,6 @@ pub fn inspect(tree: &dyn Tree, target: &Target) -> Result<Report> {
             &mut problems,
         )?;
     }
-    if let Some(file) = target.schema() {
-        let kind = Entries::Blocks {
-            start: region::options_key,
-            blank_separated: false,
-        };
-        entry_keys(
-            tree,
-            file,
-            &layout::OPTIONS,
-            kind,
-            "model options",
-            &mut problems,
-        )?;
-    }
     let tests = match target.test_list() {
         Some(file) => Some(entry_keys(
             tree,

@@ -224,8 +224,6 @@ enum Region {
     Modules,
     /// `pub use NAME::Struct;` lines (plugin crates).
     Exports,
-    /// Option fields of `ModelConfig`.
-    Options,
     /// `mod NAME;` lines of the test list.
     Tests,
     /// Sections of the model docs.
@@ -245,14 +243,6 @@ impl Region {
                 layout::EXPORTS,
                 Entries::Lines(region::pub_use_key),
                 "the model re-exports",
-            ),
-            Region::Options => (
-                layout::OPTIONS,
-                Entries::Blocks {
-                    start: region::options_key,
-                    blank_separated: false,
-                },
-                "model-specific ModelConfig fields",
             ),
             Region::Tests => (
                 layout::TESTS,
@@ -293,13 +283,6 @@ pub fn validate_new(
             bail!("--option `{}` is given twice", option.name);
         }
         options.push(option);
-    }
-    if site.target.is_plugin() && !options.is_empty() {
-        bail!(
-            "--option adds a field to forge-core's ModelConfig, which a plugin crate cannot \
-             change; drop --option (a plugin model reads existing ModelConfig keys with \
-             #[forge(config)], or keeps its own constants)"
-        );
     }
     if request.from.is_some() && (request.head.is_some() || request.pooling.is_some()) {
         bail!(
@@ -355,16 +338,14 @@ pub fn validate_new(
             );
         }
     }
-    if let Some(schema) = site.target.schema() {
-        let text = read_required(site.tree, schema, "ModelConfig")?;
-        let fields = model_config_fields(&text, &name.snake);
+    if !options.is_empty() {
         let struct_fields = model_struct_fields(site, request)?;
         for option in &options {
-            if fields.contains(&option.name) {
+            if forge_names::MODEL_CONFIG_KEYS.contains(&option.name.as_str()) {
                 bail!(
-                    "--option `{}`: ModelConfig already has a field `{}` ({schema}); a model \
-                     reads an existing key with #[forge(config)], so drop this --option or \
-                     pick another name",
+                    "--option `{}`: `{}` is a key every model shares (forge-core's \
+                     ModelConfig); a model reads it with #[forge(config)], so drop this \
+                     --option or pick another name",
                     option.spec,
                     option.name
                 );
@@ -392,35 +373,53 @@ fn read_required(tree: &dyn Tree, path: &str, what: &str) -> Result<String> {
     })
 }
 
-/// The fields of `ModelConfig` in schema.rs, except the options group of
-/// model `own` (which a re-run regenerates).
-fn model_config_fields(schema: &str, own: &str) -> Vec<String> {
-    let Some(start) = schema.find("pub struct ModelConfig {") else {
-        return vec![];
-    };
-    let mut fields = vec![];
-    let mut in_own = false;
-    for line in schema[start..].lines().skip(1) {
-        let t = line.trim();
-        if t == "}" {
-            break;
+/// The options type that struct `struct_name` of a model file names in
+/// `#[forge(options = Type)]`, read with syn.
+fn declared_options(source: &str, struct_name: &str) -> Option<String> {
+    let file = syn::parse_file(source).ok()?;
+    file.items.iter().find_map(|item| {
+        let syn::Item::Struct(s) = item else {
+            return None;
+        };
+        if s.ident != struct_name {
+            return None;
         }
-        if let Some(key) = region::options_key(t) {
-            in_own = key == own;
-        } else if t == layout::OPTIONS.end() {
-            in_own = false;
+        let mut found = None;
+        for attr in s.attrs.iter().filter(|a| a.path().is_ident("forge")) {
+            let _ = attr.parse_nested_meta(|meta| {
+                if meta.input.peek(syn::Token![=]) {
+                    let value = meta.value()?;
+                    if meta.path.is_ident("options") {
+                        let ty: syn::Type = value.parse()?;
+                        found = Some(quote::ToTokens::to_token_stream(&ty).to_string());
+                    } else {
+                        let _: syn::Expr = value.parse()?;
+                    }
+                }
+                Ok(())
+            });
         }
-        if in_own || t.starts_with("//") {
-            continue;
-        }
-        if let Some((field, _)) = t.split_once(':')
-            && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !field.is_empty()
-        {
-            fields.push(field.to_string());
-        }
-    }
-    fields
+        found
+    })
+}
+
+/// Adds `decls` (option declarations) at the end of the options struct
+/// `options_type` declared with `model_options!` in `model`.
+fn add_option_decls(model: &str, options_type: &str, decls: &str) -> Result<String> {
+    let open = format!("struct {options_type} {{\n");
+    let at = model
+        .find(&open)
+        .with_context(|| format!("no `struct {options_type} {{` in the model"))?;
+    let body = at + open.len();
+    let close = model[body..]
+        .find("\n    }\n")
+        .with_context(|| format!("no closing brace of `struct {options_type}`"))?;
+    let insert_at = body + close;
+    Ok(format!(
+        "{}{decls}{}",
+        &model[..insert_at],
+        &model[insert_at..]
+    ))
 }
 
 /// Field names of the model struct that would be generated (before
@@ -580,12 +579,6 @@ fn render_unchecked(
         let text = format!("pub use {key}::{struct_name};\n");
         items.push(Item::Entry(Region::Exports.entry(file, key, text)));
     }
-    if let Some(file) = target.schema()
-        && !options.is_empty()
-    {
-        let text = render_template("config_options.rs.tera", &ctx)?;
-        items.push(Item::Entry(Region::Options.entry(file, key, text)));
-    }
     items.push(Item::File(
         target.test_file(key),
         header::stamp("//", &args, &test),
@@ -698,13 +691,28 @@ fn render_from(
         .map(str::to_string)
         .unwrap_or_else(|| name.camel.clone());
     ctx.insert("from", from);
+    ctx.insert("camel", &struct_name);
 
-    // Model: renamed, options added as fields at the end of the struct.
+    // Model: renamed; with options, their struct is declared before the
+    // model's, the model names it, and they are added as fields at the end
+    // of the model struct.
     let mut model = renamer.apply(&source_text);
     if !options.is_empty() {
         let fields = render_template("option_fields.rs.tera", ctx)?;
         model = insert_struct_fields(&model, &struct_name, &fields)
             .with_context(|| format!("--from {from}: cannot add --option fields"))?;
+        model = match declared_options(&model, &struct_name) {
+            // The copy has options of its own: the new ones join them.
+            Some(options_type) => {
+                let decls = render_template("option_decls.rs.tera", ctx)?;
+                add_option_decls(&model, &options_type, &decls)
+            }
+            None => {
+                let declaration = render_template("model_options.rs.tera", ctx)?;
+                declare_options(&model, &struct_name, &declaration)
+            }
+        }
+        .with_context(|| format!("--from {from}: cannot declare the --option keys"))?;
     }
 
     // Example config: the source's, renamed, with the options added.
@@ -827,6 +835,35 @@ fn rustfmt(source: &str) -> Result<String> {
         );
     }
     Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Puts `declaration` (the options struct) before the doc comment of
+/// `struct_name` and names it in that struct's `#[forge(name = ...)]`.
+fn declare_options(model: &str, struct_name: &str, declaration: &str) -> Result<String> {
+    let open = format!("pub struct {struct_name} {{\n");
+    let at = model
+        .find(&open)
+        .with_context(|| format!("no `pub struct {struct_name} {{` in the model"))?;
+    // The start of the struct's doc comment and attributes.
+    let mut start = model[..at].rfind("\n\n").map(|i| i + 2).unwrap_or(0);
+    while model[start..at].trim_start().starts_with("//!") {
+        start += model[start..at].find('\n').map(|i| i + 1).unwrap_or(0);
+    }
+    let attrs = &model[start..at];
+    let name_attr = attrs
+        .find("#[forge(name = ")
+        .context("no `#[forge(name = ...)]` on the model struct")?;
+    let close = attrs[name_attr..]
+        .find(")]")
+        .context("unclosed `#[forge(...)]`")?
+        + name_attr;
+    let options = format!(", options = {struct_name}Options");
+    Ok(format!(
+        "{}{declaration}\n{}{options}{}",
+        &model[..start],
+        &model[start..start + close],
+        &model[start + close..]
+    ))
 }
 
 fn insert_struct_fields(model: &str, struct_name: &str, fields: &str) -> Result<String> {
@@ -1164,7 +1201,6 @@ fn structural_entries(target: &Target, name: &ModelName, struct_name: &str) -> V
             Region::Exports,
             format!("pub use {key}::{struct_name};\n"),
         ),
-        (target.schema(), Region::Options, String::new()),
         (target.test_list(), Region::Tests, format!("mod {key};\n")),
         (target.docs(), Region::Docs, String::new()),
     ];

@@ -16,8 +16,6 @@ use crate::tree::Tree;
 pub const MODULES: Anchor = Anchor::new("model-modules", "//");
 /// Re-exports of model structs: `pub use name::Struct;` lines.
 pub const EXPORTS: Anchor = Anchor::new("model-exports", "//");
-/// Model-specific `ModelConfig` fields.
-pub const OPTIONS: Anchor = Anchor::new("model-options", "//");
 /// Test modules: `mod name;` lines.
 pub const TESTS: Anchor = Anchor::new("model-tests", "//");
 /// Sections of the models page.
@@ -62,15 +60,6 @@ impl Target {
     pub fn exports(&self) -> Option<&'static str> {
         match self {
             Target::Workspace => Some("forge-core/src/models/mod.rs"),
-            Target::Plugin { .. } => None,
-        }
-    }
-
-    /// `ModelConfig`'s declaration (markers [`OPTIONS`]); plugins cannot
-    /// add fields to it.
-    pub fn schema(&self) -> Option<&'static str> {
-        match self {
-            Target::Workspace => Some("forge-core/src/config/schema.rs"),
             Target::Plugin { .. } => None,
         }
     }

@@ -10,19 +10,8 @@
 
 use std::fmt;
 
-/// Words Rust reserves in edition 2024 (strict, reserved and the weak
-/// `union`), none of which can be a module name.
-const RUST_KEYWORDS: &[&str] = &[
-    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
-    "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl",
-    "in", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref",
-    "return", "self", "static", "struct", "super", "trait", "true", "try", "type", "typeof",
-    "union", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
-];
-
-/// Module names that would shadow a crate every module can name (`core::`,
-/// `std::`) or that Rust's test harness and build use.
-const RESERVED_MODULES: &[&str] = &["alloc", "core", "proc_macro", "std", "test", "tests"];
+pub use forge_names::to_snake_case;
+use forge_names::{NameProblem, model_name_problem};
 
 /// A validated model name with all of its casings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,24 +59,26 @@ pub const ACCEPTED: &str = "accepted: snake_case of lowercase ASCII letters, dig
 impl ModelName {
     /// Checks `name` and derives its casings.
     pub fn parse(name: &str) -> Result<Self, NameError> {
-        check_snake_case(name)?;
-        if RUST_KEYWORDS.contains(&name) {
-            return Err(NameError {
-                name: name.to_string(),
-                reason: "it is a Rust keyword, so it cannot name a module".to_string(),
-                suggestion: Some(format!("{name}_model")),
-            });
+        let refuse = |reason: String, suggestion: Option<String>| NameError {
+            name: name.to_string(),
+            reason,
+            suggestion,
+        };
+        match model_name_problem(name) {
+            None => Ok(Self::from_snake(name)),
+            Some(NameProblem::Empty) => Err(refuse("it is empty".into(), None)),
+            Some(NameProblem::NotSnakeCase(reason)) => {
+                Err(refuse(reason, to_snake_case(name).filter(|s| s != name)))
+            }
+            Some(NameProblem::Keyword) => Err(refuse(
+                "it is a Rust keyword, so it cannot name a module".into(),
+                Some(format!("{name}_model")),
+            )),
+            Some(NameProblem::ReservedModule) => Err(refuse(
+                format!("a module named `{name}` would shadow the crate or harness of that name"),
+                Some(format!("{name}_model")),
+            )),
         }
-        if RESERVED_MODULES.contains(&name) {
-            return Err(NameError {
-                name: name.to_string(),
-                reason: format!(
-                    "a module named `{name}` would shadow the crate or harness of that name"
-                ),
-                suggestion: Some(format!("{name}_model")),
-            });
-        }
-        Ok(Self::from_snake(name))
     }
 
     /// The casings of a name already known to be snake_case (existing
@@ -111,62 +102,6 @@ impl ModelName {
     }
 }
 
-/// Snake_case check with a precise reason and a suggested spelling.
-fn check_snake_case(name: &str) -> Result<(), NameError> {
-    let refuse = |reason: &str| NameError {
-        name: name.to_string(),
-        reason: reason.to_string(),
-        suggestion: to_snake_case(name).filter(|s| s != name),
-    };
-    if name.is_empty() {
-        return Err(refuse("it is empty"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
-    {
-        let reason = if c.is_ascii_uppercase() {
-            "it has uppercase letters".to_string()
-        } else {
-            format!("it contains {c:?}")
-        };
-        return Err(refuse(&reason));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(refuse("it must start with a lowercase letter"));
-    }
-    if name.ends_with('_') || name.contains("__") {
-        return Err(refuse(
-            "underscores separate words: no double or trailing underscore",
-        ));
-    }
-    Ok(())
-}
-
-/// A best-effort snake_case spelling of `name` (`MyModel`, `my-model`,
-/// `My Model` -> `my_model`), or `None` when nothing sensible remains.
-pub fn to_snake_case(name: &str) -> Option<String> {
-    let mut out = String::new();
-    let mut prev_lower_or_digit = false;
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            if c.is_ascii_uppercase() && prev_lower_or_digit && !out.ends_with('_') {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-            prev_lower_or_digit = c.is_ascii_lowercase() || c.is_ascii_digit();
-        } else {
-            if !out.is_empty() && !out.ends_with('_') {
-                out.push('_');
-            }
-            prev_lower_or_digit = false;
-        }
-    }
-    let out = out.trim_matches('_').to_string();
-    let out = out.trim_start_matches(|c: char| c.is_ascii_digit() || c == '_');
-    (!out.is_empty()).then(|| out.to_string())
-}
-
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
@@ -177,7 +112,7 @@ fn capitalize(s: &str) -> String {
 
 /// Whether `word` is a Rust keyword (also used for option names).
 pub fn is_keyword(word: &str) -> bool {
-    RUST_KEYWORDS.contains(&word)
+    forge_names::RUST_KEYWORDS.contains(&word)
 }
 
 #[cfg(test)]

@@ -364,16 +364,6 @@ pub fn docs_key(line: &str) -> Option<String> {
     (tail.is_empty() && is_ident(name)).then(|| name.to_string())
 }
 
-/// Key of an options group header ``// forge-gen: options of `name` ``.
-pub fn options_key(line: &str) -> Option<String> {
-    let rest = line.strip_prefix(OPTIONS_GROUP)?;
-    let name = rest.strip_prefix('`')?.strip_suffix('`')?;
-    is_ident(name).then(|| name.to_string())
-}
-
-/// The start of an options group header line.
-pub const OPTIONS_GROUP: &str = "// forge-gen: options of ";
-
 fn ident_between(line: &str, prefix: &str, suffix: &str) -> Option<String> {
     let name = line.strip_prefix(prefix)?.strip_suffix(suffix)?;
     is_ident(name).then(|| name.to_string())

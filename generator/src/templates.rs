@@ -46,8 +46,12 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/config_options.yaml.tera"),
     ),
     (
-        "config_options.rs.tera",
-        include_str!("../../templates/config_options.rs.tera"),
+        "option_decls.rs.tera",
+        include_str!("../../templates/option_decls.rs.tera"),
+    ),
+    (
+        "model_options.rs.tera",
+        include_str!("../../templates/model_options.rs.tera"),
     ),
     (
         "docs_entry.md.tera",

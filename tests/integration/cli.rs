@@ -75,7 +75,7 @@ fn config_prints_the_resolved_file() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     // Defaults the file leaves out are filled in.
-    assert!(stdout.contains("decoder_layers: 4"), "{stdout}");
+    assert!(stdout.contains("n_bins: 51"), "{stdout}");
     assert!(stdout.contains("hidden_dim: 128"), "{stdout}");
     // The printed config loads again to the same values.
     let again = forge_core::ForgeConfig::from_yaml_str(&stdout, "printed").unwrap();

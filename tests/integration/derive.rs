@@ -23,14 +23,28 @@ fn derived_model_registers_and_builds_by_name() {
 #[test]
 fn from_config_reads_renamed_defaulted_and_skipped_fields() {
     let (_vs, m) = build::<ExamplePluginModel>(&tiny_config(NAME));
-    assert_eq!(m.width, 32, "decoder_dim unset: default hidden_dim / 2");
+    assert_eq!(m.width, 32, "plugin_width unset: default hidden_dim / 2");
     assert_eq!(m.calls.get(), 0);
-    let config = forge_core::ModelConfig {
-        decoder_dim: Some(48),
-        ..tiny_config(NAME)
-    };
+    let config = tiny_config(NAME).with_option("plugin_width", 48);
     let (_vs, m) = build::<ExamplePluginModel>(&config);
     assert_eq!(m.width, 48);
+    // The plugin's own options are checked, with did-you-mean.
+    let bad = tiny_config(NAME).with_option("plugin_widht", 48);
+    let err = ExamplePluginModel::from_config(&VarStore::new(Device::Cpu).root(), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.plugin_widht: unknown key; did you mean \"plugin_width\"?"),
+        "{err}"
+    );
+    let bad = tiny_config(NAME).with_option("plugin_width", 0);
+    let err = ExamplePluginModel::from_config(&VarStore::new(Device::Cpu).root(), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model.plugin_width: must be at least 1, got 0"),
+        "{err}"
+    );
     let err = ExamplePluginModel::from_config(
         &VarStore::new(Device::Cpu).root(),
         &forge_core::ModelConfig {

@@ -1,5 +1,6 @@
 //! The model registry: names, errors, run-time registration and plugins.
 
+use forge_core::config::options::{NoOptions, OptionsInfo};
 use forge_core::registry::{self, ModelRegistration, Registry};
 use forge_core::tch::{Device, nn::VarStore};
 
@@ -46,6 +47,7 @@ fn two_types_under_one_name_are_refused_naming_both() {
         name: "dup",
         type_name: "crate_a::ModelA",
         build: forge_core::registry::build_boxed::<forge_core::models::TransformerEncoderModel>,
+        options: OptionsInfo::of::<NoOptions>(),
     };
     let second = ModelRegistration {
         type_name: "crate_b::ModelB",
@@ -67,6 +69,7 @@ fn run_time_registration_reaches_the_global_registry() {
         name: "runtime_registered_encoder",
         type_name: "tests::RuntimeEncoder",
         build: forge_core::registry::build_boxed::<forge_core::models::TransformerEncoderModel>,
+        options: OptionsInfo::of::<NoOptions>(),
     };
     registry::register(reg).unwrap();
     assert!(registry::list().contains(&"runtime_registered_encoder"));

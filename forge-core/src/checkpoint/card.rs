@@ -87,12 +87,12 @@ pub(super) fn model_card(
             );
         }
         "masked_autoencoder" => {
-            row("Decoder width", config.decoder_dim_or_default().to_string());
-            row("Decoder layers", config.decoder_layers.to_string());
-            row(
-                "Decoder heads",
-                config.decoder_heads_or_default().to_string(),
-            );
+            use crate::models::masked_autoencoder::MaskedAutoencoderOptions;
+            if let Ok(o) = crate::config::options::read::<MaskedAutoencoderOptions>(config) {
+                row("Decoder width", o.dim(config).to_string());
+                row("Decoder layers", o.decoder_layers.to_string());
+                row("Decoder heads", o.heads(config).to_string());
+            }
         }
         _ => {}
     }

@@ -172,7 +172,10 @@ pub fn read_config(dir: &Path) -> Result<CheckpointConfig> {
     let model_json = match root.get("model_config") {
         Some(Value::Object(map)) => {
             check_attention(map, &path)?;
-            known_keys(map, ModelConfig::FIELDS, "model_config", &mut ignored_keys)
+            // The shared keys and the options of every registered model
+            // (scModelForge writes masked_autoencoder's for every model).
+            let fields = crate::config::options::model_keys();
+            known_keys(map, &fields, "model_config", &mut ignored_keys)
         }
         Some(other) => {
             return Err(ForgeError::checkpoint(

@@ -3,9 +3,10 @@
 //!
 //! Each check reports under the key a person would edit to fix it, says
 //! what the rule is and what value was found; every failed check is
-//! recorded, not just the first. These checks do not know which models are
-//! registered (`model.architecture` is checked by the registry when a model
-//! is built) and do not touch the file system.
+//! recorded, not just the first. A model's own options are checked by the
+//! model registered under `model.architecture` (see `options.rs`); an
+//! unregistered architecture is refused by the registry when the model is
+//! built. These checks do not touch the file system.
 
 use super::enums::{DataSource, GeneSelectionStrategy};
 use super::error::ConfigErrors;
@@ -297,55 +298,7 @@ pub(crate) fn check_model(m: &ModelConfig, section: &str, errors: &mut ConfigErr
     c.at_least("n_bins", m.n_bins, 2);
     c.non_negative("gene_loss_weight", m.gene_loss_weight);
     c.non_negative("expression_loss_weight", m.expression_loss_weight);
-    if m.architecture == "masked_autoencoder" {
-        check_decoder(m, &mut c);
-    }
-}
-
-/// The decoder keys of `masked_autoencoder`, with their defaults resolved.
-fn check_decoder(m: &ModelConfig, c: &mut Checker<'_>) {
-    let dim = m.decoder_dim_or_default();
-    let heads = m.decoder_heads_or_default();
-    let dim_text = match m.decoder_dim {
-        Some(d) => format!("{d}"),
-        None => format!("{dim}, i.e. hidden_dim / 2"),
-    };
-    let heads_text = match m.decoder_heads {
-        Some(h) => format!("{h}"),
-        None => format!("{heads}, i.e. num_heads"),
-    };
-    let dim_key = if m.decoder_dim.is_some() {
-        "decoder_dim"
-    } else {
-        "hidden_dim"
-    };
-    let heads_key = if m.decoder_heads.is_some() {
-        "decoder_heads"
-    } else {
-        "num_heads"
-    };
-    if dim < 1 {
-        c.fail(
-            dim_key,
-            format!("the decoder width must be at least 1, got {dim_text}"),
-        );
-    }
-    if heads < 1 {
-        c.fail(
-            heads_key,
-            format!("the decoder heads must be at least 1, got {heads_text}"),
-        );
-    }
-    c.at_least("decoder_layers", m.decoder_layers, 1);
-    if dim >= 1 && heads >= 1 && dim % heads != 0 {
-        c.fail(
-            "decoder_heads",
-            format!(
-                "the decoder heads ({heads_text}) must divide the decoder width \
-                 ({dim_text}) evenly; set decoder_dim or decoder_heads"
-            ),
-        );
-    }
+    super::options::check_options(m, section, errors);
 }
 
 /// Checks the `training` section found at `section`.
@@ -465,6 +418,7 @@ fn changed_keys(value: &serde_json::Value, default: &serde_json::Value) -> Strin
 /// Keys left at their defaults are not mentioned, so a config saved with
 /// every key written stays quiet.
 pub(crate) fn config_warnings(config: &ForgeConfig, warnings: &mut ConfigErrors) {
+    super::options::option_warnings(&config.model, "model", warnings);
     let d = &config.data;
     let not_used = |warnings: &mut ConfigErrors,
                     path: &str,
@@ -634,38 +588,68 @@ mod tests {
     }
 
     #[test]
-    fn decoder_checks_only_for_masked_autoencoder() {
-        let mae = |c: &mut ForgeConfig| c.model.architecture = "masked_autoencoder".into();
+    fn masked_autoencoder_checks_its_own_options() {
+        let mae = |c: &mut ForgeConfig, key: &str, value: serde_json::Value| {
+            c.model.architecture = "masked_autoencoder".into();
+            c.model.options.insert(key.into(), value);
+        };
         // hidden 512 / 2 = 256 and 8 heads: fine; 256 with 7 heads: not.
         fails(
             "model.decoder_heads",
             "(7) must divide the decoder width (256, i.e. hidden_dim / 2)",
-            |c| {
-                mae(c);
-                c.model.decoder_heads = Some(7);
-            },
+            |c| mae(c, "decoder_heads", 7.into()),
         );
         fails(
             "model.decoder_heads",
             "(8, i.e. num_heads) must divide the decoder width (100)",
-            |c| {
-                mae(c);
-                c.model.decoder_dim = Some(100);
-            },
+            |c| mae(c, "decoder_dim", 100.into()),
         );
         fails("model.decoder_dim", "at least 1", |c| {
-            mae(c);
-            c.model.decoder_dim = Some(0);
+            mae(c, "decoder_dim", 0.into())
         });
         fails("model.decoder_layers", "at least 1", |c| {
-            mae(c);
-            c.model.decoder_layers = 0;
+            mae(c, "decoder_layers", 0.into())
         });
-        // Other architectures ignore the decoder keys.
+        fails("model.decoder_layers", "expected an integer", |c| {
+            mae(c, "decoder_layers", "four".into())
+        });
+        // A misspelt option: did-you-mean among shared keys and options.
+        fails(
+            "model.decoder_lyers",
+            "did you mean \"decoder_layers\"?",
+            |c| mae(c, "decoder_lyers", 2.into()),
+        );
+        fails(
+            "model.zzz",
+            "accepted keys: architecture, hidden_dim",
+            |c| mae(c, "zzz", 2.into()),
+        );
+        // Other architectures do not refuse masked_autoencoder's keys (an
+        // scModelForge ModelConfig has them); they warn when one is set.
         let mut other = ForgeConfig::default();
-        other.model.decoder_heads = Some(7);
-        other.model.decoder_layers = 0;
+        other.model.options.insert("decoder_heads".into(), 7.into());
+        other
+            .model
+            .options
+            .insert("decoder_layers".into(), 4.into());
         assert_eq!(problems(&other), vec![]);
+        let mut warnings = ConfigErrors::new("<test>");
+        config_warnings(&other, &mut warnings);
+        let text = warnings.to_string();
+        assert!(
+            text.contains(
+                "model.decoder_heads: set (7) but not used: it is an option of masked_autoencoder"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("decoder_layers"),
+            "default values pass: {text}"
+        );
+        // Keys no model declares are refused for every architecture.
+        fails("model.hiden_dim", "did you mean \"hidden_dim\"?", |c| {
+            c.model.options.insert("hiden_dim".into(), 2.into());
+        });
     }
 
     #[test]

@@ -183,11 +183,23 @@ pub fn sample_value(key: &str) -> Option<&'static str> {
 /// Every key of forge's schema, as dotted paths in schema order: sections
 /// that are `null` by default (`finetune`, `training.fsdp`) are expanded
 /// with their defaults; mappings with free-form keys (`census.filters`,
-/// `cloud.storage_options`) and lists are keys themselves.
+/// `cloud.storage_options`) and lists are keys themselves. The options of
+/// the registered models (`model.decoder_dim` of `masked_autoencoder`)
+/// follow the shared model keys, by model name.
 pub fn schema_keys() -> Vec<String> {
     let mut root = ForgeConfig::default().to_value();
     root["finetune"] = FinetuneConfig::default().to_value();
     root["training"]["fsdp"] = FsdpConfig::default().to_value();
+    if let Some(model) = root["model"].as_object_mut() {
+        crate::registry::with_options(|_, info| {
+            for key in info.keys {
+                model
+                    .entry(key.to_string())
+                    .or_insert_with(|| (info.defaults)()[*key].clone());
+            }
+            None::<()>
+        });
+    }
     let mut out = Vec::new();
     flatten(&root, "", &mut out);
     out

@@ -103,14 +103,17 @@ impl ForgeConfig {
 
     /// The whole config as a JSON tree, every key present.
     pub fn to_json(&self) -> Value {
-        self.to_value()
+        let mut value = self.to_value();
+        // The model's own options with their defaults filled in.
+        value["model"] = self.model.to_json();
+        value
     }
 
-    /// The whole config as YAML, every key written (defaults included), in
-    /// schema order; [`ForgeConfig::from_yaml_str`] reads it back to an
-    /// equal config.
+    /// The whole config as YAML, every key written (defaults included, the
+    /// options of the model's architecture among them), in schema order;
+    /// [`ForgeConfig::from_yaml_str`] reads it back to the same values.
     pub fn to_yaml_string(&self) -> String {
-        yaml::to_yaml(&self.to_value())
+        yaml::to_yaml(&self.to_json())
     }
 
     /// Runs the value checks on a config built or edited in code.
@@ -479,23 +482,26 @@ bogus: 1
         let paths: Vec<_> = err.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
+            // Keys that are no shared key are checked against the options of
+            // model.architecture once the whole file has been read.
             [
-                "model.hiden_dim",
                 "model.pooling",
                 "model.num_layers",
                 "training.batch_size",
                 "training.optimizer.lrr",
                 "tokenizer.strategy",
                 "bogus",
+                "model.hiden_dim",
             ],
             "{err}"
         );
         assert_eq!(err.to_string().lines().count(), 7);
         assert!(
-            err.errors[1].message.contains("did you mean \"mean\"?"),
+            err.errors[0].message.contains("did you mean \"mean\"?"),
             "{err}"
         );
-        assert!(err.errors[6].message.ends_with("(line 11)"), "{err}");
+        assert!(err.errors[5].message.ends_with("(line 11)"), "{err}");
+        assert!(err.errors[6].message.ends_with("(line 2)"), "{err}");
     }
 
     #[test]

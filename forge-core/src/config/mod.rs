@@ -48,8 +48,10 @@ pub mod error;
 pub mod interpolate;
 pub mod keys;
 mod load;
+pub mod options;
 pub mod schema;
-mod section;
+#[doc(hidden)]
+pub mod section;
 pub mod value;
 pub mod yaml;
 

@@ -255,8 +255,10 @@ config_section! {
 config_section! {
     /// Model architecture and hyperparameters (YAML section `model`).
     ///
-    /// forge-gen appends options for new models between the
-    /// `forge-gen: model-options` markers at the end of the field list.
+    /// Keys of one model (`masked_autoencoder`'s `decoder_dim`, options
+    /// written by `forge-gen new --option`) are not fields: the model
+    /// declares them in its own file and they are kept in `options` as
+    /// written; see [`super::options`].
     pub struct ModelConfig {
         /// Registry name of the model architecture, e.g.
         /// `transformer_encoder`, `autoregressive_transformer`,
@@ -294,17 +296,9 @@ config_section! {
         gene_loss_weight: f64 = 1.0,
         /// Weight of the bin-prediction loss (`autoregressive_transformer`).
         expression_loss_weight: f64 = 1.0,
-        /// Decoder width (`masked_autoencoder`); `null` means
-        /// `hidden_dim / 2`.
-        decoder_dim: Option<i64> = None,
-        /// Decoder layers (`masked_autoencoder`).
-        decoder_layers: i64 = 4,
-        /// Decoder attention heads (`masked_autoencoder`); `null` means
-        /// `num_heads`.
-        decoder_heads: Option<i64> = None,
-        // forge-gen: model-options begin
-        // forge-gen: model-options end
     }
+    // The keys that are not fields, kept as written in `options`.
+    ..options
 }
 
 impl ModelConfig {
@@ -313,16 +307,11 @@ impl ModelConfig {
         self.ffn_dim.unwrap_or(4 * self.hidden_dim)
     }
 
-    /// The decoder width of `masked_autoencoder`: `decoder_dim`, or
-    /// `hidden_dim / 2` when unset.
-    pub fn decoder_dim_or_default(&self) -> i64 {
-        self.decoder_dim.unwrap_or(self.hidden_dim / 2)
-    }
-
-    /// The decoder heads of `masked_autoencoder`: `decoder_heads`, or
-    /// `num_heads` when unset.
-    pub fn decoder_heads_or_default(&self) -> i64 {
-        self.decoder_heads.unwrap_or(self.num_heads)
+    /// Sets the model option `key` (a key of the architecture's own
+    /// options) to `value`; for configs built in code.
+    pub fn with_option<T: Into<Value>>(mut self, key: &str, value: T) -> Self {
+        self.options.insert(key.to_string(), value.into());
+        self
     }
 
     /// The vocabulary size, or an error when it has not been filled in.
@@ -345,9 +334,10 @@ impl ModelConfig {
     }
 
     /// The model section as JSON, as stored under `model_config` in a
-    /// checkpoint's `config.json`.
+    /// checkpoint's `config.json`: the shared keys, then the options of the
+    /// architecture with their defaults filled in.
     pub fn to_json(&self) -> Value {
-        self.to_value()
+        super::options::resolved_json(self)
     }
 
     /// Reads the model section from JSON (a checkpoint's `model_config`),
@@ -704,37 +694,17 @@ mod tests {
         assert_eq!(m.pretraining_task, PretrainingTask::MaskedGenePrediction);
         assert_eq!((m.mask_ratio, m.vocab_size, m.n_bins), (0.15, None, 51));
         assert_eq!((m.gene_loss_weight, m.expression_loss_weight), (1.0, 1.0));
-        assert_eq!(
-            (m.decoder_dim, m.decoder_layers, m.decoder_heads),
-            (None, 4, None)
-        );
-        assert_eq!(
-            (m.decoder_dim_or_default(), m.decoder_heads_or_default()),
-            (256, 8)
-        );
-        // The 19 built-in keys come first; fields forge-gen adds with
-        // `--option` follow them.
-        assert_eq!(
-            ModelConfig::FIELDS
-                .iter()
-                .position(|f| *f == "decoder_heads"),
-            Some(18)
-        );
+        // The 16 shared keys; a model's own options (masked_autoencoder's
+        // decoder keys) live in its file.
+        assert_eq!(ModelConfig::FIELDS.len(), 16);
+        assert!(m.options.is_empty());
     }
 
-    /// forge-gen inserts model options between these two lines; they must
-    /// stay, once each, right after the last built-in `ModelConfig` field.
+    /// forge-gen refuses `--option` names that are shared keys from this
+    /// list, so it must be `ModelConfig`'s fields exactly.
     #[test]
-    fn forge_gen_markers_are_in_place() {
-        let src = include_str!("schema.rs");
-        let begin = format!("        // forge-gen: {}\n", "model-options begin");
-        let end = format!("        // forge-gen: {}\n", "model-options end");
-        assert_eq!(src.matches(&begin).count(), 1);
-        assert_eq!(src.matches(&end).count(), 1);
-        let last_field = "        decoder_heads: Option<i64> = None,\n";
-        let at = src.find(&begin).unwrap();
-        assert!(src[..at].ends_with(last_field));
-        assert!(src[at..].find(&end).is_some());
+    fn shared_key_list_is_model_config() {
+        assert_eq!(forge_names::MODEL_CONFIG_KEYS, ModelConfig::FIELDS);
     }
 
     #[test]
@@ -754,16 +724,21 @@ mod tests {
             hidden_dim: 64,
             num_heads: 4,
             vocab_size: Some(100),
-            decoder_dim: Some(32),
             ..ModelConfig::default()
-        };
+        }
+        .with_option("decoder_dim", 32);
         let json = m.to_json();
         assert_eq!(json["hidden_dim"], json!(64));
         assert_eq!(json["pooling"], json!("cls"));
-        // Key order is declaration order, as in scModelForge's config.json.
+        // Key order is declaration order, as in scModelForge's config.json:
+        // the shared keys, then the architecture's options with defaults.
         let keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ModelConfig::FIELDS);
-        assert_eq!(ModelConfig::from_json(&json).unwrap(), m);
+        let mut want: Vec<String> = ModelConfig::FIELDS.iter().map(|f| f.to_string()).collect();
+        want.extend(["decoder_dim", "decoder_layers", "decoder_heads"].map(String::from));
+        assert_eq!(keys, want);
+        assert_eq!(json["decoder_dim"], json!(32));
+        assert_eq!(json["decoder_layers"], json!(4));
+        assert_eq!(ModelConfig::from_json(&json).unwrap().to_json(), json);
         // Keys left out take defaults (older checkpoints).
         let partial = ModelConfig::from_json(&json!({"hidden_dim": 64, "num_heads": 4})).unwrap();
         assert_eq!(partial.num_layers, 12);

@@ -80,7 +80,13 @@ pub fn not_a_mapping(
 }
 
 /// Declares a config section; see the module documentation.
-macro_rules! config_section {
+///
+/// Exported (hidden) so that [`model_options!`](crate::model_options) can
+/// declare a model's own options in any crate; inside forge-core it is used
+/// as `config_section!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __config_section {
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident {
@@ -89,6 +95,7 @@ macro_rules! config_section {
                 $field:ident : $ty:ty = $default:expr
             ),* $(,)?
         }
+        $(.. $rest:ident)?
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq)]
@@ -97,12 +104,19 @@ macro_rules! config_section {
                 $(#[doc = $doc])*
                 pub $field: $ty,
             )*
+            $(
+                /// The keys of this section that are none of its fields,
+                /// as written (a model's own options, checked against the
+                /// options its architecture declares).
+                pub $rest: $crate::__private::serde_json::Map<::std::string::String, $crate::__private::serde_json::Value>,
+            )?
         }
 
         impl Default for $name {
             fn default() -> Self {
                 Self {
                     $($field: $default,)*
+                    $($rest: $crate::__private::serde_json::Map::new(),)?
                 }
             }
         }
@@ -128,13 +142,13 @@ macro_rules! config_section {
 
         impl $crate::config::value::ConfigValue for $name {
             fn from_value(
-                v: &serde_json::Value,
+                v: &$crate::__private::serde_json::Value,
                 path: &str,
                 errors: &mut $crate::config::ConfigErrors,
             ) -> Option<Self> {
                 let map = match v {
-                    serde_json::Value::Object(map) => map,
-                    serde_json::Value::Null => return Some(Self::default()),
+                    $crate::__private::serde_json::Value::Object(map) => map,
+                    $crate::__private::serde_json::Value::Null => return Some(Self::default()),
                     other => {
                         $crate::config::section::not_a_mapping(errors, path, other, Self::FIELDS);
                         return None;
@@ -156,27 +170,47 @@ macro_rules! config_section {
                                 }
                             }
                         )*
-                        _ => $crate::config::section::unknown_key(errors, path, key, Self::FIELDS),
+                        _ => $crate::__section_other_key!(
+                            out, errors, path, key, value, Self::FIELDS $(, $rest)?
+                        ),
                     }
                 }
                 Some(out)
             }
 
-            fn to_value(&self) -> serde_json::Value {
-                let mut map = serde_json::Map::new();
+            fn to_value(&self) -> $crate::__private::serde_json::Value {
+                let mut map = $crate::__private::serde_json::Map::new();
                 $(
                     map.insert(
                         stringify!($field).to_string(),
                         $crate::config::value::ConfigValue::to_value(&self.$field),
                     );
                 )*
-                serde_json::Value::Object(map)
+                $(
+                    for (key, value) in &self.$rest {
+                        map.insert(key.clone(), value.clone());
+                    }
+                )?
+                $crate::__private::serde_json::Value::Object(map)
             }
         }
     };
 }
 
-pub(crate) use config_section;
+/// A key that is none of a section's fields: refused (with did-you-mean),
+/// or kept as written when the section has a `..rest` map.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __section_other_key {
+    ($out:ident, $errors:ident, $path:ident, $key:ident, $value:ident, $fields:expr) => {
+        $crate::config::section::unknown_key($errors, $path, $key, $fields)
+    };
+    ($out:ident, $errors:ident, $path:ident, $key:ident, $value:ident, $fields:expr, $rest:ident) => {{
+        $out.$rest.insert($key.clone(), $value.clone());
+    }};
+}
+
+pub(crate) use crate::__config_section as config_section;
 
 #[cfg(test)]
 mod tests {
@@ -184,6 +218,7 @@ mod tests {
 
     use super::super::ConfigErrors;
     use super::super::value::ConfigValue;
+    use super::config_section;
 
     config_section! {
         /// A section for testing the macro.

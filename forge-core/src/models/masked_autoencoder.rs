@@ -28,43 +28,113 @@ use crate::components::packed::Packing;
 use crate::components::{
     ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, pool,
 };
-use crate::config::Pooling;
+use crate::config::options::{ModelOptions, OptionChecks};
+use crate::config::{ModelConfig, Pooling};
 use crate::{Architecture, Batch, ForgeModel, ModelOutput};
+
+crate::model_options! {
+    /// Options of `masked_autoencoder` (keys of the YAML section `model`,
+    /// as in scModelForge's `ModelConfig`).
+    pub struct MaskedAutoencoderOptions {
+        /// Decoder width; `null` means `hidden_dim / 2`.
+        decoder_dim: Option<i64> = None,
+        /// Decoder layers.
+        decoder_layers: i64 = 4,
+        /// Decoder attention heads; `null` means `num_heads`.
+        decoder_heads: Option<i64> = None,
+    }
+}
+
+impl MaskedAutoencoderOptions {
+    /// The decoder width: `decoder_dim`, or `hidden_dim / 2` when unset.
+    pub fn dim(&self, model: &ModelConfig) -> i64 {
+        self.decoder_dim.unwrap_or(model.hidden_dim / 2)
+    }
+
+    /// The decoder heads: `decoder_heads`, or `num_heads` when unset.
+    pub fn heads(&self, model: &ModelConfig) -> i64 {
+        self.decoder_heads.unwrap_or(model.num_heads)
+    }
+}
+
+impl ModelOptions for MaskedAutoencoderOptions {
+    /// The decoder keys, with their defaults resolved; a problem is
+    /// reported under the key a person would edit.
+    fn check(&self, m: &ModelConfig, c: &mut OptionChecks<'_>) {
+        let dim = self.dim(m);
+        let heads = self.heads(m);
+        let (dim_key, dim_text) = match self.decoder_dim {
+            Some(d) => ("decoder_dim", format!("{d}")),
+            None => ("hidden_dim", format!("{dim}, i.e. hidden_dim / 2")),
+        };
+        let (heads_key, heads_text) = match self.decoder_heads {
+            Some(h) => ("decoder_heads", format!("{h}")),
+            None => ("num_heads", format!("{heads}, i.e. num_heads")),
+        };
+        if dim < 1 {
+            c.fail(
+                dim_key,
+                format!("the decoder width must be at least 1, got {dim_text}"),
+            );
+        }
+        if heads < 1 {
+            c.fail(
+                heads_key,
+                format!("the decoder heads must be at least 1, got {heads_text}"),
+            );
+        }
+        if self.decoder_layers < 1 {
+            c.fail(
+                "decoder_layers",
+                format!("must be at least 1, got {}", self.decoder_layers),
+            );
+        }
+        if dim >= 1 && heads >= 1 && dim % heads != 0 {
+            c.fail(
+                "decoder_heads",
+                format!(
+                    "the decoder heads ({heads_text}) must divide the decoder width \
+                     ({dim_text}) evenly; set decoder_dim or decoder_heads"
+                ),
+            );
+        }
+    }
+}
 
 /// Masked autoencoder over expression values.
 #[derive(Debug, ForgeModel)]
-#[forge(name = "masked_autoencoder")]
+#[forge(name = "masked_autoencoder", options = MaskedAutoencoderOptions)]
 pub struct MaskedAutoencoder {
     /// Gene + position (+ value) embedding, width H.
     pub embedding: GeneExpressionEmbedding,
     /// Encoder over visible tokens, width H.
     pub encoder: TransformerEncoder,
     /// Projects encoder outputs to the decoder width.
-    #[forge(build = init::linear(path, config.hidden_dim, config.decoder_dim_or_default()))]
+    #[forge(build = init::linear(path, config.hidden_dim, options.dim(config)))]
     pub enc_to_dec: nn::Linear,
     /// Learned stand-in for masked tokens, (1,1,D), N(0, 0.02).
     #[forge(build = root.var(
         "mask_token",
-        &[1, 1, config.decoder_dim_or_default()],
+        &[1, 1, options.dim(config)],
         nn::Init::Randn { mean: 0.0, stdev: EMBEDDING_STD },
     ))]
     pub mask_token: Tensor,
     /// Decoder position embedding, (max_seq_len, D).
-    #[forge(build = init::embedding(path, config.max_seq_len, config.decoder_dim_or_default(), None))]
+    #[forge(build = init::embedding(path, config.max_seq_len, options.dim(config), None))]
     pub decoder_position_embedding: nn::Embedding,
     /// Decoder stack, width D.
     #[forge(build = TransformerEncoder::new(
         path,
-        config.decoder_layers,
-        config.decoder_dim_or_default(),
-        config.decoder_heads_or_default(),
-        4 * config.decoder_dim_or_default(),
+        options.decoder_layers,
+        options.dim(config),
+        options.heads(config),
+        4 * options.dim(config),
         config.dropout,
         config.activation,
     ))]
     pub decoder: TransformerEncoder,
     /// Predicts one value per position.
-    #[forge(build = ExpressionPredictionHead::new(path, config.decoder_dim_or_default()))]
+    #[forge(build = ExpressionPredictionHead::new(path, options.dim(config)))]
     pub expression_head: ExpressionPredictionHead,
     /// How cell embeddings are pooled (default mean in scModelForge).
     #[forge(config)]

@@ -24,7 +24,6 @@ fn planning_writes_nothing() {
         [
             "create forge-core/src/models/my_model.rs",
             "update forge-core/src/models/mod.rs",
-            "update forge-core/src/config/schema.rs",
             "create tests/integration/models/my_model.rs",
             "update tests/integration/models/mod.rs",
             "create configs/my_model.yaml",
@@ -94,7 +93,7 @@ fn a_failure_midway_leaves_the_tree_unchanged() {
     let before = snapshot(dir.path());
     let plan = new_plan(dir.path(), WITH_OPTION, false).unwrap();
     let steps = plan.changes.iter().filter(|c| c.status.writes()).count();
-    assert_eq!(steps, 7);
+    assert_eq!(steps, 6);
     for step in 0..steps {
         let err = apply(
             dir.path(),
@@ -183,7 +182,7 @@ fn bad_names_are_refused_before_anything() {
         ),
         (
             &["ok_model", "--option", "n_bins:i64=3"],
-            "ModelConfig already has a field `n_bins`",
+            "`n_bins` is a key every model shares",
         ),
         (
             &["ok_model", "--option", "head:i64=3"],
@@ -325,10 +324,6 @@ fn missing_markers_fail_clearly_and_write_nothing() {
             "// forge-gen: model-exports end",
         ),
         (
-            "forge-core/src/config/schema.rs",
-            "// forge-gen: model-options begin",
-        ),
-        (
             "tests/integration/models/mod.rs",
             "// forge-gen: model-tests end",
         ),
@@ -418,11 +413,29 @@ fn plugin_crate_round_trip() {
             .unwrap()
             .is_noop()
     );
-    let err = plan_new(&site, &request(&["other", "--option", "a:i64=1"]), false)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("a plugin crate cannot"), "{err}");
     let plan = forge_gen::generate::plan_remove(&site, "my_model", false).unwrap();
+    apply(dir.path(), &plan, Faults::default()).unwrap();
+    // Options in a plugin crate are declared in the model's own file, and
+    // go with it.
+    let words = [
+        "other",
+        "--option",
+        "a_scale:f64=1",
+        "--option",
+        "a_steps:Option<i64>",
+    ];
+    let plan = plan_new(&site, &request(&words), false).unwrap();
+    apply(dir.path(), &plan, Faults::default()).unwrap();
+    let model = std::fs::read_to_string(dir.path().join("src/other.rs")).unwrap();
+    assert!(model.contains("pub struct OtherOptions {"), "{model}");
+    assert!(model.contains("        a_scale: f64 = 1.0,\n"), "{model}");
+    assert!(
+        model.contains("        a_steps: Option<i64> = None,\n"),
+        "{model}"
+    );
+    assert!(model.contains("#[forge(name = \"other\", options = OtherOptions)]"));
+    assert!(model.contains("    #[forge(option)]\n    pub a_scale: f64,\n"));
+    let plan = forge_gen::generate::plan_remove(&site, "other", false).unwrap();
     apply(dir.path(), &plan, Faults::default()).unwrap();
     // tests/ and configs/ were created by `new`, and go with it.
     assert_eq!(snapshot(dir.path()), before);

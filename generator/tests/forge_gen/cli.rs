@@ -60,7 +60,7 @@ fn dry_run_prints_plan_and_diff_and_writes_nothing() {
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("dry run: nothing is written"));
-    assert!(t.contains("update     forge-core/src/config/schema.rs"));
+    assert!(!t.contains("forge-core/src/config/schema.rs"));
     assert!(t.contains("+++ b/forge-core/src/models/my_model.rs"));
     assert!(t.contains("+        demo_scale: f64 = 1.0,"));
     assert_eq!(snapshot(dir.path()), before);

@@ -43,7 +43,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A scratch copy of the files of this workspace that forge-gen reads or
-/// edits (models, their tests, configs, `ModelConfig`'s schema, the docs),
+/// edits (models, their tests, configs, the docs),
 /// taken as they are now, so the tests and snapshots follow the real files.
 pub fn fixture() -> TempDir {
     let ws = workspace_dir();
@@ -63,11 +63,10 @@ pub fn fixture() -> TempDir {
             }
         }
     }
-    for file in ["forge-core/src/config/schema.rs", "docs/api/models.md"] {
-        let dest = dir.path().join(file);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(ws.join(file), dest).unwrap();
-    }
+    let docs = "docs/api/models.md";
+    let dest = dir.path().join(docs);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::copy(ws.join(docs), dest).unwrap();
     dir
 }
 

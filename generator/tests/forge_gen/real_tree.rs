@@ -88,7 +88,7 @@ fn renamed_copies_keep_no_trace_of_the_old_name() {
         }
         let model =
             std::fs::read_to_string(dir.path().join("forge-core/src/models/my_model.rs")).unwrap();
-        assert!(model.contains("#[forge(name = \"my_model\")]"));
+        assert!(model.contains("#[forge(name = \"my_model\""));
         // forge-core's encoder component keeps its name.
         assert!(model.contains("TransformerEncoder,") || model.contains("TransformerEncoder::new"));
     }

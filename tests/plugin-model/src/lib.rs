@@ -5,7 +5,7 @@
 //!
 //! The architecture is deliberately small: embedding, one-layer encoder
 //! built from an expression, a value-prediction head, mean pooling, and a
-//! learned scale read from a renamed config field.
+//! learned scale, and a width read from the model's own option.
 
 // Models that forge-gen adds to this crate (`forge-gen new NAME --crate
 // tests/plugin-model`) are declared between these lines.
@@ -15,13 +15,33 @@
 use forge_core::components::{
     ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, init, pool,
 };
-use forge_core::config::Pooling;
+use forge_core::config::options::{ModelOptions, OptionChecks};
+use forge_core::config::{ModelConfig, Pooling};
 use forge_core::tch::{Reduction, Tensor, nn};
 use forge_core::{Architecture, Batch, ForgeModel, ModelOutput};
 
+forge_core::model_options! {
+    /// Options of `example_plugin_model` (keys of the YAML section `model`).
+    pub struct ExamplePluginOptions {
+        /// Width of the model's `width` field; `null` means
+        /// `hidden_dim / 2`.
+        plugin_width: Option<i64> = None,
+    }
+}
+
+impl ModelOptions for ExamplePluginOptions {
+    fn check(&self, _model: &ModelConfig, c: &mut OptionChecks<'_>) {
+        if let Some(w) = self.plugin_width
+            && w < 1
+        {
+            c.fail("plugin_width", format!("must be at least 1, got {w}"));
+        }
+    }
+}
+
 /// A tiny value-regression model.
 #[derive(Debug, ForgeModel)]
-#[forge(name = "example_plugin_model")]
+#[forge(name = "example_plugin_model", options = ExamplePluginOptions)]
 pub struct ExamplePluginModel {
     /// Token embedding.
     pub embedding: GeneExpressionEmbedding,
@@ -42,8 +62,8 @@ pub struct ExamplePluginModel {
     /// Pooling, from `model.pooling`.
     #[forge(config)]
     pub pooling: Pooling,
-    /// Decoder width from an optional config key, defaulted.
-    #[forge(config = decoder_dim, default = config.hidden_dim / 2)]
+    /// Width from the model's own optional `plugin_width`, defaulted.
+    #[forge(option = plugin_width, default = config.hidden_dim / 2)]
     pub width: i64,
     /// Bookkeeping that holds no parameters.
     #[forge(skip)]
