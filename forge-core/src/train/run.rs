@@ -106,6 +106,18 @@ pub fn train(
         Some(dir) => checkpoints::load(dir, model, &mut optimizer)?,
         None => ResumeState::default(),
     };
+    if let (Some(dir), Some(ckpt)) = (&opts.resume_from, &opts.checkpoints)
+        && ckpt.is_last(dir)
+    {
+        for epoch in ckpt.reconcile(&state)? {
+            eprintln!(
+                "removed {}: not among the best {} recorded in {}",
+                ckpt.epoch_dir(epoch).display(),
+                state.best.len(),
+                dir.display()
+            );
+        }
+    }
     let mut log = MetricsLog::open(&opts.log_dir, cfg)?;
     if let Some(warning) = log.logger().warning(cfg) {
         eprintln!("{warning}");
@@ -231,10 +243,8 @@ pub fn train(
             log.record_assessment(&metrics)?;
         }
         if let Some(ckpt) = &opts.checkpoints {
-            ckpt.save_last(model, &optimizer, &state)?;
-            if let Some((val_loss, _)) = val {
-                ckpt.save_epoch(model, &optimizer, &mut state, epoch, val_loss)?;
-            }
+            let val_loss = val.map(|(loss, _)| loss);
+            ckpt.end_epoch(model, &optimizer, &mut state, epoch, val_loss)?;
         }
     };
     if let Some(pb) = progress {
@@ -277,7 +287,9 @@ fn flush_window(
 }
 
 /// Mean validation loss (weighted by cells) and throughput, or `None` when
-/// the model gives no loss on these batches. Always the batches of epoch 0,
+/// the model gives no loss on these batches. Takes the model's loss path
+/// (`eval_loss`: packed, heads at labelled positions only for the reference
+/// models) in evaluation mode, without gradients. Always the batches of epoch 0,
 /// so every epoch is judged on the same masked cells.
 fn validate(
     model: &dyn ForgeModel,
@@ -290,9 +302,8 @@ fn validate(
     for batch in data.batches(0) {
         let batch = batch?.to_device(device);
         let n = batch.batch_size() as usize;
-        let out =
-            tch::no_grad(|| with_precision(precision, device, || model.forward(&batch, false)));
-        if let Some(loss) = out.loss {
+        let loss = tch::no_grad(|| with_precision(precision, device, || model.eval_loss(&batch)));
+        if let Some(loss) = loss {
             sum += loss.to_kind(Kind::Float).double_value(&[]) * n as f64;
             cells += n;
         }
