@@ -11,6 +11,7 @@ use super::checkpoints::{self, ResumeState, TrainCheckpoints};
 use super::metrics::{MetricsLog, StepMetrics};
 use super::optim::Optimizer;
 use super::schedule::learning_rate;
+use super::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 use crate::config::{Precision, TrainingConfig};
 use crate::error::{ForgeError, Result};
 use crate::model::ForgeModel;
@@ -86,7 +87,9 @@ struct Window {
 /// Trains `model` on `train_data`, validating on `val_data` after every
 /// epoch. The model's trainable parameters are optimized with the
 /// configured optimizer and schedule; gradients are clipped to
-/// `gradient_clip` and accumulated over `gradient_accumulation` batches.
+/// `gradient_clip` and accumulated over `gradient_accumulation` batches (a
+/// partial window at the end of an epoch is stepped, as in fine-tuning;
+/// see `super::step`).
 ///
 /// A loss that is not a number stops the run; when the batch had no
 /// labelled position at all the error says so (a mean over nothing), else
@@ -143,7 +146,8 @@ pub fn train(
             pb.set_message(format!("epoch {}/{}", epoch + 1, cfg.max_epochs));
         }
         let skip = state.batch_in_epoch;
-        for (index, batch) in train_data.batches(epoch).enumerate().skip(skip) {
+        let mut batches = train_data.batches(epoch).enumerate().skip(skip).peekable();
+        while let Some((index, batch)) = batches.next() {
             let batch = batch?.to_device(opts.device);
             let cells = batch.batch_size() as usize;
             window.started.get_or_insert_with(Instant::now);
@@ -165,14 +169,11 @@ pub fn train(
             window.cells += cells;
             run_cells += cells;
             state.batch_in_epoch = index + 1;
-            if state.batch_in_epoch % accumulation == 0 {
-                // 16-mixed: a step whose gradients overflowed is skipped
-                // (the scale backs off), as GradScaler does.
-                if scaler.unscale_and_update(&optimizer.grads()) {
-                    last_grad_norm = Some(optimizer.clip_grad_norm(cfg.gradient_clip));
-                    optimizer.step(lr_at(state.step));
-                }
-                optimizer.zero_grad();
+            if window_ends(state.batch_in_epoch, accumulation, batches.peek().is_none()) {
+                let lr = lr_at(state.step);
+                let norm =
+                    optimizer_step(&mut scaler, &mut [(&mut optimizer, lr)], cfg.gradient_clip);
+                last_grad_norm = norm.or(last_grad_norm);
                 state.step += 1;
                 if state.step % cfg.log_every_n_steps.max(1) == 0 {
                     let m = flush_window(
@@ -317,21 +318,6 @@ fn validate(
     )))
 }
 
-fn progress_bar(len: Option<usize>) -> indicatif::ProgressBar {
-    let pb = match len {
-        Some(n) => indicatif::ProgressBar::new(n as u64),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} batches, {elapsed_precise} elapsed, eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb
-}
-
 fn report(progress: &Option<indicatif::ProgressBar>, m: &StepMetrics) {
     let line = format!(
         "epoch {} step {} {} loss {:.4} lr {:.2e}{} {:.1} cells/s",
@@ -348,19 +334,5 @@ fn report(progress: &Option<indicatif::ProgressBar>, m: &StepMetrics) {
     match progress {
         Some(pb) => pb.println(line),
         None => eprintln!("{line}"),
-    }
-}
-
-/// The error for a non-finite loss on `batch`.
-fn non_finite_loss(batch: &crate::Batch, value: f64, step: i64, epoch: usize) -> ForgeError {
-    let labelled = batch.labels().map(|l| {
-        l.ne(crate::batch::special::IGNORE_INDEX)
-            .sum(Kind::Int64)
-            .int64_value(&[])
-    });
-    if labelled == Some(0) {
-        ForgeError::NoLabelledPosition { step, epoch }
-    } else {
-        ForgeError::NonFiniteLoss { value, step, epoch }
     }
 }
