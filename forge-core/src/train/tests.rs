@@ -535,3 +535,22 @@ fn validation_loss_is_the_padded_eval_loss_on_the_packed_path() {
         "training loss {train} has no dropout"
     );
 }
+
+#[test]
+fn a_partial_accumulation_window_at_the_end_of_an_epoch_is_stepped() {
+    let dir = scratch("partial-window");
+    let vs = VarStore::new(Device::Cpu);
+    let m = model(&vs);
+    let mut cfg = training(2);
+    cfg.gradient_accumulation = 2;
+    let data = Fixed {
+        batches: 3,
+        poison: false,
+    };
+    let summary = train(&m, &data, None, options(&cfg, &dir)).unwrap();
+    assert_eq!(
+        summary.steps, 4,
+        "per epoch: one full window and one of 1 batch"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
