@@ -47,6 +47,14 @@ pub trait Architecture {
         self.forward(batch, true).loss
     }
 
+    /// The same loss in evaluation mode (no dropout): what validation
+    /// computes, under `tch::no_grad`. The default takes the loss of
+    /// `forward(batch, false)`; a model that overrides `loss` overrides this
+    /// too, with the same path and dropout off.
+    fn eval_loss(&self, batch: &Batch) -> Option<Tensor> {
+        self.forward(batch, false).loss
+    }
+
     /// Cell embeddings (B,H) without prediction heads, in evaluation mode.
     /// Callers wrap it in `tch::no_grad` when they do not need gradients.
     fn encode(&self, batch: &Batch) -> Tensor;
@@ -86,6 +94,9 @@ impl<M: ForgeModel + ?Sized> Architecture for Box<M> {
     }
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
         (**self).loss(batch)
+    }
+    fn eval_loss(&self, batch: &Batch) -> Option<Tensor> {
+        (**self).eval_loss(batch)
     }
     fn encode(&self, batch: &Batch) -> Tensor {
         (**self).encode(batch)

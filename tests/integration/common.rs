@@ -113,6 +113,15 @@ pub fn assert_fast_loss_matches_forward<M: ForgeModel>(model: &M, batch: &Batch)
         (slow - fast).abs() < 1e-5,
         "forward loss {slow} != fast loss {fast}"
     );
+    // Validation's path: the same loss in evaluation mode.
+    let slow = scalar(&tch::no_grad(|| {
+        model.forward(batch, false).loss.expect("loss")
+    }));
+    let fast = scalar(&tch::no_grad(|| model.eval_loss(batch).expect("loss")));
+    assert!(
+        (slow - fast).abs() < 1e-5,
+        "forward loss {slow} != eval_loss {fast} in evaluation mode"
+    );
 }
 
 /// A batch of one cell and a batch with an all-padding cell run and stay

@@ -78,6 +78,25 @@ impl AutoregressiveTransformer {
             None => gene,
         }
     }
+
+    /// The loss on packed tokens, with dropout when `train` (`loss` and
+    /// `eval_loss`).
+    fn packed_loss(&self, batch: &Batch, train: bool) -> Option<Tensor> {
+        let labels = batch.labels()?;
+        let packing = Packing::new(batch.attention_mask());
+        let hidden = self.packed_hidden(batch, &packing, true, train);
+        let labels = packing.pack(labels);
+        let at = labelled(&labels);
+        let picked = select_positions(&hidden, &at);
+        let gene = cross_entropy(&self.gene_head.forward(&picked), &labels.masked_select(&at));
+        let bins = batch.bin_ids().map(|bin_ids| {
+            cross_entropy(
+                &self.expression_head.forward(&picked),
+                &packing.pack(bin_ids).masked_select(&at),
+            )
+        });
+        Some(self.combine(gene, bins))
+    }
 }
 
 impl Architecture for AutoregressiveTransformer {
@@ -106,20 +125,12 @@ impl Architecture for AutoregressiveTransformer {
     /// Runs the encoder on the packed real tokens (no work on padding) and
     /// the heads only at labelled positions.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        let labels = batch.labels()?;
-        let packing = Packing::new(batch.attention_mask());
-        let hidden = self.packed_hidden(batch, &packing, true, true);
-        let labels = packing.pack(labels);
-        let at = labelled(&labels);
-        let picked = select_positions(&hidden, &at);
-        let gene = cross_entropy(&self.gene_head.forward(&picked), &labels.masked_select(&at));
-        let bins = batch.bin_ids().map(|bin_ids| {
-            cross_entropy(
-                &self.expression_head.forward(&picked),
-                &packing.pack(bin_ids).masked_select(&at),
-            )
-        });
-        Some(self.combine(gene, bins))
+        self.packed_loss(batch, true)
+    }
+
+    /// The same path with dropout off (validation).
+    fn eval_loss(&self, batch: &Batch) -> Option<Tensor> {
+        self.packed_loss(batch, false)
     }
 
     /// Bidirectional, on the packed real tokens (no work on padding).

@@ -258,6 +258,25 @@ impl MaskedAutoencoder {
             Reduction::Mean,
         )
     }
+
+    /// The loss on packed tokens, with dropout when `train` (`loss` and
+    /// `eval_loss`).
+    fn packed_loss(&self, batch: &Batch, train: bool) -> Option<Tensor> {
+        let masked = Self::masked(batch).filter(|m| m.any().int64_value(&[]) != 0)?;
+        let values = batch.values()?;
+        let real = Packing::new(batch.attention_mask());
+        let predicted = self.reconstruct_packed(batch, &masked, &real, train);
+        let at = real.pack(&masked);
+        Some(
+            predicted.masked_select(&at).mse_loss(
+                &real
+                    .pack(values)
+                    .to_kind(predicted.kind())
+                    .masked_select(&at),
+                Reduction::Mean,
+            ),
+        )
+    }
 }
 
 impl Architecture for MaskedAutoencoder {
@@ -287,20 +306,12 @@ impl Architecture for MaskedAutoencoder {
     /// Reconstructs on packed tokens (no work on padding): the encoder
     /// sees the packed visible tokens, the decoder the packed real tokens.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        let masked = Self::masked(batch).filter(|m| m.any().int64_value(&[]) != 0)?;
-        let values = batch.values()?;
-        let real = Packing::new(batch.attention_mask());
-        let predicted = self.reconstruct_packed(batch, &masked, &real, true);
-        let at = real.pack(&masked);
-        Some(
-            predicted.masked_select(&at).mse_loss(
-                &real
-                    .pack(values)
-                    .to_kind(predicted.kind())
-                    .masked_select(&at),
-                Reduction::Mean,
-            ),
-        )
+        self.packed_loss(batch, true)
+    }
+
+    /// The same path with dropout off (validation).
+    fn eval_loss(&self, batch: &Batch) -> Option<Tensor> {
+        self.packed_loss(batch, false)
     }
 
     /// Runs the full encoder on the packed real tokens (no work on padding).

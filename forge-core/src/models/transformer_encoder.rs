@@ -55,6 +55,18 @@ impl TransformerEncoderModel {
         self.encoder
             .forward_packed(&packing.pack(&x), packing, false, train)
     }
+
+    /// The loss on packed tokens, with dropout when `train` (`loss` and
+    /// `eval_loss`).
+    fn packed_loss(&self, batch: &Batch, train: bool) -> Option<Tensor> {
+        let labels = batch.labels()?;
+        let packing = Packing::new(batch.attention_mask());
+        let hidden = self.packed_hidden(batch, &packing, train);
+        let labels = packing.pack(labels);
+        let at = labelled(&labels);
+        let logits = self.head.forward(&select_positions(&hidden, &at));
+        Some(cross_entropy(&logits, &labels.masked_select(&at)))
+    }
 }
 
 impl Architecture for TransformerEncoderModel {
@@ -76,13 +88,12 @@ impl Architecture for TransformerEncoderModel {
     /// Runs the encoder on the packed real tokens (no work on padding) and
     /// the head only at labelled positions.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        let labels = batch.labels()?;
-        let packing = Packing::new(batch.attention_mask());
-        let hidden = self.packed_hidden(batch, &packing, true);
-        let labels = packing.pack(labels);
-        let at = labelled(&labels);
-        let logits = self.head.forward(&select_positions(&hidden, &at));
-        Some(cross_entropy(&logits, &labels.masked_select(&at)))
+        self.packed_loss(batch, true)
+    }
+
+    /// The same path with dropout off (validation).
+    fn eval_loss(&self, batch: &Batch) -> Option<Tensor> {
+        self.packed_loss(batch, false)
     }
 
     /// Runs the encoder on the packed real tokens (no work on padding).

@@ -10,7 +10,7 @@ use super::head::TaskHead;
 use super::labels::Targets;
 use super::lora::Lora;
 use super::metrics::{EpochMetrics, FinetuneLog};
-use crate::train::optim::{Optimizer, clip_grad_norm_joint};
+use crate::train::optim::Optimizer;
 use crate::train::schedule::learning_rate;
 use forge_core::batch::Batch;
 use forge_core::config::{FinetuneConfig, FinetuneTask, TrainingConfig};
@@ -19,6 +19,7 @@ use forge_core::model::ForgeModel;
 use forge_core::params::{Parameters, join, named_parameters};
 use forge_core::precision::{LossScaler, with_precision};
 use forge_data::DataLoader;
+use crate::train::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 
 /// A backbone with a task head (and, optionally, LoRA adapters).
 pub struct Finetuner {
@@ -236,18 +237,8 @@ pub fn finetune(
     let max_epochs = cfg.max_epochs.max(0) as usize;
     let mut step: i64 = 0;
     let mut records = Vec::new();
-    let progress =
-        (opts.verbose && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-            let pb = indicatif::ProgressBar::new(train.n_batches() as u64);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {pos}/{len} batches, {elapsed_precise} elapsed, eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            pb
-        });
+    let progress = (opts.verbose && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| progress_bar(Some(train.n_batches())));
     let mut backbone_on = backbone_trains(fcfg, 0);
     ft.set_backbone_trainable(backbone_on);
     ft.merge();
@@ -269,29 +260,11 @@ pub fn finetune(
             if let Some(l) = ft.lora.as_ref().filter(|_| on) {
                 l.backward();
             }
-            let backbone = backbone_opt.as_mut().filter(|_| on);
-            // 16-mixed: a step whose gradients overflowed is skipped (the
-            // scale backs off), as GradScaler does.
-            let mut grads = head_opt.grads();
-            grads.extend(backbone.as_ref().map(|b| b.grads()).unwrap_or_default());
-            let finite = scaler.unscale_and_update(&grads);
-            match backbone {
-                Some(b) => {
-                    if finite {
-                        clip_grad_norm_joint(&mut [&mut *head_opt, &mut *b], cfg.gradient_clip);
-                        b.step(lr_at(backbone_lr, step));
-                    }
-                    b.zero_grad();
-                }
-                None if finite => {
-                    head_opt.clip_grad_norm(cfg.gradient_clip);
-                }
-                None => {}
+            let mut optimizers = vec![(&mut *head_opt, lr_at(head_lr, step))];
+            if let Some(b) = backbone_opt.as_mut().filter(|_| on) {
+                optimizers.push((b, lr_at(backbone_lr, step)));
             }
-            if finite {
-                head_opt.step(lr_at(head_lr, step));
-            }
-            head_opt.zero_grad();
+            optimizer_step(scaler, &mut optimizers, cfg.gradient_clip);
             ft.merge();
             step += 1;
         };
@@ -299,6 +272,7 @@ pub fn finetune(
             pb.set_position(0);
             pb.set_message(format!("epoch {}/{max_epochs}", epoch + 1));
         }
+        let n_batches = train.n_batches();
         let mut it = train.epoch(epoch as u64);
         while let Some(next) = it.next_with_cells() {
             let (cell_ids, batch) = next?;
@@ -308,14 +282,14 @@ pub fn finetune(
             let loss = ft.loss(&out, &y);
             let value = loss.double_value(&[]);
             if !value.is_finite() {
-                return Err(ForgeError::NonFiniteLoss { value, step, epoch });
+                return Err(non_finite_loss(&batch, value, step, epoch));
             }
             scaler.scale_loss(&(loss / accumulation as f64)).backward();
             loss_sum += value;
             batches += 1;
             cells += cell_ids.len();
             pending += 1;
-            if pending == accumulation {
+            if window_ends(batches, accumulation, batches == n_batches) {
                 do_step(&mut head_opt, &mut backbone_opt, &mut scaler);
                 pending = 0;
             }

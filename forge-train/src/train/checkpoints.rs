@@ -9,6 +9,14 @@
 //! `optimizer.safetensors` and `trainer_state.json`. Every folder is
 //! written atomically, so a failed save (a full disk) leaves the previous
 //! checkpoint intact.
+//!
+//! The record of the best epochs is `best` in `last/trainer_state.json`.
+//! After an epoch, [`TrainCheckpoints::end_epoch`] writes (1) the new
+//! `epoch-EEE/` when it made the top k, (2) `last/` with the updated record,
+//! (3) only then deletes what fell out. A crash between any two of these
+//! leaves folders the record does not name; a run resumed from `last/`
+//! deletes them ([`TrainCheckpoints::reconcile`]), so a job killed and
+//! resumed any number of times still ends with `save_top_k` epoch folders.
 
 use std::path::{Path, PathBuf};
 
@@ -72,42 +80,92 @@ impl TrainCheckpoints {
         save(&self.dir.join("last"), model, optimizer, state)
     }
 
-    /// Records the validation loss of `completed` (an epoch); writes
-    /// `epoch-EEE/` when it is among the best `save_top_k`, and deletes
-    /// checkpoints that fell out. `state` is where training stands after it.
-    pub fn save_epoch(
+    /// Saves the end of an epoch: `last/` always and, when `val_loss` is
+    /// given, `epoch-EEE/` for `completed` if it is among the best
+    /// `save_top_k`; then deletes the epoch checkpoints that fell out.
+    /// `state` is where training stands after the epoch; its record of the
+    /// best is updated first, so `last/` always names exactly the epoch
+    /// folders that should exist (see the module docs for the crash order).
+    pub fn end_epoch(
         &self,
         model: &dyn ForgeModel,
         optimizer: &Optimizer,
         state: &mut ResumeState,
         completed: usize,
-        val_loss: f64,
+        val_loss: Option<f64>,
     ) -> Result<()> {
-        if self.save_top_k == 0 {
-            return Ok(());
-        }
-        let mut best = state.best.clone();
-        best.push((val_loss, completed));
-        best.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let keep = if self.save_top_k < 0 {
-            best.len()
-        } else {
-            self.save_top_k as usize
+        let dropped = match val_loss {
+            Some(loss) => self.rank(state, completed, loss),
+            None => Vec::new(),
         };
-        let dropped: Vec<(f64, usize)> = best.split_off(keep.min(best.len()));
-        if best.iter().any(|b| b.1 == completed) {
-            state.best = best;
+        if state.best.iter().any(|b| b.1 == completed) {
             save(&self.epoch_dir(completed), model, optimizer, state)?;
-        } else {
-            state.best = best;
         }
+        self.save_last(model, optimizer, state)?;
         for (_, epoch) in dropped {
-            let dir = self.epoch_dir(epoch);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| ForgeError::io(&dir, e))?;
-            }
+            self.remove_epoch(epoch)?;
         }
         Ok(())
+    }
+
+    /// Puts `(val_loss, completed)` into the record of the best and returns
+    /// the entries that fell out of the top `save_top_k`.
+    fn rank(&self, state: &mut ResumeState, completed: usize, val_loss: f64) -> Vec<(f64, usize)> {
+        if self.save_top_k == 0 {
+            return Vec::new();
+        }
+        let mut best = std::mem::take(&mut state.best);
+        best.retain(|b| b.1 != completed);
+        best.push((val_loss, completed));
+        best.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let keep = usize::try_from(self.save_top_k).unwrap_or(best.len());
+        let dropped = best.split_off(keep.min(best.len()));
+        state.best = best;
+        dropped
+    }
+
+    fn remove_epoch(&self, epoch: usize) -> Result<()> {
+        let dir = self.epoch_dir(epoch);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| ForgeError::io(&dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the folder agree with the record of a run resumed from
+    /// `last/`: deletes every `epoch-EEE/` that `state.best` does not name
+    /// (left by a run killed between saving and deleting). Returns the
+    /// epochs deleted.
+    pub fn reconcile(&self, state: &ResumeState) -> Result<Vec<usize>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ForgeError::io(&self.dir, e)),
+        };
+        let mut removed = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| ForgeError::io(&self.dir, e))?;
+            let name = entry.file_name();
+            let Some(epoch) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("epoch-"))
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if entry.path() == self.epoch_dir(epoch) && !state.best.iter().any(|b| b.1 == epoch) {
+                self.remove_epoch(epoch)?;
+                removed.push(epoch);
+            }
+        }
+        removed.sort_unstable();
+        Ok(removed)
+    }
+
+    /// Whether `dir` is this run's `last/` (resuming from it reconciles).
+    pub fn is_last(&self, dir: &Path) -> bool {
+        let canon = |p: &Path| std::fs::canonicalize(p).ok();
+        canon(dir).is_some() && canon(dir) == canon(&self.dir.join("last"))
     }
 }
 

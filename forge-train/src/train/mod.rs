@@ -12,6 +12,7 @@ pub(crate) mod metrics;
 pub mod optim;
 mod run;
 pub mod schedule;
+pub(crate) mod step;
 pub mod tensorboard;
 
 pub use checkpoints::{ResumeState, TrainCheckpoints};

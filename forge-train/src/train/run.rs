@@ -16,6 +16,7 @@ use forge_core::error::{ForgeError, Result};
 use forge_core::model::ForgeModel;
 use forge_core::params::named_parameters;
 use forge_core::precision::{LossScaler, with_precision};
+use super::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 
 /// How to run one training job (beyond what `training:` configures).
 #[derive(Debug)]
@@ -86,7 +87,9 @@ struct Window {
 /// Trains `model` on `train_data`, validating on `val_data` after every
 /// epoch. The model's trainable parameters are optimized with the
 /// configured optimizer and schedule; gradients are clipped to
-/// `gradient_clip` and accumulated over `gradient_accumulation` batches.
+/// `gradient_clip` and accumulated over `gradient_accumulation` batches (a
+/// partial window at the end of an epoch is stepped, as in fine-tuning;
+/// see `super::step`).
 ///
 /// A loss that is not a number stops the run; when the batch had no
 /// labelled position at all the error says so (a mean over nothing), else
@@ -106,6 +109,18 @@ pub fn train(
         Some(dir) => checkpoints::load(dir, model, &mut optimizer)?,
         None => ResumeState::default(),
     };
+    if let (Some(dir), Some(ckpt)) = (&opts.resume_from, &opts.checkpoints)
+        && ckpt.is_last(dir)
+    {
+        for epoch in ckpt.reconcile(&state)? {
+            eprintln!(
+                "removed {}: not among the best {} recorded in {}",
+                ckpt.epoch_dir(epoch).display(),
+                state.best.len(),
+                dir.display()
+            );
+        }
+    }
     let mut log = MetricsLog::open(&opts.log_dir, cfg)?;
     if let Some(warning) = log.logger().warning(cfg) {
         eprintln!("{warning}");
@@ -131,7 +146,8 @@ pub fn train(
             pb.set_message(format!("epoch {}/{}", epoch + 1, cfg.max_epochs));
         }
         let skip = state.batch_in_epoch;
-        for (index, batch) in train_data.batches(epoch).enumerate().skip(skip) {
+        let mut batches = train_data.batches(epoch).enumerate().skip(skip).peekable();
+        while let Some((index, batch)) = batches.next() {
             let batch = batch?.to_device(opts.device);
             let cells = batch.batch_size() as usize;
             window.started.get_or_insert_with(Instant::now);
@@ -153,14 +169,11 @@ pub fn train(
             window.cells += cells;
             run_cells += cells;
             state.batch_in_epoch = index + 1;
-            if state.batch_in_epoch % accumulation == 0 {
-                // 16-mixed: a step whose gradients overflowed is skipped
-                // (the scale backs off), as GradScaler does.
-                if scaler.unscale_and_update(&optimizer.grads()) {
-                    last_grad_norm = Some(optimizer.clip_grad_norm(cfg.gradient_clip));
-                    optimizer.step(lr_at(state.step));
-                }
-                optimizer.zero_grad();
+            if window_ends(state.batch_in_epoch, accumulation, batches.peek().is_none()) {
+                let lr = lr_at(state.step);
+                let norm =
+                    optimizer_step(&mut scaler, &mut [(&mut optimizer, lr)], cfg.gradient_clip);
+                last_grad_norm = norm.or(last_grad_norm);
                 state.step += 1;
                 if state.step % cfg.log_every_n_steps.max(1) == 0 {
                     let m = flush_window(
@@ -231,10 +244,8 @@ pub fn train(
             log.record_assessment(&metrics)?;
         }
         if let Some(ckpt) = &opts.checkpoints {
-            ckpt.save_last(model, &optimizer, &state)?;
-            if let Some((val_loss, _)) = val {
-                ckpt.save_epoch(model, &optimizer, &mut state, epoch, val_loss)?;
-            }
+            let val_loss = val.map(|(loss, _)| loss);
+            ckpt.end_epoch(model, &optimizer, &mut state, epoch, val_loss)?;
         }
     };
     if let Some(pb) = progress {
@@ -277,7 +288,9 @@ fn flush_window(
 }
 
 /// Mean validation loss (weighted by cells) and throughput, or `None` when
-/// the model gives no loss on these batches. Always the batches of epoch 0,
+/// the model gives no loss on these batches. Takes the model's loss path
+/// (`eval_loss`: packed, heads at labelled positions only for the reference
+/// models) in evaluation mode, without gradients. Always the batches of epoch 0,
 /// so every epoch is judged on the same masked cells.
 fn validate(
     model: &dyn ForgeModel,
@@ -290,9 +303,8 @@ fn validate(
     for batch in data.batches(0) {
         let batch = batch?.to_device(device);
         let n = batch.batch_size() as usize;
-        let out =
-            tch::no_grad(|| with_precision(precision, device, || model.forward(&batch, false)));
-        if let Some(loss) = out.loss {
+        let loss = tch::no_grad(|| with_precision(precision, device, || model.eval_loss(&batch)));
+        if let Some(loss) = loss {
             sum += loss.to_kind(Kind::Float).double_value(&[]) * n as f64;
             cells += n;
         }
@@ -304,21 +316,6 @@ fn validate(
         sum / cells as f64,
         cells as f64 / start.elapsed().as_secs_f64().max(1e-9),
     )))
-}
-
-fn progress_bar(len: Option<usize>) -> indicatif::ProgressBar {
-    let pb = match len {
-        Some(n) => indicatif::ProgressBar::new(n as u64),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} batches, {elapsed_precise} elapsed, eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb
 }
 
 fn report(progress: &Option<indicatif::ProgressBar>, m: &StepMetrics) {
@@ -337,19 +334,5 @@ fn report(progress: &Option<indicatif::ProgressBar>, m: &StepMetrics) {
     match progress {
         Some(pb) => pb.println(line),
         None => eprintln!("{line}"),
-    }
-}
-
-/// The error for a non-finite loss on `batch`.
-fn non_finite_loss(batch: &forge_core::Batch, value: f64, step: i64, epoch: usize) -> ForgeError {
-    let labelled = batch.labels().map(|l| {
-        l.ne(forge_core::batch::special::IGNORE_INDEX)
-            .sum(Kind::Int64)
-            .int64_value(&[])
-    });
-    if labelled == Some(0) {
-        ForgeError::NoLabelledPosition { step, epoch }
-    } else {
-        ForgeError::NonFiniteLoss { value, step, epoch }
     }
 }

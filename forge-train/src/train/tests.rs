@@ -12,6 +12,7 @@ use forge_core::error::ForgeError;
 use forge_core::models::TransformerEncoderModel;
 use forge_core::params::named_parameters;
 use forge_core::{Batch, ForgeModel};
+use forge_core::model::Architecture;
 
 /// Fixed batches: each epoch yields the same `n` batches of 4 cells whose
 /// genes follow a learnable pattern (id = 4 + position).
@@ -382,4 +383,174 @@ fn true_16_bit_precisions_are_refused_naming_the_key() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn epoch_folders(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("epoch-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn reconcile_deletes_epoch_checkpoints_missing_from_the_record() {
+    let dir = scratch("reconcile");
+    for name in [
+        "epoch-000",
+        "epoch-001",
+        "epoch-002",
+        "epoch-003",
+        "epoch-004",
+        "epoch-005",
+        "last",
+    ] {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("trainer_state.json"), "{}").unwrap();
+    }
+    // Not an epoch checkpoint: left alone.
+    std::fs::write(dir.join("epoch-notes.txt"), "mine").unwrap();
+    let ckpt = TrainCheckpoints::new(&dir, 3);
+    let state = ResumeState {
+        epoch: 6,
+        best: vec![(0.5, 4), (0.6, 1), (0.7, 5)],
+        ..ResumeState::default()
+    };
+    assert_eq!(ckpt.reconcile(&state).unwrap(), vec![0, 2, 3]);
+    assert_eq!(
+        epoch_folders(&dir),
+        ["epoch-001", "epoch-004", "epoch-005", "epoch-notes.txt"]
+    );
+    assert!(dir.join("last/trainer_state.json").exists());
+    // Already reconciled: nothing more to delete.
+    assert!(ckpt.reconcile(&state).unwrap().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_run_resumed_from_last_removes_checkpoints_a_crash_left_behind() {
+    let data = Fixed {
+        batches: 2,
+        poison: false,
+    };
+    let dir = scratch("crash-top-k");
+    let mut cfg = training(3);
+    cfg.save_top_k = 2;
+    let vs = VarStore::new(Device::Cpu);
+    let m = model(&vs);
+    train(&m, &data, Some(&data), options(&cfg, &dir)).unwrap();
+    let ckpt = dir.join("ckpt");
+    let state: ResumeState = serde_json::from_str(
+        &std::fs::read_to_string(ckpt.join("last/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    // `last/` records the epoch folders that exist.
+    let mut recorded: Vec<String> = state
+        .best
+        .iter()
+        .map(|b| format!("epoch-{:03}", b.1))
+        .collect();
+    recorded.sort();
+    assert_eq!(state.best.len(), 2);
+    assert_eq!(epoch_folders(&ckpt), recorded);
+    // A run killed after writing a checkpoint and before deleting the one
+    // that fell out leaves a folder the record does not name.
+    let stray = ckpt.join("epoch-009");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::copy(
+        ckpt.join("last/trainer_state.json"),
+        stray.join("trainer_state.json"),
+    )
+    .unwrap();
+    cfg.max_epochs = 4;
+    let vs = VarStore::new(Device::Cpu);
+    let m = model(&vs);
+    let mut opts = options(&cfg, &dir);
+    opts.resume_from = Some(ckpt.join("last"));
+    let s = train(&m, &data, Some(&data), opts).unwrap();
+    assert_eq!((s.stop, s.epochs, s.steps), (StopReason::Completed, 4, 8));
+    assert!(!stray.exists());
+    let state: ResumeState = serde_json::from_str(
+        &std::fs::read_to_string(ckpt.join("last/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    let mut recorded: Vec<String> = state
+        .best
+        .iter()
+        .map(|b| format!("epoch-{:03}", b.1))
+        .collect();
+    recorded.sort();
+    assert_eq!(state.best.len(), 2);
+    assert_eq!(epoch_folders(&ckpt), recorded);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn validation_loss_is_the_padded_eval_loss_on_the_packed_path() {
+    let vs = VarStore::new(Device::Cpu);
+    tch::manual_seed(0);
+    // Dropout on, so a pass in training mode would differ.
+    let config = ModelConfig {
+        vocab_size: Some(16),
+        hidden_dim: 16,
+        num_layers: 1,
+        num_heads: 2,
+        dropout: 0.3,
+        max_seq_len: 8,
+        ..ModelConfig::default()
+    };
+    let m = TransformerEncoderModel::from_config(&vs.root(), &config).unwrap();
+    // Two cells, the second padded after 5 tokens.
+    let ids = (Tensor::arange(8, (Kind::Int64, Device::Cpu)) + 4).repeat([2, 1]);
+    let mask = Tensor::ones([2, 8], (Kind::Int64, Device::Cpu));
+    let _ = mask.get(1).narrow(0, 5, 3).fill_(0);
+    let labels = ids.masked_fill(&mask.eq(0), -100);
+    let labels = labels.masked_fill(
+        &Tensor::arange(8, (Kind::Int64, Device::Cpu))
+            .remainder(2)
+            .eq(0)
+            .repeat([2, 1]),
+        -100,
+    );
+    let batch = Batch::builder(ids, mask)
+        .values(Tensor::ones([2, 8], (Kind::Float, Device::Cpu)))
+        .labels(labels)
+        .build()
+        .unwrap();
+    let padded = tch::no_grad(|| m.forward(&batch, false).loss.unwrap()).double_value(&[]);
+    let packed = tch::no_grad(|| m.eval_loss(&batch).unwrap()).double_value(&[]);
+    assert!(
+        (padded - packed).abs() < 1e-5,
+        "eval_loss {packed} != forward loss {padded}"
+    );
+    // Evaluation mode: no dropout, so two passes agree exactly, where the
+    // training-mode loss does not.
+    let again = tch::no_grad(|| m.eval_loss(&batch).unwrap()).double_value(&[]);
+    assert_eq!(packed, again);
+    let train = tch::no_grad(|| m.loss(&batch).unwrap()).double_value(&[]);
+    assert!(
+        (train - packed).abs() > 1e-6,
+        "training loss {train} has no dropout"
+    );
+}
+
+#[test]
+fn a_partial_accumulation_window_at_the_end_of_an_epoch_is_stepped() {
+    let dir = scratch("partial-window");
+    let vs = VarStore::new(Device::Cpu);
+    let m = model(&vs);
+    let mut cfg = training(2);
+    cfg.gradient_accumulation = 2;
+    let data = Fixed {
+        batches: 3,
+        poison: false,
+    };
+    let summary = train(&m, &data, None, options(&cfg, &dir)).unwrap();
+    assert_eq!(
+        summary.steps, 4,
+        "per epoch: one full window and one of 1 batch"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
