@@ -14,8 +14,10 @@ state the expected values by hand.
   Geneformer-shaped dictionaries (str -> float, str -> int).
 - hostile_reduce.pkl: an object whose __reduce__ calls os.system (only
   pickled here, never unpickled).
-- numpy_values.pkl: a dict whose values are numpy float32 scalars (a real
-  risk for downloaded dictionaries): refused, by GLOBAL.
+- numpy_values_p{3,4}.pkl: a dict of NumPy scalars, as Geneformer's
+  published dictionaries hold (numpy.int16 tokens, numpy.float64 medians):
+  read through the one structural exception for NumPy scalars.
+- numpy_dtype.pkl: a bare numpy dtype: refused (not plain data).
 
 Run: .venv/bin/python scripts/make_pickle_fixtures.py
 """
@@ -70,5 +72,11 @@ class Evil:
 
 
 write("hostile_reduce.pkl", pickle.dumps({"ENSG00000000003": Evil()}, protocol=4))
-write("numpy_values.pkl", pickle.dumps({"ENSG00000000003": np.float32(1.5)}, protocol=4))
+numpy_values = {"f8": np.float64(2.001186019549122), "f4": np.float32(1.5), "f2": np.float16(-0.5),
+                "i8": np.int64(-5), "i4": np.int32(-70000), "i2": np.int16(2), "i1": np.int8(-3),
+                "u1": np.uint8(200), "u2": np.uint16(65535), "u8": np.uint64(7), "b1": np.bool_(True),
+                "big": np.dtype(">f8").type(3.25), "plain": 1}
+for proto in (3, 4):
+    write(f"numpy_values_p{proto}.pkl", pickle.dumps(numpy_values, protocol=proto))
+write("numpy_dtype.pkl", pickle.dumps(np.dtype("f8"), protocol=4))
 print("wrote", sorted(os.listdir(OUT)))

@@ -106,6 +106,15 @@ enum Node {
     Tuple(Vec<usize>),
     Dict(Vec<(usize, usize)>),
     Set(Vec<usize>),
+    /// `numpy.core.multiarray.scalar` (or `numpy._core...`), by name only.
+    NumpyScalarFn,
+    /// `numpy.dtype`, by name only.
+    NumpyDtypeFn,
+    /// `numpy.dtype(code, False, True)`, byte order set by `BUILD`.
+    NumpyDtype {
+        code: String,
+        order: Option<char>,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -319,6 +328,9 @@ impl<'a> Machine<'a> {
             }
             let op = self.data[self.pos];
             self.pos += 1;
+            if matches!(op, 0x93 | b'c' | b'R' | b'b') && self.numpy_scalar_op(op)?.is_some() {
+                continue;
+            }
             if let Some(name) = refused_name(op) {
                 return self.err(format!(
                     "opcode {name} (0x{op:02x}) is refused: it imports or calls Python objects; \
@@ -586,8 +598,138 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// The one exception to "no globals": NumPy scalars as NumPy pickles
+    /// them (`scalar(dtype(code, False, True) + BUILD(state), bytes)`),
+    /// recognised by structure and decoded from their bytes; nothing is
+    /// imported or called. `Ok(None)` means "not this pattern": the opcode
+    /// is then refused as usual.
+    fn numpy_scalar_op(&mut self, op: u8) -> Result<Option<()>, PickleError> {
+        const CODES: [&str; 12] = [
+            "f8", "f4", "f2", "i8", "i4", "i2", "i1", "u8", "u4", "u2", "u1", "b1",
+        ];
+        let str_at = |m: &Self, id: usize| match &m.nodes[id] {
+            Node::Scalar(Value::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let top2 = |m: &Self| match m.stack.as_slice() {
+            [.., Item::Obj(a), Item::Obj(b)] => Some((*a, *b)),
+            _ => None,
+        };
+        match op {
+            0x93 | b'c' => {
+                let (module, name, consumed) = if op == 0x93 {
+                    let Some((a, b)) = top2(self) else {
+                        return Ok(None);
+                    };
+                    match (str_at(self, a), str_at(self, b)) {
+                        (Some(m), Some(n)) => (m, n, 2),
+                        _ => return Ok(None),
+                    }
+                } else {
+                    let mut lines = self.data[self.pos..].split(|&b| b == b'\n');
+                    let (Some(m), Some(n)) = (lines.next(), lines.next()) else {
+                        return Ok(None);
+                    };
+                    if self.data[self.pos..]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count()
+                        < 2
+                    {
+                        return Ok(None);
+                    }
+                    (
+                        String::from_utf8_lossy(m).into_owned(),
+                        String::from_utf8_lossy(n).into_owned(),
+                        0,
+                    )
+                };
+                let node = match (module.as_str(), name.as_str()) {
+                    ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => {
+                        Node::NumpyScalarFn
+                    }
+                    ("numpy", "dtype") => Node::NumpyDtypeFn,
+                    _ => return Ok(None),
+                };
+                if op == b'c' {
+                    self.line("GLOBAL")?;
+                    self.line("GLOBAL")?;
+                }
+                for _ in 0..consumed {
+                    self.stack.pop();
+                }
+                self.push_node(node);
+                Ok(Some(()))
+            }
+            b'R' => {
+                let Some((f, args)) = top2(self) else {
+                    return Ok(None);
+                };
+                let Node::Tuple(a) = &self.nodes[args] else {
+                    return Ok(None);
+                };
+                let a = a.clone();
+                let node = match (&self.nodes[f], a.as_slice()) {
+                    (Node::NumpyDtypeFn, [code, align, copy]) => {
+                        let code = match str_at(self, *code) {
+                            Some(c) if CODES.contains(&c.as_str()) => c,
+                            _ => return Ok(None),
+                        };
+                        match (&self.nodes[*align], &self.nodes[*copy]) {
+                            (Node::Scalar(Value::Bool(false)), Node::Scalar(Value::Bool(true))) => {
+                            }
+                            _ => return Ok(None),
+                        }
+                        Node::NumpyDtype { code, order: None }
+                    }
+                    (Node::NumpyScalarFn, [dtype, raw]) => {
+                        let (Node::NumpyDtype { code, order }, Node::Scalar(Value::Bytes(b))) =
+                            (&self.nodes[*dtype], &self.nodes[*raw])
+                        else {
+                            return Ok(None);
+                        };
+                        match numpy_value(code, order.unwrap_or('<'), b) {
+                            Some(v) => Node::Scalar(v),
+                            None => {
+                                return self.err(format!(
+                                    "a NumPy scalar of dtype {code} with {} bytes (not a valid value)",
+                                    b.len()
+                                ));
+                            }
+                        }
+                    }
+                    _ => return Ok(None),
+                };
+                self.stack.pop();
+                self.stack.pop();
+                self.push_node(node);
+                Ok(Some(()))
+            }
+            _ => {
+                // BUILD on a dtype: the state tuple's second item is the
+                // byte order.
+                let Some((target, state)) = top2(self) else {
+                    return Ok(None);
+                };
+                let order = match &self.nodes[state] {
+                    Node::Tuple(t) if t.len() >= 2 => match str_at(self, t[1]).as_deref() {
+                        Some(o @ ("<" | ">" | "|" | "=")) => o.chars().next(),
+                        _ => return Ok(None),
+                    },
+                    _ => return Ok(None),
+                };
+                match &mut self.nodes[target] {
+                    Node::NumpyDtype { order: o, .. } => *o = order,
+                    _ => return Ok(None),
+                }
+                self.stack.pop();
+                Ok(Some(()))
+            }
+        }
+    }
+
     fn pairs(&self, items: &[usize], what: &str) -> Result<Vec<(usize, usize)>, PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return self.err(format!(
                 "{what} with an odd number ({}) of keys and values",
                 items.len()
@@ -664,7 +806,10 @@ impl<'a> Machine<'a> {
             return Ok(n);
         }
         let children: Vec<usize> = match &self.nodes[id] {
-            Node::Scalar(_) => Vec::new(),
+            Node::Scalar(_)
+            | Node::NumpyScalarFn
+            | Node::NumpyDtypeFn
+            | Node::NumpyDtype { .. } => Vec::new(),
             Node::List(c) | Node::Tuple(c) | Node::Set(c) => c.clone(),
             Node::Dict(p) => p.iter().flat_map(|&(k, v)| [k, v]).collect(),
         };
@@ -697,6 +842,11 @@ impl<'a> Machine<'a> {
         };
         Ok(match &self.nodes[id] {
             Node::Scalar(v) => v.clone(),
+            Node::NumpyScalarFn | Node::NumpyDtypeFn | Node::NumpyDtype { .. } => {
+                return self.err(
+                    "a NumPy function or dtype is not plain data (only NumPy scalars are read)",
+                );
+            }
             Node::List(c) => Value::List(many(c, budget)?),
             Node::Tuple(c) => Value::Tuple(many(c, budget)?),
             Node::Set(c) => Value::Set(many(c, budget)?),
@@ -784,5 +934,45 @@ impl<'a> Machine<'a> {
             i += 2 + width;
         }
         Ok(out)
+    }
+}
+
+/// A NumPy scalar's value from its raw bytes (`order`: `<`, `>`, `|`, `=`
+/// little-endian on every platform forge runs on).
+fn numpy_value(code: &str, order: char, b: &[u8]) -> Option<Value> {
+    let size: usize = code[1..].parse().ok()?;
+    if b.len() != size {
+        return None;
+    }
+    let mut le = b.to_vec();
+    if order == '>' {
+        le.reverse();
+    }
+    let mut buf = [0u8; 8];
+    buf[..size].copy_from_slice(&le);
+    Some(match code {
+        "f8" => Value::Float(f64::from_le_bytes(buf)),
+        "f4" => Value::Float(f32::from_le_bytes(buf[..4].try_into().ok()?) as f64),
+        "f2" => Value::Float(f16_to_f64(u16::from_le_bytes([buf[0], buf[1]]))),
+        "i8" => Value::Int(i64::from_le_bytes(buf)),
+        "i4" => Value::Int(i32::from_le_bytes(buf[..4].try_into().ok()?) as i64),
+        "i2" => Value::Int(i16::from_le_bytes([buf[0], buf[1]]) as i64),
+        "i1" => Value::Int(buf[0] as i8 as i64),
+        "u8" => Value::Int(i64::try_from(u64::from_le_bytes(buf)).ok()?),
+        "u4" | "u2" | "u1" => Value::Int(u64::from_le_bytes(buf) as i64),
+        "b1" => Value::Bool(buf[0] != 0),
+        _ => return None,
+    })
+}
+
+fn f16_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (1.0 + frac / 1024.0) * 2f64.powi(exp - 15),
     }
 }

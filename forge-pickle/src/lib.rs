@@ -22,10 +22,14 @@
 //! - [`dict_file`]: the typed readers of gene dictionaries (`str -> float`
 //!   medians, `str -> int` tokens) from a pickle or JSON file, by content.
 //!
+//! One exception, recognised by structure and never executed: NumPy
+//! scalars (`numpy.float64`, `numpy.int16`, ... as NumPy pickles them at
+//! protocol 3+), because Geneformer's published dictionaries hold them;
+//! they decode to [`Value::Int`] / [`Value::Float`] / [`Value::Bool`].
+//!
 //! What this crate is not: a general unpickler. It does not build class
-//! instances, NumPy scalars or arrays; a pickle holding them is refused
-//! (convert such values to plain Python numbers before pickling, or save
-//! the dictionary as JSON).
+//! instances or NumPy arrays; a pickle holding them is refused (save such
+//! data as JSON).
 
 mod decode;
 pub mod dict_file;

@@ -125,10 +125,48 @@ fn a_reduce_payload_is_refused_naming_the_opcode_and_offset() {
 }
 
 #[test]
-fn numpy_scalar_values_are_refused() {
-    let e = read_str_f64_map(&fixture("numpy_values.pkl")).unwrap_err();
-    assert!(e.to_string().contains("numpy_values.pkl"), "{e}");
-    assert!(e.to_string().contains("is refused"), "{e}");
+fn numpy_scalars_read_as_numbers_and_nothing_else_numpy_does() {
+    for name in ["numpy_values_p3.pkl", "numpy_values_p4.pkl"] {
+        let Value::Dict(d) = loads(&bytes(name)).unwrap() else {
+            panic!("{name}: not a dict")
+        };
+        let got: Vec<(String, Value)> = d
+            .into_iter()
+            .map(|(k, v)| match k {
+                Value::Str(k) => (k, v),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want = vec![
+            ("f8", Value::Float(2.001186019549122)),
+            ("f4", Value::Float(1.5)),
+            ("f2", Value::Float(-0.5)),
+            ("i8", Value::Int(-5)),
+            ("i4", Value::Int(-70000)),
+            ("i2", Value::Int(2)),
+            ("i1", Value::Int(-3)),
+            ("u1", Value::Int(200)),
+            ("u2", Value::Int(65535)),
+            ("u8", Value::Int(7)),
+            ("b1", Value::Bool(true)),
+            ("big", Value::Float(3.25)),
+            ("plain", Value::Int(1)),
+        ];
+        let want: Vec<(String, Value)> =
+            want.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(got, want, "{name}");
+    }
+    let e = loads(&bytes("numpy_dtype.pkl")).unwrap_err();
+    assert!(e.message.contains("not plain data"), "{e}");
+    // Any other global is still refused, e.g. numpy.load.
+    let mut p = vec![0x80, 4, 0x8c, 5];
+    p.extend(b"numpy");
+    p.extend([0x8c, 4]);
+    p.extend(b"load");
+    p.extend([0x93, b'.']);
+    let e = loads(&p).unwrap_err();
+    assert_eq!(e.offset, 15);
+    assert!(e.message.contains("STACK_GLOBAL (0x93) is refused"), "{e}");
 }
 
 #[test]
