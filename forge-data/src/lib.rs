@@ -14,6 +14,8 @@
 //!   masking, padding, exactly as scModelForge defines them.
 //! - [`DataPipeline`] and train/validation [`CellDataset`]s; [`loader`]: the
 //!   threaded, prefetching [`DataLoader`] (in memory or streaming).
+//! - [`geneformer_tokenize`]: Geneformer's median-scaled rank tokenizer
+//!   (its published V1/V2 framing), dictionaries from pickle or JSON.
 //! - [`synthetic`]: a generator of realistic count data of any size.
 //!
 //! A typical pretraining use:
@@ -43,6 +45,7 @@ pub mod checks;
 pub mod collate;
 pub mod corpus;
 pub mod gene_selection;
+pub mod geneformer_tokenize;
 pub mod genes;
 pub mod h5ad;
 pub mod hvg;
