@@ -18,7 +18,7 @@ use forge_core::precision::LossScaler;
 /// epoch, with `accumulation` batches per step, when `last_in_epoch` says
 /// the batch just consumed was the epoch's last.
 pub(crate) fn window_ends(batches_done: usize, accumulation: usize, last_in_epoch: bool) -> bool {
-    batches_done % accumulation.max(1) == 0 || last_in_epoch
+    batches_done.is_multiple_of(accumulation.max(1)) || last_in_epoch
 }
 
 /// One optimizer step over the gradients accumulated in `optimizers`, each
