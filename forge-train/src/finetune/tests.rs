@@ -324,7 +324,7 @@ fn labels_are_encoded_from_obs_and_bad_columns_are_explained() {
 
 #[test]
 fn regression_reads_numeric_columns() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h5ad");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../forge-core/tests/fixtures/h5ad");
     let data = DataConfig {
         paths: vec![fixtures.join("dense.h5ad").display().to_string()],
         ..DataConfig::default()
