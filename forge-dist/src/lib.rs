@@ -4,12 +4,16 @@
 //!   ([`ProcessGroup`]) with allreduce, broadcast, barrier, reduce-scatter and
 //!   all-gather, every one bounded by the group's timeout and reporting
 //!   failures as errors (never a hang, never an abort).
+//! - [`launch`]: the launcher environment (torchrun, Slurm, `env://` or
+//!   one process): rank, world size, local rank and the master's address.
 //! - [`backends`]: which process-group backends this build has, for
 //!   `forge doctor`.
 
 pub mod engine;
+pub mod launch;
 
 pub use engine::{DistError, GroupOptions, Interface, ProcessGroup};
+pub use launch::{LaunchEnv, LaunchError, Launcher};
 
 /// One process-group backend and whether this build can use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
