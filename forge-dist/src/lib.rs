@@ -6,10 +6,12 @@
 //!   failures as errors (never a hang, never an abort).
 //! - [`launch`]: the launcher environment (torchrun, Slurm, `env://` or
 //!   one process): rank, world size, local rank and the master's address.
+//! - [`gpus`]: the NVIDIA GPUs the driver reports, by model.
 //! - [`backends`]: which process-group backends this build has, for
 //!   `forge doctor`.
 
 pub mod engine;
+pub mod gpus;
 pub mod launch;
 
 pub use engine::{DistError, GroupOptions, Interface, ProcessGroup};
