@@ -127,6 +127,20 @@ impl DataLoader {
                  training.sampling.strategy: random and data.gene_selection.strategy: all",
             ));
         }
+        if let Some(shard) = opts.shard {
+            shard.sampler(opts.shuffle, opts.seed)?;
+            if opts.streaming.is_some() || opts.sampler.is_some() {
+                return Err(DataError::setting(
+                    "data.streaming / training.sampling",
+                    format!(
+                        "sharding over {} ranks works on cells held in memory with the plain \
+                         (random) order; set data.streaming: false and \
+                         training.sampling.strategy: random, or train in one process",
+                        shard.world_size
+                    ),
+                ));
+            }
+        }
         let source = if let Some(s) = opts.streaming {
             Source::Streaming(s)
         } else {
@@ -150,14 +164,17 @@ impl DataLoader {
         Ok(DataLoader { ds, opts, source })
     }
 
-    /// Cells per epoch.
+    /// Cells per epoch (this rank's share when sharded, padding included).
     pub fn n_cells(&self) -> usize {
-        self.ds.len()
+        match &self.opts.shard {
+            Some(shard) => shard.share(self.ds.len()),
+            None => self.ds.len(),
+        }
     }
 
     /// Batches per epoch.
     pub fn n_batches(&self) -> usize {
-        let (n, b) = (self.ds.len(), self.opts.batch_size);
+        let (n, b) = (self.n_cells(), self.opts.batch_size);
         if self.opts.drop_last {
             n / b
         } else {
@@ -219,7 +236,16 @@ impl DataLoader {
     fn plan_memory(&self, store: &Store, epoch: u64) -> Vec<Vec<u32>> {
         let mut order: Vec<u32> = (0..store.cells.len() as u32).collect();
         let mut rng = epoch_rng(self.opts.seed, epoch, 0x0bde);
-        if let Some(sampler) = &self.opts.sampler {
+        if let Some(shard) = &self.opts.shard {
+            // Checked in `new`.
+            if let Ok(s) = shard.sampler(self.opts.shuffle, self.opts.seed) {
+                order = s
+                    .indices(store.cells.len(), epoch)
+                    .into_iter()
+                    .map(|i| i as u32)
+                    .collect();
+            }
+        } else if let Some(sampler) = &self.opts.sampler {
             order = sampler.epoch_order(&store.cells, epoch);
         } else if self.opts.shuffle {
             order.shuffle(&mut rng);

@@ -47,6 +47,11 @@ pub struct LoaderOptions {
     /// Batch-level gene selection (`data.gene_selection`); `None`
     /// (default): every gene. Not with streaming.
     pub gene_selection: Option<super::gene_selection::GeneSelection>,
+    /// This rank's share of each epoch in a distributed job: PyTorch's
+    /// `DistributedSampler` over the dataset, ordered by `shuffle` and
+    /// `seed`; `None` (default): every cell. Not with streaming or weighted
+    /// sampling.
+    pub shard: Option<super::shard::Shard>,
 }
 
 impl Default for LoaderOptions {
@@ -63,6 +68,7 @@ impl Default for LoaderOptions {
             bucket_window: None,
             sampler: None,
             gene_selection: None,
+            shard: None,
         }
     }
 }

@@ -449,6 +449,67 @@ fn in_memory_loader_sees_every_cell_once_in_a_fixed_order() {
 }
 
 #[test]
+fn sharded_loaders_split_an_epoch_as_torchs_distributed_sampler() {
+    let dir = Scratch::new("shard");
+    let pipe = synthetic_pipeline(&dir, 45, 60);
+    let ds = pipe.all();
+    let opts = |rank: usize, shuffle: bool| LoaderOptions {
+        batch_size: 8,
+        num_workers: 2,
+        seed: 11,
+        shuffle,
+        shard: Some(Shard {
+            rank,
+            world_size: 2,
+            drop_last: false,
+        }),
+        ..LoaderOptions::default()
+    };
+    let mut union = Vec::new();
+    for rank in 0..2 {
+        let loader = ds.loader(opts(rank, true)).unwrap();
+        assert_eq!(loader.n_cells(), 23);
+        assert_eq!(loader.n_batches(), 3);
+        let cells: Vec<usize> = collect(loader.epoch(3))
+            .into_iter()
+            .flat_map(|b| b.0)
+            .collect();
+        // This synthetic file's cells are 0..45 in order, so the sampler's
+        // dataset positions are the cells themselves.
+        let want = DistributedSampler::new(2, rank, true, 11, false)
+            .unwrap()
+            .indices(45, 3);
+        assert_eq!(cells, want, "rank {rank}");
+        union.extend(cells);
+    }
+    // 46 = 45 cells + one repeated from the front of the epoch's order.
+    assert_eq!(union.len(), 46);
+    union.sort_unstable();
+    union.dedup();
+    assert_eq!(union, (0..45).collect::<Vec<_>>());
+    // Without shuffling: strided file order.
+    let b = collect(ds.loader(opts(1, false)).unwrap().epoch(0));
+    assert_eq!(b[0].0, vec![1, 3, 5, 7, 9, 11, 13, 15]);
+    // Out-of-range ranks and streaming are refused by name.
+    let e = ds.loader(opts(2, true)).unwrap_err().to_string();
+    assert!(
+        e.contains("rank 2 is not below the number of replicas 2"),
+        "{e}"
+    );
+    let e = ds
+        .loader(LoaderOptions {
+            streaming: Some(StreamingOptions {
+                chunk_size: 8,
+                shuffle_buffer: 8,
+            }),
+            ..opts(0, true)
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("data.streaming"), "{e}");
+}
+
+#[test]
 fn streaming_loader_sees_every_cell_once_and_is_reproducible() {
     let dir = Scratch::new("stream");
     let pipe = synthetic_pipeline(&dir, 300, 200);

@@ -98,6 +98,9 @@ pub enum DistError {
     /// A bad argument (rank, world size, tensor shape or device, ...).
     #[error("{0}")]
     Invalid(String),
+    /// The launcher's variables are missing or inconsistent.
+    #[error(transparent)]
+    Launch(#[from] crate::launch::LaunchError),
     /// The rendezvous or the Gloo connection failed.
     #[error(
         "rank {rank} of {world_size}: joining the process group at {addr}:{port} failed: {detail}"

@@ -4,12 +4,22 @@
 //!   ([`ProcessGroup`]) with allreduce, broadcast, barrier, reduce-scatter and
 //!   all-gather, every one bounded by the group's timeout and reporting
 //!   failures as errors (never a hang, never an abort).
+//! - [`launch`]: the launcher environment (torchrun, Slurm, `env://` or
+//!   one process): rank, world size, local rank and the master's address.
+//! - [`context`]: [`DistributedContext`], the process group joined from the
+//!   launcher environment (none for one process).
+//! - [`gpus`]: the NVIDIA GPUs the driver reports, by model.
 //! - [`backends`]: which process-group backends this build has, for
 //!   `forge doctor`.
 
+pub mod context;
 pub mod engine;
+pub mod gpus;
+pub mod launch;
 
+pub use context::DistributedContext;
 pub use engine::{DistError, GroupOptions, Interface, ProcessGroup};
+pub use launch::{LaunchEnv, LaunchError, Launcher};
 
 /// One process-group backend and whether this build can use it.
 #[derive(Debug, Clone, PartialEq, Eq)]

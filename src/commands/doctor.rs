@@ -1,5 +1,7 @@
-//! `forge doctor`: reports which libtorch forge runs on and what is wrong
-//! with the setup, if anything.
+//! `forge doctor`: reports which libtorch forge runs on, what this machine
+//! offers for training (CUDA devices, process-group backends, the launcher
+//! environment, CPU bfloat16 units, threads) and what is wrong with the
+//! setup, if anything (then it exits 1).
 
 use std::process::ExitCode;
 
@@ -34,6 +36,29 @@ pub fn run() -> anyhow::Result<ExitCode> {
         info.cuda_devices,
         if info.cuda_devices == 1 { "" } else { "s" }
     );
+    let gpus = forge_dist::gpus::nvidia_gpus();
+    if gpus.is_empty() {
+        println!("gpus         none reported by an NVIDIA driver (/proc/driver/nvidia/gpus)");
+    }
+    for g in &gpus {
+        println!("gpu          {} ({})", g.model, g.bus_id);
+    }
+    for b in forge_dist::backends() {
+        println!("c10d {:<7} {}", b.name, b.detail);
+    }
+    let mut problems = info.problems();
+    match forge_dist::LaunchEnv::detect() {
+        Ok(env) => {
+            println!("launcher     {}", env.summary());
+            for w in &env.warnings {
+                println!("launcher     {w}");
+            }
+        }
+        Err(e) => {
+            println!("launcher     (invalid)");
+            problems.push(format!("launcher environment: {e}"));
+        }
+    }
     println!("threads      {}", info.threads);
     println!(
         "device       {:?}",
@@ -43,7 +68,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         "bf16 on cpu  {}",
         CpuMatrixUnits::bf16_summary(CpuMatrixUnits::detect())
     );
-    let problems = info.problems();
     if problems.is_empty() {
         println!("status       ok");
         Ok(ExitCode::SUCCESS)

@@ -12,6 +12,38 @@ pub fn forge(args: &[&str]) -> Output {
         .expect("forge runs")
 }
 
+/// Variables that tell forge a launcher started it.
+const LAUNCH_VARS: &[&str] = &[
+    "TORCHELASTIC_RUN_ID",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "NODE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+    "SLURM_NODEID",
+    "SLURM_NTASKS_PER_NODE",
+    "SLURM_JOB_NAME",
+    "SLURM_JOB_ID",
+    "SLURM_NODELIST",
+    "SLURM_JOB_NODELIST",
+];
+
+/// `forge doctor` with no launcher variables but `vars`.
+fn doctor_with(vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forge"));
+    cmd.arg("doctor").env_remove("LD_LIBRARY_PATH");
+    for v in LAUNCH_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.envs(vars.iter().copied()).output().expect("forge runs")
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -28,12 +60,33 @@ fn repo(path: &str) -> String {
 
 #[test]
 fn doctor_reports_the_setup_without_ld_library_path() {
-    let out = forge(&["doctor"]);
+    let out = doctor_with(&[]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("torch        2.13.0"), "{stdout}");
     assert!(stdout.contains("libtorch_cuda linked"), "{stdout}");
     assert!(stdout.contains("status       ok"), "{stdout}");
+    // Process-group backends, the launcher, threads.
+    assert!(
+        stdout.contains("\nc10d gloo    built (CPU tensors"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nc10d nccl    not built: "), "{stdout}");
+    assert!(
+        stdout.contains("\nlauncher     single process (no torchrun, Slurm"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nthreads      "), "{stdout}");
+    // GPUs as the driver lists them, or a line saying there are none.
+    let driver = Path::new("/proc/driver/nvidia/gpus");
+    let listed = std::fs::read_dir(driver).map_or(0, |d| d.count());
+    let gpu_lines = stdout.lines().filter(|l| l.starts_with("gpu  ")).count();
+    assert_eq!(gpu_lines, listed, "{stdout}");
+    assert_eq!(
+        stdout.contains("\ngpus         none reported"),
+        listed == 0,
+        "{stdout}"
+    );
     // Whether the CPU has bfloat16 matrix units, read here independently.
     let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flags = flags
@@ -51,6 +104,55 @@ fn doctor_reports_the_setup_without_ld_library_path() {
         assert_eq!(line.contains("yes:"), units, "{line} ({flags})");
         assert_eq!(line.contains("gains nothing"), !units, "{line}");
     }
+}
+
+#[test]
+fn doctor_reports_the_launcher_and_names_a_bad_variable() {
+    let out = doctor_with(&[
+        ("TORCHELASTIC_RUN_ID", "job1"),
+        ("RANK", "1"),
+        ("WORLD_SIZE", "2"),
+        ("LOCAL_RANK", "1"),
+        ("LOCAL_WORLD_SIZE", "2"),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29500"),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "\nlauncher     torchrun: rank 1 of 2, local rank 1 of 2, node 0, master 127.0.0.1:29500\n"
+        ),
+        "{stdout}"
+    );
+    let out = doctor_with(&[
+        ("SLURM_NTASKS", "4"),
+        ("SLURM_PROCID", "0"),
+        ("SLURM_LOCALID", "0"),
+        ("SLURM_NODELIST", "gpu[007-008]"),
+        ("SLURM_JOB_ID", "991234"),
+        ("MASTER_ADDR", "other"),
+    ]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .contains("launcher     slurm: rank 0 of 4, local rank 0, node 0, master gpu007:16234"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("launcher     warning: MASTER_ADDR=\"other\" is ignored under Slurm"),
+        "{stdout}"
+    );
+    let out = doctor_with(&[("RANK", "2"), ("WORLD_SIZE", "2")]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "problem      launcher environment: RANK=\"2\" is not below WORLD_SIZE=\"2\""
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]
