@@ -161,6 +161,10 @@ fn tune(
             device: Device::Cpu,
             log_dir: None,
             verbose: false,
+            checkpoints: None,
+            resume_from: None,
+            max_steps: None,
+            stop: None,
         },
     )
     .unwrap();
@@ -324,7 +328,7 @@ fn labels_are_encoded_from_obs_and_bad_columns_are_explained() {
 
 #[test]
 fn regression_reads_numeric_columns() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h5ad");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../forge-core/tests/fixtures/h5ad");
     let data = DataConfig {
         paths: vec![fixtures.join("dense.h5ad").display().to_string()],
         ..DataConfig::default()
@@ -582,6 +586,10 @@ fn regression_reports_mse() {
             device: Device::Cpu,
             log_dir: Some(fx.dir.join("logs")),
             verbose: false,
+            checkpoints: None,
+            resume_from: None,
+            max_steps: None,
+            stop: None,
         },
     )
     .unwrap();
@@ -633,6 +641,8 @@ fn job(fx: &Fixture, ckpt: &Path, out: &str, config_path: Option<PathBuf>) -> Jo
         force: false,
         device: Device::Cpu,
         verbose: false,
+        resume_from: None,
+        stop: None,
     }
 }
 
@@ -749,4 +759,237 @@ fn jobs_refuse_bad_inputs_clearly() {
     for o in ["o1", "o2", "o3", "o4"] {
         assert!(!fx.dir.join(o).exists(), "{o} written despite the error");
     }
+}
+
+/// A finetuner on `fx` for `fcfg`, drawn from seed 0 (as [`tune`]), with
+/// its targets and loaders.
+fn prepared(
+    fx: &Fixture,
+    fcfg: &FinetuneConfig,
+    t: &TrainingConfig,
+) -> (Finetuner, Targets, DataLoader, Option<DataLoader>) {
+    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, model) = tiny_model(fx, 0);
+    let targets = Targets::from_corpus(fx.pipeline.corpus(), &fcfg.label_key, &fcfg.head).unwrap();
+    let split = split_cells(&targets, t.val_split, 1).unwrap();
+    let (train, val) = loaders(fx, &split);
+    let ft = Finetuner::new(model, 16, targets.n_outputs(&fcfg.head), fcfg, Device::Cpu).unwrap();
+    drop(guard);
+    (ft, targets, train, val)
+}
+
+/// Everything a fine-tuning run trains: backbone (adapters merged) and head.
+fn trained(ft: &Finetuner) -> Vec<(String, Tensor)> {
+    let mut all = snapshot(ft.backbone.as_ref());
+    all.extend(
+        ft.head_parameters()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().copy())),
+    );
+    all
+}
+
+fn max_param_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|((na, x), (nb, y))| {
+            assert_eq!(na, nb);
+            (x - y).abs().max().double_value(&[])
+        })
+        .fold(0.0, f64::max)
+}
+
+fn resume_state(dir: &Path) -> crate::train::ResumeState {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("trainer_state.json")).unwrap()).unwrap()
+}
+
+/// Runs `finetune` on a fresh finetuner, with checkpoints in `ckpt`.
+fn run_with(
+    fx: &Fixture,
+    f: &FinetuneConfig,
+    t: &TrainingConfig,
+    ckpt: Option<&Path>,
+    resume: bool,
+    max_steps: Option<i64>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> (Finetuner, FinetuneSummary) {
+    let (ft, targets, train, val) = prepared(fx, f, t);
+    let s = finetune(
+        &ft,
+        &targets,
+        &train,
+        val.as_ref(),
+        FinetuneOptions {
+            training: t,
+            finetune: f,
+            device: Device::Cpu,
+            log_dir: None,
+            verbose: false,
+            checkpoints: ckpt.map(|d| crate::train::TrainCheckpoints::new(d, t.save_top_k)),
+            resume_from: resume.then(|| ckpt.unwrap().join("last")),
+            max_steps,
+            stop,
+        },
+    )
+    .unwrap();
+    (ft, s)
+}
+
+/// Fine-tuning stopped by a step limit, then twice by the stop flag (once
+/// at an epoch's last batch, once inside an accumulation window), and
+/// resumed each time from `last/`, ends with the backbone, adapters and
+/// head of a run that was never interrupted: with the backbone unfrozen
+/// after the first epoch (its optimizer appears mid-run), and with LoRA.
+#[test]
+fn interrupted_finetuning_resumes_to_the_uninterrupted_result() {
+    use crate::train::StopReason;
+    use std::sync::atomic::AtomicBool;
+    let fx = fixture("resume", 48, 3);
+    let mut t = training(3, 1e-2);
+    t.gradient_accumulation = 2;
+    for lora in [false, true] {
+        let mut f = cell_type_finetune();
+        f.freeze_backbone_epochs = 1;
+        f.head.dropout = 0.0;
+        f.lora.enabled = lora;
+        f.lora.rank = 2;
+        let (straight, s) = run_with(&fx, &f, &t, None, false, None, None);
+        assert_eq!(s.stop, StopReason::Completed);
+        // 38 training cells: 3 batches, windows of 2 and 1, 2 steps an epoch.
+        assert_eq!(s.steps, 6, "lora {lora}");
+
+        let ckpt = fx.dir.join(format!("ckpt-{lora}"));
+        let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), false, Some(3), None);
+        assert_eq!((s.stop, s.steps), (StopReason::StepLimit, 3));
+        let last = ckpt.join("last");
+        let state = resume_state(&last);
+        assert_eq!((state.epoch, state.batch_in_epoch, state.step), (1, 2, 3));
+        assert!(last.join("backbone_optimizer.safetensors").is_file());
+        assert_eq!(last.join("lora.safetensors").is_file(), lora);
+        let flag = AtomicBool::new(true);
+        // One batch: the last of epoch 1, which ends a window.
+        let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), true, None, Some(&flag));
+        assert_eq!((s.stop, s.steps), (StopReason::Interrupted, 4));
+        assert_eq!(
+            (
+                resume_state(&last).epoch,
+                resume_state(&last).batch_in_epoch
+            ),
+            (1, 3)
+        );
+        // Epoch 1 ends; one batch of epoch 2, inside a window: the
+        // checkpoint goes back to the window's start.
+        let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), true, None, Some(&flag));
+        assert_eq!((s.stop, s.steps), (StopReason::Interrupted, 4));
+        assert_eq!(s.epochs.len(), 1, "epoch 1 completed in this run");
+        let state = resume_state(&last);
+        assert_eq!((state.epoch, state.batch_in_epoch, state.step), (2, 0, 4));
+        let (resumed, s) = run_with(&fx, &f, &t, Some(&ckpt), true, None, None);
+        assert_eq!((s.stop, s.steps), (StopReason::Completed, 6));
+        assert!(s.epochs.iter().all(|e| e.backbone_trained));
+        let d = max_param_diff(&trained(&straight), &trained(&resumed));
+        assert!(d < 1e-6, "lora {lora}: resumed parameters differ by {d}");
+    }
+}
+
+/// Fine-tuning keeps `last/` and the best `save_top_k` epochs by
+/// validation loss, recorded in `last/`; a run resumed from `last/`
+/// deletes an epoch folder that a crash left behind.
+#[test]
+fn finetuning_keeps_the_best_epochs_and_reconciles_after_a_crash() {
+    let fx = fixture("top-k", 48, 3);
+    let mut t = training(4, 1e-2);
+    t.save_top_k = 2;
+    let f = cell_type_finetune();
+    let ckpt = fx.dir.join("ckpt");
+    let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), false, None, None);
+    let folders = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("epoch-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let recorded = |dir: &Path| {
+        let state = resume_state(&dir.join("last"));
+        let mut names: Vec<String> = state
+            .best
+            .iter()
+            .map(|b| format!("epoch-{:03}", b.1))
+            .collect();
+        names.sort();
+        (state, names)
+    };
+    let (state, names) = recorded(&ckpt);
+    assert_eq!(names.len(), 2);
+    assert_eq!(folders(&ckpt), names);
+    // The record holds the two lowest validation losses of the run.
+    let mut losses: Vec<f64> = s.epochs.iter().map(|e| e.val_loss.unwrap()).collect();
+    losses.sort_by(f64::total_cmp);
+    let best: Vec<f64> = state.best.iter().map(|b| b.0).collect();
+    assert_eq!(best, losses[..2]);
+    for file in [
+        "model.safetensors",
+        "head.safetensors",
+        "optimizer.safetensors",
+        "backbone_optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        assert!(ckpt.join(&names[0]).join(file).is_file(), "{file}");
+    }
+    let stray = ckpt.join("epoch-009");
+    std::fs::create_dir_all(&stray).unwrap();
+    t.max_epochs = 5;
+    let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), true, None, None);
+    assert_eq!((s.epochs.len(), s.epochs[0].epoch), (1, 4));
+    assert!(!stray.exists());
+    let (_, names) = recorded(&ckpt);
+    assert_eq!(folders(&ckpt), names);
+    // A pretraining checkpoint is not a fine-tuning one.
+    let err = load_as_finetune_error(&fx, &f, &t);
+    assert!(
+        err.contains("head.safetensors") && err.contains("pretraining or fine-tuning"),
+        "{err}"
+    );
+}
+
+/// The error of resuming fine-tuning from a folder that holds a
+/// pretraining checkpoint's files only.
+fn load_as_finetune_error(fx: &Fixture, f: &FinetuneConfig, t: &TrainingConfig) -> String {
+    let dir = fx.dir.join("pretraining-ckpt");
+    let last = dir.join("last");
+    std::fs::create_dir_all(&last).unwrap();
+    std::fs::write(
+        last.join("trainer_state.json"),
+        serde_json::to_vec(&crate::train::ResumeState::default()).unwrap(),
+    )
+    .unwrap();
+    let (ft, targets, train, val) = prepared(fx, f, t);
+    crate::train::checkpoints::write_tensors(
+        &last.join("model.safetensors"),
+        &forge_core::state_dict::state_dict(ft.backbone.as_ref()),
+    )
+    .unwrap();
+    finetune(
+        &ft,
+        &targets,
+        &train,
+        val.as_ref(),
+        FinetuneOptions {
+            training: t,
+            finetune: f,
+            device: Device::Cpu,
+            log_dir: None,
+            verbose: false,
+            checkpoints: None,
+            resume_from: Some(last),
+            max_steps: None,
+            stop: None,
+        },
+    )
+    .unwrap_err()
+    .to_string()
 }

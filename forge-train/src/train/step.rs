@@ -1,5 +1,5 @@
-//! What the pretraining loop ([`super::run`]) and the fine-tuning loop
-//! (`crate::finetune::run`) share, so the two behave the same:
+//! The pieces of a training step that the shared loop ([`super::fit`])
+//! is built from, and so pretraining and fine-tuning share:
 //!
 //! - when an accumulation window ends ([`window_ends`]): every
 //!   `gradient_accumulation` batches, and at the last batch of an epoch
@@ -18,7 +18,7 @@ use forge_core::precision::LossScaler;
 /// epoch, with `accumulation` batches per step, when `last_in_epoch` says
 /// the batch just consumed was the epoch's last.
 pub(crate) fn window_ends(batches_done: usize, accumulation: usize, last_in_epoch: bool) -> bool {
-    batches_done % accumulation.max(1) == 0 || last_in_epoch
+    batches_done.is_multiple_of(accumulation.max(1)) || last_in_epoch
 }
 
 /// One optimizer step over the gradients accumulated in `optimizers`, each
