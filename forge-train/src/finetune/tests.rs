@@ -7,6 +7,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::*;
+use crate::train::tests::{epoch_folders, recorded_folders};
 use forge_core::checkpoint::save_pretrained;
 use forge_core::config::{
     DataConfig, FinetuneConfig, FinetuneHeadConfig, FinetuneTask, ForgeConfig, LoraConfig,
@@ -804,17 +805,50 @@ fn resume_state(dir: &Path) -> crate::train::ResumeState {
     serde_json::from_str(&std::fs::read_to_string(dir.join("trainer_state.json")).unwrap()).unwrap()
 }
 
-/// Runs `finetune` on a fresh finetuner, with checkpoints in `ckpt`.
-fn run_with(
+/// How [`try_run_with`] runs.
+#[derive(Default)]
+struct Run<'a> {
+    /// The checkpoint folder.
+    ckpt: Option<&'a Path>,
+    /// Resume from `ckpt/last`.
+    resume: bool,
+    max_steps: Option<i64>,
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// Initial weights (from [`initial_state`]), so that runs start alike
+    /// whatever other tests do to the global RNG meanwhile.
+    init: Option<&'a [Vec<(String, Tensor)>; 3]>,
+}
+
+/// Backbone, head and LoRA tensors of `ft` (LoRA: empty without).
+fn initial_state(ft: &Finetuner) -> [Vec<(String, Tensor)>; 3] {
+    let copy = |v: Vec<(String, Tensor)>| {
+        v.into_iter()
+            .map(|(n, t)| (n, t.detach().copy()))
+            .collect::<Vec<_>>()
+    };
+    [
+        copy(forge_core::state_dict::state_dict(ft.backbone.as_ref())),
+        copy(forge_core::state_dict::state_dict(&ft.head)),
+        copy(ft.lora.as_ref().map(|l| l.state()).unwrap_or_default()),
+    ]
+}
+
+/// Runs `finetune` on a fresh finetuner as `run` says.
+fn try_run_with(
     fx: &Fixture,
     f: &FinetuneConfig,
     t: &TrainingConfig,
-    ckpt: Option<&Path>,
-    resume: bool,
-    max_steps: Option<i64>,
-    stop: Option<&std::sync::atomic::AtomicBool>,
-) -> (Finetuner, FinetuneSummary) {
+    run: &Run,
+) -> (Finetuner, forge_core::Result<FinetuneSummary>) {
     let (ft, targets, train, val) = prepared(fx, f, t);
+    if let Some([backbone, head, lora]) = run.init {
+        use forge_core::state_dict::load_state_dict;
+        load_state_dict(ft.backbone.as_ref(), backbone).unwrap();
+        load_state_dict(&ft.head, head).unwrap();
+        if let Some(l) = &ft.lora {
+            l.load_state(lora).unwrap();
+        }
+    }
     let s = finetune(
         &ft,
         &targets,
@@ -826,14 +860,26 @@ fn run_with(
             device: Device::Cpu,
             log_dir: None,
             verbose: false,
-            checkpoints: ckpt.map(|d| crate::train::TrainCheckpoints::new(d, t.save_top_k)),
-            resume_from: resume.then(|| ckpt.unwrap().join("last")),
-            max_steps,
-            stop,
+            checkpoints: run
+                .ckpt
+                .map(|d| crate::train::TrainCheckpoints::new(d, t.save_top_k)),
+            resume_from: run.resume.then(|| run.ckpt.unwrap().join("last")),
+            max_steps: run.max_steps,
+            stop: run.stop,
         },
-    )
-    .unwrap();
+    );
     (ft, s)
+}
+
+/// [`try_run_with`], which must succeed.
+fn run_with(
+    fx: &Fixture,
+    f: &FinetuneConfig,
+    t: &TrainingConfig,
+    run: &Run,
+) -> (Finetuner, FinetuneSummary) {
+    let (ft, s) = try_run_with(fx, f, t, run);
+    (ft, s.unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// Fine-tuning stopped by a step limit, then twice by the stop flag (once
@@ -854,22 +900,41 @@ fn interrupted_finetuning_resumes_to_the_uninterrupted_result() {
         f.head.dropout = 0.0;
         f.lora.enabled = lora;
         f.lora.rank = 2;
-        let (straight, s) = run_with(&fx, &f, &t, None, false, None, None);
+        let (ft, ..) = prepared(&fx, &f, &t);
+        let init = initial_state(&ft);
+        drop(ft);
+        let start = Run {
+            init: Some(&init),
+            ..Run::default()
+        };
+        let (straight, s) = run_with(&fx, &f, &t, &start);
         assert_eq!(s.stop, StopReason::Completed);
         // 38 training cells: 3 batches, windows of 2 and 1, 2 steps an epoch.
         assert_eq!(s.steps, 6, "lora {lora}");
 
         let ckpt = fx.dir.join(format!("ckpt-{lora}"));
-        let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), false, Some(3), None);
+        let limited = Run {
+            ckpt: Some(&ckpt),
+            max_steps: Some(3),
+            ..start
+        };
+        let (_, s) = run_with(&fx, &f, &t, &limited);
         assert_eq!((s.stop, s.steps), (StopReason::StepLimit, 3));
         let last = ckpt.join("last");
         let state = resume_state(&last);
         assert_eq!((state.epoch, state.batch_in_epoch, state.step), (1, 2, 3));
         assert!(last.join("backbone_optimizer.safetensors").is_file());
         assert_eq!(last.join("lora.safetensors").is_file(), lora);
+        // Resumed runs start from other weights: the checkpoint replaces them.
         let flag = AtomicBool::new(true);
+        let stopped = Run {
+            ckpt: Some(&ckpt),
+            resume: true,
+            stop: Some(&flag),
+            ..Run::default()
+        };
         // One batch: the last of epoch 1, which ends a window.
-        let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), true, None, Some(&flag));
+        let (_, s) = run_with(&fx, &f, &t, &stopped);
         assert_eq!((s.stop, s.steps), (StopReason::Interrupted, 4));
         assert_eq!(
             (
@@ -880,12 +945,17 @@ fn interrupted_finetuning_resumes_to_the_uninterrupted_result() {
         );
         // Epoch 1 ends; one batch of epoch 2, inside a window: the
         // checkpoint goes back to the window's start.
-        let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), true, None, Some(&flag));
+        let (_, s) = run_with(&fx, &f, &t, &stopped);
         assert_eq!((s.stop, s.steps), (StopReason::Interrupted, 4));
         assert_eq!(s.epochs.len(), 1, "epoch 1 completed in this run");
         let state = resume_state(&last);
         assert_eq!((state.epoch, state.batch_in_epoch, state.step), (2, 0, 4));
-        let (resumed, s) = run_with(&fx, &f, &t, Some(&ckpt), true, None, None);
+        let resume = Run {
+            ckpt: Some(&ckpt),
+            resume: true,
+            ..Run::default()
+        };
+        let (resumed, s) = run_with(&fx, &f, &t, &resume);
         assert_eq!((s.stop, s.steps), (StopReason::Completed, 6));
         assert!(s.epochs.iter().all(|e| e.backbone_trained));
         let d = max_param_diff(&trained(&straight), &trained(&resumed));
@@ -903,34 +973,27 @@ fn finetuning_keeps_the_best_epochs_and_reconciles_after_a_crash() {
     t.save_top_k = 2;
     let f = cell_type_finetune();
     let ckpt = fx.dir.join("ckpt");
-    let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), false, None, None);
-    let folders = |dir: &Path| {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("epoch-"))
-            .collect();
-        names.sort();
-        names
+    let fresh = Run {
+        ckpt: Some(&ckpt),
+        ..Run::default()
     };
-    let recorded = |dir: &Path| {
-        let state = resume_state(&dir.join("last"));
-        let mut names: Vec<String> = state
-            .best
-            .iter()
-            .map(|b| format!("epoch-{:03}", b.1))
-            .collect();
-        names.sort();
-        (state, names)
-    };
-    let (state, names) = recorded(&ckpt);
+    let (_, s) = run_with(&fx, &f, &t, &fresh);
+    let (state, names) = recorded_folders(&ckpt);
     assert_eq!(names.len(), 2);
-    assert_eq!(folders(&ckpt), names);
-    // The record holds the two lowest validation losses of the run.
-    let mut losses: Vec<f64> = s.epochs.iter().map(|e| e.val_loss.unwrap()).collect();
-    losses.sort_by(f64::total_cmp);
-    let best: Vec<f64> = state.best.iter().map(|b| b.0).collect();
-    assert_eq!(best, losses[..2]);
+    assert_eq!(epoch_folders(&ckpt), names);
+    // The record holds the epochs of the two lowest validation losses of
+    // the run (the JSON text may round a loss in its last digit).
+    let mut by_loss: Vec<(f64, usize)> = s
+        .epochs
+        .iter()
+        .map(|e| (e.val_loss.unwrap(), e.epoch))
+        .collect();
+    by_loss.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(state.best.len(), 2);
+    for (recorded, want) in state.best.iter().zip(&by_loss) {
+        assert_eq!(recorded.1, want.1, "{:?} vs {by_loss:?}", state.best);
+        assert!((recorded.0 - want.0).abs() < 1e-12);
+    }
     for file in [
         "model.safetensors",
         "head.safetensors",
@@ -943,11 +1006,15 @@ fn finetuning_keeps_the_best_epochs_and_reconciles_after_a_crash() {
     let stray = ckpt.join("epoch-009");
     std::fs::create_dir_all(&stray).unwrap();
     t.max_epochs = 5;
-    let (_, s) = run_with(&fx, &f, &t, Some(&ckpt), true, None, None);
+    let resume = Run {
+        resume: true,
+        ..fresh
+    };
+    let (_, s) = run_with(&fx, &f, &t, &resume);
     assert_eq!((s.epochs.len(), s.epochs[0].epoch), (1, 4));
     assert!(!stray.exists());
-    let (_, names) = recorded(&ckpt);
-    assert_eq!(folders(&ckpt), names);
+    let (_, names) = recorded_folders(&ckpt);
+    assert_eq!(epoch_folders(&ckpt), names);
     // A pretraining checkpoint is not a fine-tuning one.
     let err = load_as_finetune_error(&fx, &f, &t);
     assert!(
@@ -967,29 +1034,19 @@ fn load_as_finetune_error(fx: &Fixture, f: &FinetuneConfig, t: &TrainingConfig) 
         serde_json::to_vec(&crate::train::ResumeState::default()).unwrap(),
     )
     .unwrap();
-    let (ft, targets, train, val) = prepared(fx, f, t);
+    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, model) = tiny_model(fx, 0);
+    drop(guard);
     crate::train::checkpoints::write_tensors(
         &last.join("model.safetensors"),
-        &forge_core::state_dict::state_dict(ft.backbone.as_ref()),
+        &forge_core::state_dict::state_dict(model.as_ref()),
     )
     .unwrap();
-    finetune(
-        &ft,
-        &targets,
-        &train,
-        val.as_ref(),
-        FinetuneOptions {
-            training: t,
-            finetune: f,
-            device: Device::Cpu,
-            log_dir: None,
-            verbose: false,
-            checkpoints: None,
-            resume_from: Some(last),
-            max_steps: None,
-            stop: None,
-        },
-    )
-    .unwrap_err()
-    .to_string()
+    let run = Run {
+        ckpt: Some(&dir),
+        resume: true,
+        ..Run::default()
+    };
+    let (_, s) = try_run_with(fx, f, t, &run);
+    s.unwrap_err().to_string()
 }

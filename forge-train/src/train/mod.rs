@@ -63,4 +63,4 @@ pub trait BatchSource {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
