@@ -151,25 +151,23 @@ fn tune(
     let ft = Finetuner::new(model, dim, targets.n_outputs(&fcfg.head), fcfg, Device::Cpu).unwrap();
     drop(guard);
     let before = snapshot(ft.backbone.as_ref());
-    let summary = finetune(
-        &ft,
-        &targets,
-        &train,
-        val.as_ref(),
-        FinetuneOptions {
-            training: t,
-            finetune: fcfg,
-            device: Device::Cpu,
-            log_dir: None,
-            verbose: false,
-            checkpoints: None,
-            resume_from: None,
-            max_steps: None,
-            stop: None,
-        },
-    )
-    .unwrap();
+    let summary = finetune(&ft, &targets, &train, val.as_ref(), options(t, fcfg)).unwrap();
     (ft, before, summary)
+}
+
+/// Options on the CPU, quiet, without logs or checkpoints.
+fn options<'a>(t: &'a TrainingConfig, f: &'a FinetuneConfig) -> FinetuneOptions<'a> {
+    FinetuneOptions {
+        training: t,
+        finetune: f,
+        device: Device::Cpu,
+        log_dir: None,
+        verbose: false,
+        checkpoints: None,
+        resume_from: None,
+        max_steps: None,
+        stop: None,
+    }
 }
 
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -582,15 +580,8 @@ fn regression_reports_mse() {
         &train,
         val.as_ref(),
         FinetuneOptions {
-            training: &t,
-            finetune: &f,
-            device: Device::Cpu,
             log_dir: Some(fx.dir.join("logs")),
-            verbose: false,
-            checkpoints: None,
-            resume_from: None,
-            max_steps: None,
-            stop: None,
+            ..options(&t, &f)
         },
     )
     .unwrap();
@@ -855,17 +846,13 @@ fn try_run_with(
         &train,
         val.as_ref(),
         FinetuneOptions {
-            training: t,
-            finetune: f,
-            device: Device::Cpu,
-            log_dir: None,
-            verbose: false,
             checkpoints: run
                 .ckpt
                 .map(|d| crate::train::TrainCheckpoints::new(d, t.save_top_k)),
             resume_from: run.resume.then(|| run.ckpt.unwrap().join("last")),
             max_steps: run.max_steps,
             stop: run.stop,
+            ..options(t, f)
         },
     );
     (ft, s)
