@@ -477,7 +477,7 @@ impl ProcessGroup {
     pub fn reduce_scatter_sum(&self, input: &Tensor) -> Result<Tensor, DistError> {
         Self::check_flat("reduce_scatter", input)?;
         let numel = input.numel();
-        if numel % self.world_size != 0 {
+        if !numel.is_multiple_of(self.world_size) {
             return Err(DistError::Invalid(format!(
                 "reduce_scatter: {numel} elements do not split over {} ranks; pad to a multiple",
                 self.world_size
