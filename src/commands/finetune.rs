@@ -8,7 +8,10 @@
 //! macro-F1 (or MSE) per epoch, and writes the output folder at once (see
 //! `forge_train::finetune::save`): `pretrained/` (the fine-tuned backbone),
 //! `head.safetensors`, `head_config.json`, `labels.json`, `config.yaml`
-//! and `logs/metrics.csv`.
+//! and `logs/metrics.csv`. Checkpoints go to `<out>-checkpoints` (`last/`
+//! and the best `save_top_k` epochs), as in pretraining: `--resume-from`
+//! continues a run, and Ctrl-C stops at the next batch with a resumable
+//! checkpoint (exit code 130, no model written).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +19,7 @@ use std::process::ExitCode;
 use forge_core::ForgeConfig;
 use forge_core::runtime::RuntimeInfo;
 use forge_train::finetune::{JobOptions, run_job};
+use forge_train::train::StopReason;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,9 +34,14 @@ pub struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Replace the output folder when it exists (only an earlier
-    /// fine-tuning output or an empty folder).
+    /// fine-tuning output or an empty folder), and start over when
+    /// <out>-checkpoints holds an earlier run's checkpoints.
     #[arg(long)]
     pub force: bool,
+    /// Continue from a fine-tuning checkpoint folder, e.g.
+    /// <out>-checkpoints/last (overrides training.resume_from).
+    #[arg(long)]
+    pub resume_from: Option<PathBuf>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -61,6 +70,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("--checkpoint: {problem}");
     }
+    super::train::check_resume_from(args.resume_from.as_deref())?;
     // The tokenizer comes from the checkpoint, so only the values are
     // checked here (NaN, inf, negatives under normalisation).
     let corpus = forge_data::Corpus::from_config(&cfg.data)?;
@@ -94,8 +104,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             force: args.force,
             device,
             verbose: true,
+            resume_from: args.resume_from.clone(),
+            stop: Some(super::train::stop_flag()),
         },
     )?;
+    let resume_hint = format!(
+        "{} (resume with --resume-from {})",
+        report.checkpoints.display(),
+        report.checkpoints.join("last").display()
+    );
+    if report.summary.stop != StopReason::Completed {
+        println!(
+            "fine-tuning interrupted after {} steps; no model written",
+            report.summary.steps
+        );
+        println!("checkpoints  {resume_hint}");
+        return Ok(ExitCode::from(130));
+    }
     let epochs = &report.summary.epochs;
     let secs: f64 = epochs.iter().map(|e| e.seconds).sum();
     println!(
@@ -134,6 +159,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(log) = &report.summary.log_path {
         println!("metrics      {}", log.display());
     }
+    println!("checkpoints  {resume_hint}");
     println!("model        {}", report.out.display());
     Ok(ExitCode::SUCCESS)
 }

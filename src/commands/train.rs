@@ -49,7 +49,7 @@ pub struct Args {
 }
 
 /// Set by Ctrl-C; the handler can only be installed once per process.
-fn stop_flag() -> Arc<AtomicBool> {
+pub fn stop_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));

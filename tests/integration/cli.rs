@@ -328,6 +328,11 @@ fn finetune_trains_a_head_and_writes_a_loadable_model() {
     }
     let metrics = std::fs::read_to_string(out_dir.join("logs/metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 3, "{metrics}");
+    // Checkpoints beside the output; a run that does not resume refuses
+    // to start over them without --force.
+    let last = dir.join("out-checkpoints/last");
+    assert!(last.join("trainer_state.json").is_file());
+    assert!(stdout.contains("--resume-from"), "{stdout}");
 
     // The fine-tuned backbone is a plain checkpoint.
     let emb = dir.join("emb.npy");
@@ -349,6 +354,36 @@ fn finetune_trains_a_head_and_writes_a_loadable_model() {
         !again.status.success() && stderr.contains("--force"),
         "{stderr}"
     );
+    // Resumed with one more epoch: only epoch 3 trains, the metrics of all
+    // three are in the new output, which replaces the old (--force).
+    let three = dir.join("three.yaml");
+    std::fs::write(
+        &three,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("max_epochs: 2", "max_epochs: 3"),
+    )
+    .unwrap();
+    let resumed = forge(&[
+        "finetune",
+        "--config",
+        three.to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--force",
+        "--resume-from",
+        last.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&resumed);
+    assert!(resumed.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("epoch 3/3") && !stderr.contains("epoch 1/3"),
+        "{stderr}"
+    );
+    let metrics = std::fs::read_to_string(out_dir.join("logs/metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 4, "{metrics}");
     let bad = config("cell_typo");
     let mut bad_args = args;
     bad_args[2] = &bad;

@@ -2,6 +2,8 @@
 //! `forge finetune` runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tch::Device;
 
@@ -9,6 +11,7 @@ use super::labels::{Targets, split_cells};
 use super::run::{FinetuneOptions, FinetuneSummary, Finetuner, embedding_dim, finetune};
 use super::save::{HeadConfigFile, SaveParts, check_output, save_finetuned};
 use crate::embed::checkpoint_pipeline;
+use crate::train::{StopReason, TrainCheckpoints};
 use forge_core::checkpoint::{LoadedModel, load_pretrained};
 use forge_core::config::{ConfigErrors, FinetuneConfig, ForgeConfig};
 use forge_core::error::{ForgeError, Result};
@@ -33,6 +36,48 @@ pub struct JobOptions {
     pub device: Device,
     /// Print progress to stderr.
     pub verbose: bool,
+    /// A fine-tuning checkpoint folder to continue from (overrides
+    /// `training.resume_from`), e.g. `<out>-checkpoints/last`.
+    pub resume_from: Option<PathBuf>,
+    /// Set (e.g. by Ctrl-C) to stop at the next batch, leaving a resumable
+    /// checkpoint and no output folder.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// The checkpoint folder of a fine-tuning job writing to `out`:
+/// `<out>-checkpoints`, beside the output folder (which is written all at
+/// once when training completes): `last/`, the best `save_top_k` epochs
+/// and `logs/`, the metrics of the run so far.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "finetune".into());
+    out.with_file_name(format!("{name}-checkpoints"))
+}
+
+/// Makes the checkpoint folder ready for a run that does not resume: one
+/// holding `last/` of an earlier run is kept unless `force` (then it is
+/// removed); stale logs are removed.
+fn fresh_checkpoints(dir: &Path, force: bool) -> Result<()> {
+    if dir.join("last").exists() {
+        if !force {
+            return Err(ForgeError::checkpoint(
+                dir,
+                format!(
+                    "holds the checkpoints of an earlier fine-tuning run; continue it with \
+                     --resume-from {}, or pass --force to start over (they are deleted)",
+                    dir.join("last").display()
+                ),
+            ));
+        }
+        return std::fs::remove_dir_all(dir).map_err(|e| ForgeError::io(dir, e));
+    }
+    let logs = dir.join("logs");
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs).map_err(|e| ForgeError::io(&logs, e))?;
+    }
+    Ok(())
 }
 
 /// What a job did.
@@ -40,8 +85,10 @@ pub struct JobOptions {
 pub struct JobReport {
     /// Per-epoch metrics.
     pub summary: FinetuneSummary,
-    /// The output folder.
+    /// The output folder (written only when training completed).
     pub out: PathBuf,
+    /// The checkpoint folder.
+    pub checkpoints: PathBuf,
     /// The backbone's architecture.
     pub architecture: String,
     /// Training and validation cells.
@@ -208,15 +255,15 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
         .map(|(_, t)| t.numel() as i64)
         .sum();
 
-    let name = opts
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "finetune".into());
-    let staging = opts
-        .out
-        .with_file_name(format!(".{name}.logs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
+    let checkpoints = checkpoint_dir(&opts.out);
+    let resume_from = opts
+        .resume_from
+        .clone()
+        .or_else(|| cfg.training.resume_from.as_ref().map(PathBuf::from));
+    if resume_from.is_none() {
+        fresh_checkpoints(&checkpoints, opts.force)?;
+    }
+    let logs = checkpoints.join("logs");
     let summary = finetune(
         &ft,
         &targets,
@@ -226,17 +273,29 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
             training: &cfg.training,
             finetune: &fcfg,
             device: opts.device,
-            log_dir: Some(staging.clone()),
+            log_dir: Some(logs.clone()),
             verbose: opts.verbose,
+            checkpoints: Some(TrainCheckpoints::new(&checkpoints, cfg.training.save_top_k)),
+            resume_from,
+            max_steps: None,
+            stop: opts.stop.as_deref(),
         },
-    );
-    let summary = match summary {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+    )?;
+    let report = |summary: FinetuneSummary| JobReport {
+        summary,
+        out: opts.out.clone(),
+        checkpoints: checkpoints.clone(),
+        architecture: ft.backbone.registry_name().to_string(),
+        n_train: split.train.len(),
+        n_val: split.val.len(),
+        classes: targets.class_names().to_vec(),
+        singletons: split.singletons.clone(),
+        lora_adapted: ft.lora.as_ref().map_or(0, |l| l.adapted().len()),
+        trained_parameters: (head_params, backbone_params),
     };
+    if summary.stop != StopReason::Completed {
+        return Ok(report(summary));
+    }
 
     let mut resolved = cfg.clone();
     resolved.model = model_config.clone();
@@ -254,7 +313,7 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
         dropout: fcfg.head.dropout,
         lora_rank: ft.lora.as_ref().map(|l| l.rank()),
     };
-    let saved = save_finetuned(
+    save_finetuned(
         &opts.out,
         opts.force,
         &ft,
@@ -265,26 +324,14 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
             head: &head_file,
             classes: targets.class_names(),
             config_yaml: &resolved.to_yaml_string(),
-            logs: Some(&staging),
+            logs: Some(&logs),
         },
-    );
-    let _ = std::fs::remove_dir_all(&staging);
-    saved?;
+    )?;
     let mut summary = summary;
     summary.log_path = summary
         .log_path
         .as_ref()
         .and_then(|p| p.file_name())
         .map(|f| opts.out.join("logs").join(f));
-    Ok(JobReport {
-        summary,
-        out: opts.out.clone(),
-        architecture: ft.backbone.registry_name().to_string(),
-        n_train: split.train.len(),
-        n_val: split.val.len(),
-        classes: targets.class_names().to_vec(),
-        singletons: split.singletons,
-        lora_adapted: ft.lora.as_ref().map_or(0, |l| l.adapted().len()),
-        trained_parameters: (head_params, backbone_params),
-    })
+    Ok(report(summary))
 }

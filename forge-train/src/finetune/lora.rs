@@ -161,6 +161,54 @@ impl Lora {
         out
     }
 
+    /// Everything a checkpoint needs to continue training the adapters:
+    /// `<weight>.lora_A`, `<weight>.lora_B` and the frozen pretrained
+    /// weight under them, `<weight>.lora_base`.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for a in &self.adapters {
+            out.push((format!("{}.lora_A", a.name), a.a.detach()));
+            out.push((format!("{}.lora_B", a.name), a.b.detach()));
+            out.push((format!("{}.lora_base", a.name), a.base.shallow_clone()));
+        }
+        out
+    }
+
+    /// Restores a state written by [`Lora::state`]; every tensor must be
+    /// there, with its shape, and nothing else.
+    pub fn load_state(&self, state: &[(String, Tensor)]) -> std::result::Result<(), String> {
+        let expected = 3 * self.adapters.len();
+        if state.len() != expected {
+            return Err(format!(
+                "holds {} tensors; adapters on {} weights need {expected}",
+                state.len(),
+                self.adapters.len()
+            ));
+        }
+        for a in &self.adapters {
+            for (suffix, target) in [("lora_A", &a.a), ("lora_B", &a.b), ("lora_base", &a.base)] {
+                let name = format!("{}.{suffix}", a.name);
+                let (_, t) = state
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(|| format!("missing `{name}`"))?;
+                if t.size() != target.size() {
+                    return Err(format!(
+                        "`{name}` has shape {:?}, the adapter has {:?}",
+                        t.size(),
+                        target.size()
+                    ));
+                }
+                tch::no_grad(|| {
+                    target
+                        .shallow_clone()
+                        .copy_(&t.to_device(target.device()).to_kind(target.kind()))
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Scalars in the adapters.
     pub fn num_parameters(&self) -> i64 {
         self.adapters

@@ -1,7 +1,8 @@
-//! The fine-tuning loop.
+//! Fine-tuning: the backbone with its task head, and the fine-tuning task
+//! of the shared training loop (`crate::train::fit`).
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -10,15 +11,21 @@ use super::head::TaskHead;
 use super::labels::Targets;
 use super::lora::Lora;
 use super::metrics::{EpochMetrics, FinetuneLog};
+use crate::train::TrainCheckpoints;
+use crate::train::checkpoints::{read_optimizer, read_tensors, read_weights, write_tensors};
+use crate::train::fit::{
+    Console, EpochEnd, Epochs, FitOptions, SingleProcess, StopReason, Task, TrainWindow, fit,
+};
 use crate::train::optim::Optimizer;
+use crate::train::run::{MODEL_FILE, OPTIMIZER_FILE};
 use crate::train::schedule::learning_rate;
-use crate::train::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 use forge_core::batch::Batch;
 use forge_core::config::{FinetuneConfig, FinetuneTask, TrainingConfig};
 use forge_core::error::{ForgeError, Result};
 use forge_core::model::ForgeModel;
 use forge_core::params::{Parameters, join, named_parameters};
-use forge_core::precision::{LossScaler, with_precision};
+use forge_core::precision::with_precision;
+use forge_core::state_dict::state_dict;
 use forge_data::DataLoader;
 
 /// A backbone with a task head (and, optionally, LoRA adapters).
@@ -181,14 +188,27 @@ pub struct FinetuneOptions<'a> {
     pub log_dir: Option<PathBuf>,
     /// Print a line per epoch to stderr.
     pub verbose: bool,
+    /// Checkpoint folder manager (`last/` and the best `save_top_k`
+    /// epochs by validation loss); `None` writes no checkpoints.
+    pub checkpoints: Option<TrainCheckpoints>,
+    /// A fine-tuning checkpoint folder to continue from.
+    pub resume_from: Option<PathBuf>,
+    /// Stop after this many optimizer steps (a resumable checkpoint is
+    /// written).
+    pub max_steps: Option<i64>,
+    /// Set (e.g. by Ctrl-C) to stop at the next batch with a resumable
+    /// checkpoint.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// What a fine-tuning run did.
 #[derive(Debug, Clone)]
 pub struct FinetuneSummary {
-    /// One record per epoch.
+    /// Why it ended; only a completed run is a finished model.
+    pub stop: StopReason,
+    /// One record per epoch this run completed.
     pub epochs: Vec<EpochMetrics>,
-    /// Optimizer steps taken.
+    /// Optimizer steps taken (resumed runs included).
     pub steps: i64,
     /// The metrics file, when one was written.
     pub log_path: Option<PathBuf>,
@@ -199,8 +219,213 @@ pub fn backbone_trains(cfg: &FinetuneConfig, epoch: usize) -> bool {
     !cfg.freeze_backbone && epoch as i64 >= cfg.freeze_backbone_epochs.max(0)
 }
 
+/// A fine-tuning checkpoint's head weights (`hidden.*`, `output.*`).
+pub const HEAD_CHECKPOINT_FILE: &str = "head.safetensors";
+/// A fine-tuning checkpoint's LoRA adapters (when enabled).
+pub const LORA_CHECKPOINT_FILE: &str = "lora.safetensors";
+/// A fine-tuning checkpoint's backbone optimizer state (once the backbone
+/// trains); the head's is `optimizer.safetensors`.
+pub const BACKBONE_OPTIMIZER_FILE: &str = "backbone_optimizer.safetensors";
+
+/// Fine-tuning as a task of the shared loop (`crate::train::fit`): the
+/// head's loss on the backbone's embeddings, a head optimizer and (once
+/// the backbone trains) a backbone or adapter optimizer, per-epoch
+/// records with the validation metrics, and checkpoints holding
+/// `model.safetensors` (the backbone, adapters merged), `head.safetensors`,
+/// `lora.safetensors` (adapters and the frozen weights under them),
+/// `optimizer.safetensors` (head) and `backbone_optimizer.safetensors`.
+struct Finetuning<'a> {
+    ft: &'a Finetuner,
+    targets: &'a Targets,
+    val: Option<&'a DataLoader>,
+    opts: &'a FinetuneOptions<'a>,
+    head_opt: Optimizer,
+    backbone_opt: Option<Optimizer>,
+    /// Whether the backbone trains in the current epoch.
+    backbone_on: bool,
+    log: Option<FinetuneLog>,
+    eval: Option<Evaluation>,
+    records: Vec<EpochMetrics>,
+}
+
+impl Finetuning<'_> {
+    fn lr_at(&self, base: Option<f64>, step: i64) -> f64 {
+        let cfg = self.opts.training;
+        learning_rate(
+            base.unwrap_or(cfg.optimizer.lr),
+            cfg.scheduler.as_ref(),
+            step,
+        )
+    }
+
+    fn new_backbone_optimizer(&self) -> Optimizer {
+        Optimizer::new(&self.opts.training.optimizer, self.ft.backbone_parameters())
+    }
+}
+
+impl Task for Finetuning<'_> {
+    type Item = (Batch, Tensor);
+
+    fn batch(item: &(Batch, Tensor)) -> &Batch {
+        &item.0
+    }
+
+    fn start(&mut self) -> Result<()> {
+        self.log = self
+            .opts
+            .log_dir
+            .as_ref()
+            .map(|d| FinetuneLog::open(d, self.opts.training))
+            .transpose()?;
+        self.ft.merge();
+        Ok(())
+    }
+
+    fn begin_epoch(&mut self, epoch: usize) -> Result<()> {
+        self.backbone_on = backbone_trains(self.opts.finetune, epoch);
+        self.ft.set_backbone_trainable(self.backbone_on);
+        if self.backbone_on && self.backbone_opt.is_none() {
+            self.backbone_opt = Some(self.new_backbone_optimizer());
+        }
+        Ok(())
+    }
+
+    fn loss(&self, (batch, y): &(Batch, Tensor)) -> Result<Tensor> {
+        Ok(self.ft.loss(&self.ft.forward(batch, true), y))
+    }
+
+    fn gradients_ready(&self) {
+        if let Some(l) = self.ft.lora.as_ref().filter(|_| self.backbone_on) {
+            l.backward();
+        }
+    }
+
+    fn optimizers(&mut self, step: i64) -> Vec<(&mut Optimizer, f64)> {
+        let head_lr = self.lr_at(self.opts.finetune.head_lr, step);
+        let backbone_lr = self.lr_at(self.opts.finetune.backbone_lr, step);
+        let mut optimizers = vec![(&mut self.head_opt, head_lr)];
+        if let Some(b) = self.backbone_opt.as_mut().filter(|_| self.backbone_on) {
+            optimizers.push((b, backbone_lr));
+        }
+        optimizers
+    }
+
+    fn after_step(&self) {
+        self.ft.merge();
+    }
+
+    /// Fine-tuning records epochs only (`training.log_every_n_steps` has
+    /// no records to pace).
+    fn log_train(&mut self, _window: &TrainWindow, _console: &Console) -> Result<()> {
+        Ok(())
+    }
+
+    fn validate(&mut self, _epoch: usize) -> Result<Option<f64>> {
+        self.eval = match self.val {
+            Some(v) if v.n_cells() > 0 => Some(evaluate(self.ft, self.targets, v, self.opts)?),
+            _ => None,
+        };
+        Ok(self.eval.as_ref().map(|e| e.loss))
+    }
+
+    fn end_epoch(&mut self, end: &EpochEnd, console: &Console) -> Result<()> {
+        let last = end.step.max(1) - 1;
+        let on = self.backbone_on;
+        let eval = self.eval.take();
+        let m = EpochMetrics {
+            epoch: end.epoch,
+            step: end.step,
+            train_loss: end.train_loss,
+            val_loss: eval.as_ref().map(|e| e.loss),
+            accuracy: eval.as_ref().and_then(|e| e.accuracy),
+            f1_macro: eval.as_ref().and_then(|e| e.f1_macro),
+            mse: eval.as_ref().and_then(|e| e.mse),
+            head_lr: self.lr_at(self.opts.finetune.head_lr, last),
+            backbone_lr: if on {
+                self.lr_at(self.opts.finetune.backbone_lr, last)
+            } else {
+                0.0
+            },
+            backbone_trained: on,
+            cells_per_s: end.cells_per_s,
+            seconds: end.started.elapsed().as_secs_f64(),
+        };
+        console.line(&m.line(self.opts.training.max_epochs.max(0) as usize));
+        if let Some(log) = self.log.as_mut() {
+            log.record(&m)?;
+        }
+        self.records.push(m);
+        Ok(())
+    }
+
+    fn write_checkpoint(&self, dir: &Path) -> Result<()> {
+        write_tensors(
+            &dir.join(MODEL_FILE),
+            &state_dict(self.ft.backbone.as_ref()),
+        )?;
+        write_tensors(&dir.join(HEAD_CHECKPOINT_FILE), &state_dict(&self.ft.head))?;
+        if let Some(l) = &self.ft.lora {
+            write_tensors(&dir.join(LORA_CHECKPOINT_FILE), &l.state())?;
+        }
+        write_tensors(&dir.join(OPTIMIZER_FILE), &self.head_opt.state())?;
+        if let Some(b) = &self.backbone_opt {
+            write_tensors(&dir.join(BACKBONE_OPTIMIZER_FILE), &b.state())?;
+        }
+        Ok(())
+    }
+
+    fn read_checkpoint(&mut self, dir: &Path) -> Result<()> {
+        read_weights(dir, MODEL_FILE, self.ft.backbone.as_ref())?;
+        read_weights(dir, HEAD_CHECKPOINT_FILE, &self.ft.head)?;
+        if let Some(l) = &self.ft.lora {
+            let path = dir.join(LORA_CHECKPOINT_FILE);
+            l.load_state(&read_tensors(dir, LORA_CHECKPOINT_FILE)?)
+                .map_err(|e| ForgeError::checkpoint(&path, e))?;
+        }
+        read_optimizer(dir, OPTIMIZER_FILE, &mut self.head_opt)?;
+        if dir.join(BACKBONE_OPTIMIZER_FILE).exists() {
+            // The backbone trained before the checkpoint, so it trains from
+            // here on: its optimizer covers the trainable parameters.
+            self.ft.set_backbone_trainable(true);
+            let mut b = self.new_backbone_optimizer();
+            read_optimizer(dir, BACKBONE_OPTIMIZER_FILE, &mut b)?;
+            self.backbone_opt = Some(b);
+        }
+        Ok(())
+    }
+}
+
+/// Training cells of a fine-tuning run with their targets, on the device.
+struct Labelled<'a> {
+    loader: &'a DataLoader,
+    targets: &'a Targets,
+    device: Device,
+}
+
+impl Epochs<(Batch, Tensor)> for Labelled<'_> {
+    fn epoch(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<(Batch, Tensor)>> + '_> {
+        let mut it = self.loader.epoch(epoch as u64);
+        Box::new(
+            std::iter::from_fn(move || it.next_with_cells()).map(|next| {
+                let (cell_ids, batch) = next?;
+                Ok((
+                    batch.to_device(self.device),
+                    self.targets.batch(&cell_ids, self.device),
+                ))
+            }),
+        )
+    }
+    fn len(&self) -> Option<usize> {
+        Some(self.loader.n_batches())
+    }
+}
+
 /// Fine-tunes `ft` on the cells of `train` (every one labelled in
-/// `targets`), validating on `val` after each epoch.
+/// `targets`), validating on `val` after each epoch, in the loop
+/// pretraining uses (`crate::train::fit`): accumulation, precision,
+/// clipping, the non-finite check, checkpoints (`last/` and the best
+/// `save_top_k` epochs by validation loss), resume and the stop flag work
+/// as there.
 ///
 /// The head trains at `finetune.head_lr`; the backbone (or its LoRA
 /// adapters) at `finetune.backbone_lr`, both defaulting to
@@ -218,127 +443,45 @@ pub fn finetune(
     val: Option<&DataLoader>,
     opts: FinetuneOptions,
 ) -> Result<FinetuneSummary> {
-    let cfg = opts.training;
-    let fcfg = opts.finetune;
-    forge_core::precision::check(cfg.precision, opts.device, None)?;
-    let mut scaler = LossScaler::new(cfg.precision, opts.device);
-    let accumulation = cfg.gradient_accumulation.max(1) as usize;
-    let base_lr = cfg.optimizer.lr;
-    let head_lr = fcfg.head_lr.unwrap_or(base_lr);
-    let backbone_lr = fcfg.backbone_lr.unwrap_or(base_lr);
-    let lr_at = |lr: f64, step: i64| learning_rate(lr, cfg.scheduler.as_ref(), step);
-    let mut head_opt = Optimizer::new(&cfg.optimizer, ft.head_parameters());
-    let mut backbone_opt: Option<Optimizer> = None;
-    let mut log = opts
-        .log_dir
-        .as_ref()
-        .map(|d| FinetuneLog::open(d, cfg))
-        .transpose()?;
-    let max_epochs = cfg.max_epochs.max(0) as usize;
-    let mut step: i64 = 0;
-    let mut records = Vec::new();
-    let progress = (opts.verbose && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .then(|| progress_bar(Some(train.n_batches())));
-    let mut backbone_on = backbone_trains(fcfg, 0);
-    ft.set_backbone_trainable(backbone_on);
-    ft.merge();
-
-    for epoch in 0..max_epochs {
-        let start = Instant::now();
-        let on = backbone_trains(fcfg, epoch);
-        if on != backbone_on {
-            ft.set_backbone_trainable(on);
-            backbone_on = on;
-        }
-        if on && backbone_opt.is_none() {
-            backbone_opt = Some(Optimizer::new(&cfg.optimizer, ft.backbone_parameters()));
-        }
-        let (mut loss_sum, mut batches, mut cells, mut pending) = (0.0, 0usize, 0usize, 0usize);
-        let mut do_step = |head_opt: &mut Optimizer,
-                           backbone_opt: &mut Option<Optimizer>,
-                           scaler: &mut LossScaler| {
-            if let Some(l) = ft.lora.as_ref().filter(|_| on) {
-                l.backward();
-            }
-            let mut optimizers = vec![(&mut *head_opt, lr_at(head_lr, step))];
-            if let Some(b) = backbone_opt.as_mut().filter(|_| on) {
-                optimizers.push((b, lr_at(backbone_lr, step)));
-            }
-            optimizer_step(scaler, &mut optimizers, cfg.gradient_clip);
-            ft.merge();
-            step += 1;
-        };
-        if let Some(pb) = &progress {
-            pb.set_position(0);
-            pb.set_message(format!("epoch {}/{max_epochs}", epoch + 1));
-        }
-        let n_batches = train.n_batches();
-        let mut it = train.epoch(epoch as u64);
-        while let Some(next) = it.next_with_cells() {
-            let (cell_ids, batch) = next?;
-            let batch = batch.to_device(opts.device);
-            let y = targets.batch(&cell_ids, opts.device);
-            let out = with_precision(cfg.precision, opts.device, || ft.forward(&batch, true));
-            let loss = ft.loss(&out, &y);
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                return Err(non_finite_loss(&batch, value, step, epoch));
-            }
-            scaler.scale_loss(&(loss / accumulation as f64)).backward();
-            loss_sum += value;
-            batches += 1;
-            cells += cell_ids.len();
-            pending += 1;
-            if window_ends(batches, accumulation, batches == n_batches) {
-                do_step(&mut head_opt, &mut backbone_opt, &mut scaler);
-                pending = 0;
-            }
-            if let Some(pb) = &progress {
-                pb.inc(1);
-            }
-        }
-        if pending > 0 {
-            do_step(&mut head_opt, &mut backbone_opt, &mut scaler);
-        }
-        let train_secs = start.elapsed().as_secs_f64().max(1e-9);
-        let eval = match val {
-            Some(v) if v.n_cells() > 0 => Some(evaluate(ft, targets, v, &opts)?),
-            _ => None,
-        };
-        let last = step.max(1) - 1;
-        let m = EpochMetrics {
-            epoch,
-            step,
-            train_loss: loss_sum / batches.max(1) as f64,
-            val_loss: eval.as_ref().map(|e| e.loss),
-            accuracy: eval.as_ref().and_then(|e| e.accuracy),
-            f1_macro: eval.as_ref().and_then(|e| e.f1_macro),
-            mse: eval.as_ref().and_then(|e| e.mse),
-            head_lr: lr_at(head_lr, last),
-            backbone_lr: if on { lr_at(backbone_lr, last) } else { 0.0 },
-            backbone_trained: on,
-            cells_per_s: cells as f64 / train_secs,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        match &progress {
-            Some(pb) => pb.println(m.line(max_epochs)),
-            None if opts.verbose => eprintln!("{}", m.line(max_epochs)),
-            None => {}
-        }
-        if let Some(log) = log.as_mut() {
-            log.record(&m)?;
-        }
-        records.push(m);
-    }
-    if let Some(pb) = progress {
-        pb.finish_and_clear();
-    }
+    let mut task = Finetuning {
+        ft,
+        targets,
+        val,
+        opts: &opts,
+        head_opt: Optimizer::new(&opts.training.optimizer, ft.head_parameters()),
+        backbone_opt: None,
+        backbone_on: false,
+        log: None,
+        eval: None,
+        records: Vec::new(),
+    };
+    let fitted = fit(
+        &mut task,
+        &Labelled {
+            loader: train,
+            targets,
+            device: opts.device,
+        },
+        FitOptions {
+            training: opts.training,
+            device: opts.device,
+            checkpoints: opts.checkpoints.as_ref(),
+            resume_from: opts.resume_from.as_deref(),
+            progress_bar: opts.verbose && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            verbose: opts.verbose,
+            max_steps: opts.max_steps,
+            max_duration: None,
+            stop: opts.stop,
+            strategy: &SingleProcess,
+        },
+    )?;
     // Leave the backbone as it was loaded (with LoRA, its weights merged).
     ft.restore_trainable();
     Ok(FinetuneSummary {
-        epochs: records,
-        steps: step,
-        log_path: log.map(|l| l.path().to_path_buf()),
+        stop: fitted.stop,
+        epochs: task.records,
+        steps: fitted.steps,
+        log_path: task.log.map(|l| l.path().to_path_buf()),
     })
 }
 

@@ -7,6 +7,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::*;
+use crate::train::tests::{epoch_folders, recorded_folders};
 use forge_core::checkpoint::save_pretrained;
 use forge_core::config::{
     DataConfig, FinetuneConfig, FinetuneHeadConfig, FinetuneTask, ForgeConfig, LoraConfig,
@@ -150,21 +151,23 @@ fn tune(
     let ft = Finetuner::new(model, dim, targets.n_outputs(&fcfg.head), fcfg, Device::Cpu).unwrap();
     drop(guard);
     let before = snapshot(ft.backbone.as_ref());
-    let summary = finetune(
-        &ft,
-        &targets,
-        &train,
-        val.as_ref(),
-        FinetuneOptions {
-            training: t,
-            finetune: fcfg,
-            device: Device::Cpu,
-            log_dir: None,
-            verbose: false,
-        },
-    )
-    .unwrap();
+    let summary = finetune(&ft, &targets, &train, val.as_ref(), options(t, fcfg)).unwrap();
     (ft, before, summary)
+}
+
+/// Options on the CPU, quiet, without logs or checkpoints.
+fn options<'a>(t: &'a TrainingConfig, f: &'a FinetuneConfig) -> FinetuneOptions<'a> {
+    FinetuneOptions {
+        training: t,
+        finetune: f,
+        device: Device::Cpu,
+        log_dir: None,
+        verbose: false,
+        checkpoints: None,
+        resume_from: None,
+        max_steps: None,
+        stop: None,
+    }
 }
 
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -577,11 +580,8 @@ fn regression_reports_mse() {
         &train,
         val.as_ref(),
         FinetuneOptions {
-            training: &t,
-            finetune: &f,
-            device: Device::Cpu,
             log_dir: Some(fx.dir.join("logs")),
-            verbose: false,
+            ..options(&t, &f)
         },
     )
     .unwrap();
@@ -633,6 +633,8 @@ fn job(fx: &Fixture, ckpt: &Path, out: &str, config_path: Option<PathBuf>) -> Jo
         force: false,
         device: Device::Cpu,
         verbose: false,
+        resume_from: None,
+        stop: None,
     }
 }
 
@@ -749,4 +751,289 @@ fn jobs_refuse_bad_inputs_clearly() {
     for o in ["o1", "o2", "o3", "o4"] {
         assert!(!fx.dir.join(o).exists(), "{o} written despite the error");
     }
+}
+
+/// A finetuner on `fx` for `fcfg`, drawn from seed 0 (as [`tune`]), with
+/// its targets and loaders.
+fn prepared(
+    fx: &Fixture,
+    fcfg: &FinetuneConfig,
+    t: &TrainingConfig,
+) -> (Finetuner, Targets, DataLoader, Option<DataLoader>) {
+    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, model) = tiny_model(fx, 0);
+    let targets = Targets::from_corpus(fx.pipeline.corpus(), &fcfg.label_key, &fcfg.head).unwrap();
+    let split = split_cells(&targets, t.val_split, 1).unwrap();
+    let (train, val) = loaders(fx, &split);
+    let ft = Finetuner::new(model, 16, targets.n_outputs(&fcfg.head), fcfg, Device::Cpu).unwrap();
+    drop(guard);
+    (ft, targets, train, val)
+}
+
+/// Everything a fine-tuning run trains: backbone (adapters merged) and head.
+fn trained(ft: &Finetuner) -> Vec<(String, Tensor)> {
+    let mut all = snapshot(ft.backbone.as_ref());
+    all.extend(
+        ft.head_parameters()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().copy())),
+    );
+    all
+}
+
+fn max_param_diff(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|((na, x), (nb, y))| {
+            assert_eq!(na, nb);
+            (x - y).abs().max().double_value(&[])
+        })
+        .fold(0.0, f64::max)
+}
+
+fn resume_state(dir: &Path) -> crate::train::ResumeState {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("trainer_state.json")).unwrap()).unwrap()
+}
+
+/// How [`try_run_with`] runs.
+#[derive(Default)]
+struct Run<'a> {
+    /// The checkpoint folder.
+    ckpt: Option<&'a Path>,
+    /// Resume from `ckpt/last`.
+    resume: bool,
+    max_steps: Option<i64>,
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// Initial weights (from [`initial_state`]), so that runs start alike
+    /// whatever other tests do to the global RNG meanwhile.
+    init: Option<&'a [Vec<(String, Tensor)>; 3]>,
+}
+
+/// Backbone, head and LoRA tensors of `ft` (LoRA: empty without).
+fn initial_state(ft: &Finetuner) -> [Vec<(String, Tensor)>; 3] {
+    let copy = |v: Vec<(String, Tensor)>| {
+        v.into_iter()
+            .map(|(n, t)| (n, t.detach().copy()))
+            .collect::<Vec<_>>()
+    };
+    [
+        copy(forge_core::state_dict::state_dict(ft.backbone.as_ref())),
+        copy(forge_core::state_dict::state_dict(&ft.head)),
+        copy(ft.lora.as_ref().map(|l| l.state()).unwrap_or_default()),
+    ]
+}
+
+/// Runs `finetune` on a fresh finetuner as `run` says.
+fn try_run_with(
+    fx: &Fixture,
+    f: &FinetuneConfig,
+    t: &TrainingConfig,
+    run: &Run,
+) -> (Finetuner, forge_core::Result<FinetuneSummary>) {
+    let (ft, targets, train, val) = prepared(fx, f, t);
+    if let Some([backbone, head, lora]) = run.init {
+        use forge_core::state_dict::load_state_dict;
+        load_state_dict(ft.backbone.as_ref(), backbone).unwrap();
+        load_state_dict(&ft.head, head).unwrap();
+        if let Some(l) = &ft.lora {
+            l.load_state(lora).unwrap();
+        }
+    }
+    let s = finetune(
+        &ft,
+        &targets,
+        &train,
+        val.as_ref(),
+        FinetuneOptions {
+            checkpoints: run
+                .ckpt
+                .map(|d| crate::train::TrainCheckpoints::new(d, t.save_top_k)),
+            resume_from: run.resume.then(|| run.ckpt.unwrap().join("last")),
+            max_steps: run.max_steps,
+            stop: run.stop,
+            ..options(t, f)
+        },
+    );
+    (ft, s)
+}
+
+/// [`try_run_with`], which must succeed.
+fn run_with(
+    fx: &Fixture,
+    f: &FinetuneConfig,
+    t: &TrainingConfig,
+    run: &Run,
+) -> (Finetuner, FinetuneSummary) {
+    let (ft, s) = try_run_with(fx, f, t, run);
+    (ft, s.unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Fine-tuning stopped by a step limit, then twice by the stop flag (once
+/// at an epoch's last batch, once inside an accumulation window), and
+/// resumed each time from `last/`, ends with the backbone, adapters and
+/// head of a run that was never interrupted: with the backbone unfrozen
+/// after the first epoch (its optimizer appears mid-run), and with LoRA.
+#[test]
+fn interrupted_finetuning_resumes_to_the_uninterrupted_result() {
+    use crate::train::StopReason;
+    use std::sync::atomic::AtomicBool;
+    let fx = fixture("resume", 48, 3);
+    let mut t = training(3, 1e-2);
+    t.gradient_accumulation = 2;
+    for lora in [false, true] {
+        let mut f = cell_type_finetune();
+        f.freeze_backbone_epochs = 1;
+        f.head.dropout = 0.0;
+        f.lora.enabled = lora;
+        f.lora.rank = 2;
+        let (ft, ..) = prepared(&fx, &f, &t);
+        let init = initial_state(&ft);
+        drop(ft);
+        let start = Run {
+            init: Some(&init),
+            ..Run::default()
+        };
+        let (straight, s) = run_with(&fx, &f, &t, &start);
+        assert_eq!(s.stop, StopReason::Completed);
+        // 38 training cells: 3 batches, windows of 2 and 1, 2 steps an epoch.
+        assert_eq!(s.steps, 6, "lora {lora}");
+
+        let ckpt = fx.dir.join(format!("ckpt-{lora}"));
+        let limited = Run {
+            ckpt: Some(&ckpt),
+            max_steps: Some(3),
+            ..start
+        };
+        let (_, s) = run_with(&fx, &f, &t, &limited);
+        assert_eq!((s.stop, s.steps), (StopReason::StepLimit, 3));
+        let last = ckpt.join("last");
+        let state = resume_state(&last);
+        assert_eq!((state.epoch, state.batch_in_epoch, state.step), (1, 2, 3));
+        assert!(last.join("backbone_optimizer.safetensors").is_file());
+        assert_eq!(last.join("lora.safetensors").is_file(), lora);
+        // Resumed runs start from other weights: the checkpoint replaces them.
+        let flag = AtomicBool::new(true);
+        let stopped = Run {
+            ckpt: Some(&ckpt),
+            resume: true,
+            stop: Some(&flag),
+            ..Run::default()
+        };
+        // One batch: the last of epoch 1, which ends a window.
+        let (_, s) = run_with(&fx, &f, &t, &stopped);
+        assert_eq!((s.stop, s.steps), (StopReason::Interrupted, 4));
+        assert_eq!(
+            (
+                resume_state(&last).epoch,
+                resume_state(&last).batch_in_epoch
+            ),
+            (1, 3)
+        );
+        // Epoch 1 ends; one batch of epoch 2, inside a window: the
+        // checkpoint goes back to the window's start.
+        let (_, s) = run_with(&fx, &f, &t, &stopped);
+        assert_eq!((s.stop, s.steps), (StopReason::Interrupted, 4));
+        assert_eq!(s.epochs.len(), 1, "epoch 1 completed in this run");
+        let state = resume_state(&last);
+        assert_eq!((state.epoch, state.batch_in_epoch, state.step), (2, 0, 4));
+        let resume = Run {
+            ckpt: Some(&ckpt),
+            resume: true,
+            ..Run::default()
+        };
+        let (resumed, s) = run_with(&fx, &f, &t, &resume);
+        assert_eq!((s.stop, s.steps), (StopReason::Completed, 6));
+        assert!(s.epochs.iter().all(|e| e.backbone_trained));
+        let d = max_param_diff(&trained(&straight), &trained(&resumed));
+        assert!(d < 1e-6, "lora {lora}: resumed parameters differ by {d}");
+    }
+}
+
+/// Fine-tuning keeps `last/` and the best `save_top_k` epochs by
+/// validation loss, recorded in `last/`; a run resumed from `last/`
+/// deletes an epoch folder that a crash left behind.
+#[test]
+fn finetuning_keeps_the_best_epochs_and_reconciles_after_a_crash() {
+    let fx = fixture("top-k", 48, 3);
+    let mut t = training(4, 1e-2);
+    t.save_top_k = 2;
+    let f = cell_type_finetune();
+    let ckpt = fx.dir.join("ckpt");
+    let fresh = Run {
+        ckpt: Some(&ckpt),
+        ..Run::default()
+    };
+    let (_, s) = run_with(&fx, &f, &t, &fresh);
+    let (state, names) = recorded_folders(&ckpt);
+    assert_eq!(names.len(), 2);
+    assert_eq!(epoch_folders(&ckpt), names);
+    // The record holds the epochs of the two lowest validation losses of
+    // the run (the JSON text may round a loss in its last digit).
+    let mut by_loss: Vec<(f64, usize)> = s
+        .epochs
+        .iter()
+        .map(|e| (e.val_loss.unwrap(), e.epoch))
+        .collect();
+    by_loss.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(state.best.len(), 2);
+    for (recorded, want) in state.best.iter().zip(&by_loss) {
+        assert_eq!(recorded.1, want.1, "{:?} vs {by_loss:?}", state.best);
+        assert!((recorded.0 - want.0).abs() < 1e-12);
+    }
+    for file in [
+        "model.safetensors",
+        "head.safetensors",
+        "optimizer.safetensors",
+        "backbone_optimizer.safetensors",
+        "trainer_state.json",
+    ] {
+        assert!(ckpt.join(&names[0]).join(file).is_file(), "{file}");
+    }
+    let stray = ckpt.join("epoch-009");
+    std::fs::create_dir_all(&stray).unwrap();
+    t.max_epochs = 5;
+    let resume = Run {
+        resume: true,
+        ..fresh
+    };
+    let (_, s) = run_with(&fx, &f, &t, &resume);
+    assert_eq!((s.epochs.len(), s.epochs[0].epoch), (1, 4));
+    assert!(!stray.exists());
+    let (_, names) = recorded_folders(&ckpt);
+    assert_eq!(epoch_folders(&ckpt), names);
+    // A pretraining checkpoint is not a fine-tuning one.
+    let err = load_as_finetune_error(&fx, &f, &t);
+    assert!(
+        err.contains("head.safetensors") && err.contains("pretraining or fine-tuning"),
+        "{err}"
+    );
+}
+
+/// The error of resuming fine-tuning from a folder that holds a
+/// pretraining checkpoint's files only.
+fn load_as_finetune_error(fx: &Fixture, f: &FinetuneConfig, t: &TrainingConfig) -> String {
+    let dir = fx.dir.join("pretraining-ckpt");
+    let last = dir.join("last");
+    std::fs::create_dir_all(&last).unwrap();
+    std::fs::write(
+        last.join("trainer_state.json"),
+        serde_json::to_vec(&crate::train::ResumeState::default()).unwrap(),
+    )
+    .unwrap();
+    let guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, model) = tiny_model(fx, 0);
+    drop(guard);
+    crate::train::checkpoints::write_tensors(
+        &last.join("model.safetensors"),
+        &forge_core::state_dict::state_dict(model.as_ref()),
+    )
+    .unwrap();
+    let run = Run {
+        ckpt: Some(&dir),
+        resume: true,
+        ..Run::default()
+    };
+    let (_, s) = try_run_with(fx, f, t, &run);
+    s.unwrap_err().to_string()
 }

@@ -5,10 +5,11 @@
 //! - `epoch-EEE/`: one per epoch, only the best `save_top_k` by validation
 //!   loss are kept (`-1` keeps all, `0` none).
 //!
-//! Each holds `model.safetensors` (PyTorch state-dict names),
-//! `optimizer.safetensors` and `trainer_state.json`. Every folder is
-//! written atomically, so a failed save (a full disk) leaves the previous
-//! checkpoint intact.
+//! Each holds `trainer_state.json` ([`ResumeState`]) and what the training
+//! task saves: for pretraining `model.safetensors` (PyTorch state-dict
+//! names) and `optimizer.safetensors`; for fine-tuning see
+//! `crate::finetune::run`. Every folder is written atomically, so a failed
+//! save (a full disk) leaves the previous checkpoint intact.
 //!
 //! The record of the best epochs is `best` in `last/trainer_state.json`.
 //! After an epoch, [`TrainCheckpoints::end_epoch`] writes (1) the new
@@ -26,8 +27,7 @@ use tch::Tensor;
 use crate::train::optim::Optimizer;
 use forge_core::atomic::{write_dir, write_file};
 use forge_core::error::{ForgeError, Result};
-use forge_core::model::ForgeModel;
-use forge_core::state_dict::{load_state_dict, state_dict};
+use forge_core::state_dict::load_state_dict;
 
 /// Where training stands; enough to continue it exactly.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -70,14 +70,10 @@ impl TrainCheckpoints {
         self.dir.join(format!("epoch-{epoch:03}"))
     }
 
-    /// Writes `last/` (always replaced).
-    pub fn save_last(
-        &self,
-        model: &dyn ForgeModel,
-        optimizer: &Optimizer,
-        state: &ResumeState,
-    ) -> Result<()> {
-        save(&self.dir.join("last"), model, optimizer, state)
+    /// Writes `last/` (always replaced): `write` fills the folder being
+    /// built with the task's tensors, then `trainer_state.json` is added.
+    pub fn save_last(&self, write: &WriteParts, state: &ResumeState) -> Result<()> {
+        save(&self.dir.join("last"), write, state)
     }
 
     /// Saves the end of an epoch: `last/` always and, when `val_loss` is
@@ -88,8 +84,7 @@ impl TrainCheckpoints {
     /// folders that should exist (see the module docs for the crash order).
     pub fn end_epoch(
         &self,
-        model: &dyn ForgeModel,
-        optimizer: &Optimizer,
+        write: &WriteParts,
         state: &mut ResumeState,
         completed: usize,
         val_loss: Option<f64>,
@@ -99,9 +94,9 @@ impl TrainCheckpoints {
             None => Vec::new(),
         };
         if state.best.iter().any(|b| b.1 == completed) {
-            save(&self.epoch_dir(completed), model, optimizer, state)?;
+            save(&self.epoch_dir(completed), write, state)?;
         }
-        self.save_last(model, optimizer, state)?;
+        self.save_last(write, state)?;
         for (_, epoch) in dropped {
             self.remove_epoch(epoch)?;
         }
@@ -169,21 +164,20 @@ impl TrainCheckpoints {
     }
 }
 
-fn save(
-    dir: &Path,
-    model: &dyn ForgeModel,
-    optimizer: &Optimizer,
-    state: &ResumeState,
-) -> Result<()> {
+/// Fills a checkpoint folder being built with what a training task saves
+/// (weights, optimizer states).
+pub type WriteParts<'a> = dyn Fn(&Path) -> Result<()> + 'a;
+
+fn save(dir: &Path, write: &WriteParts, state: &ResumeState) -> Result<()> {
     write_dir(dir, true, |tmp| {
-        write_tensors(&tmp.join("model.safetensors"), &state_dict(model))?;
-        write_tensors(&tmp.join("optimizer.safetensors"), &optimizer.state())?;
+        write(tmp)?;
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         write_file(&tmp.join("trainer_state.json"), &json)
     })
 }
 
-fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+/// Writes named tensors to a safetensors file (on the CPU, contiguous).
+pub(crate) fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let named: Vec<(&str, Tensor)> = tensors
         .iter()
         .map(|(n, t)| (n.as_str(), t.to_device(tch::Device::Cpu).contiguous()))
@@ -191,30 +185,54 @@ fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     Tensor::write_safetensors(&named, path).map_err(|e| ForgeError::checkpoint(path, e.to_string()))
 }
 
-/// Loads a training checkpoint folder into `model` and `optimizer` and
-/// returns where training stood.
-pub fn load(dir: &Path, model: &dyn ForgeModel, optimizer: &mut Optimizer) -> Result<ResumeState> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        if !path.exists() {
-            return Err(ForgeError::checkpoint(
-                &path,
-                "missing: resume_from must name a training checkpoint folder \
-                 (checkpoint_dir/last or checkpoint_dir/epoch-NNN)",
-            ));
-        }
-        Tensor::read_safetensors(&path).map_err(|e| ForgeError::checkpoint(&path, e.to_string()))
-    };
-    let weights = read("model.safetensors")?;
-    let opt_state = read("optimizer.safetensors")?;
+/// Reads `dir/name`, a safetensors file of a training checkpoint; a missing
+/// file says what `resume_from` must name.
+pub(crate) fn read_tensors(dir: &Path, name: &str) -> Result<Vec<(String, Tensor)>> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return Err(ForgeError::checkpoint(
+            &path,
+            "missing: resume_from must name a training checkpoint folder \
+             (checkpoint_dir/last or checkpoint_dir/epoch-NNN) of the same kind of run \
+             (pretraining or fine-tuning)",
+        ));
+    }
+    Tensor::read_safetensors(&path).map_err(|e| ForgeError::checkpoint(&path, e.to_string()))
+}
+
+/// Loads the weights `dir/name` into `model` (state-dict names).
+pub(crate) fn read_weights<P: forge_core::params::Parameters + ?Sized>(
+    dir: &Path,
+    name: &str,
+    model: &P,
+) -> Result<()> {
+    let weights = read_tensors(dir, name)?;
+    load_state_dict(model, &weights)
+        .map_err(|e| ForgeError::checkpoint(dir.join(name), e.to_string()))
+}
+
+/// Loads the optimizer state `dir/name` into `optimizer`.
+pub(crate) fn read_optimizer(dir: &Path, name: &str, optimizer: &mut Optimizer) -> Result<()> {
+    let state = read_tensors(dir, name)?;
+    optimizer
+        .load_state(&state)
+        .map_err(|e| ForgeError::checkpoint(dir.join(name), e))
+}
+
+/// Reads a training checkpoint folder: `read` loads the task's tensors;
+/// returns where training stood (`trainer_state.json`).
+pub fn load(dir: &Path, read: &mut dyn FnMut(&Path) -> Result<()>) -> Result<ResumeState> {
     let state_path = dir.join("trainer_state.json");
+    if !state_path.exists() {
+        return Err(ForgeError::checkpoint(
+            &state_path,
+            "missing: resume_from must name a training checkpoint folder \
+             (checkpoint_dir/last or checkpoint_dir/epoch-NNN)",
+        ));
+    }
     let text = std::fs::read_to_string(&state_path).map_err(|e| ForgeError::io(&state_path, e))?;
     let state: ResumeState = serde_json::from_str(&text)
         .map_err(|e| ForgeError::checkpoint(&state_path, e.to_string()))?;
-    load_state_dict(model, &weights)
-        .map_err(|e| ForgeError::checkpoint(dir.join("model.safetensors"), e.to_string()))?;
-    optimizer
-        .load_state(&opt_state)
-        .map_err(|e| ForgeError::checkpoint(dir.join("optimizer.safetensors"), e))?;
+    read(dir)?;
     Ok(state)
 }

@@ -2,22 +2,27 @@
 //! batches into trained weights, with the optimizer, schedule, clipping,
 //! accumulation, validation, top-k checkpoints, resume and metrics logs.
 //!
+//! The loop itself ([`fit`]) is shared with fine-tuning: pretraining
+//! ([`run`]) and `crate::finetune` are two tasks of it.
+//!
 //! The loop only talks to models through the contract (`loss`, `forward`),
 //! so any registered model trains unchanged. Data comes through
 //! [`BatchSource`], which the data pipeline implements; this module does not
 //! read files or tokenize.
 
-mod checkpoints;
+pub(crate) mod checkpoints;
+pub mod fit;
 pub(crate) mod metrics;
 pub mod optim;
-mod run;
+pub(crate) mod run;
 pub mod schedule;
 pub(crate) mod step;
 pub mod tensorboard;
 
 pub use checkpoints::{ResumeState, TrainCheckpoints};
+pub use fit::{SingleProcess, StopReason, Strategy};
 pub use metrics::{AssessmentMetric, LoggerKind, MetricsLog, StepMetrics};
-pub use run::{StopReason, TrainOptions, TrainSummary, train};
+pub use run::{TrainOptions, TrainSummary, train};
 
 use forge_core::batch::Batch;
 use forge_core::error::Result;
@@ -58,4 +63,4 @@ pub trait BatchSource {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,22 +1,26 @@
-//! The pretraining loop.
+//! Pretraining: the masked-gene task of the shared loop (`super::fit`).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 use super::BatchSource;
-use super::checkpoints::{self, ResumeState, TrainCheckpoints};
+use super::checkpoints::{TrainCheckpoints, read_optimizer, read_weights, write_tensors};
+use super::fit::{
+    Console, EpochEnd, Epochs, FitOptions, SingleProcess, StopReason, Task, TrainWindow, fit,
+};
 use super::metrics::{MetricsLog, StepMetrics};
 use super::optim::Optimizer;
 use super::schedule::learning_rate;
-use super::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
+use forge_core::batch::Batch;
 use forge_core::config::{Precision, TrainingConfig};
 use forge_core::error::{ForgeError, Result};
 use forge_core::model::ForgeModel;
 use forge_core::params::named_parameters;
-use forge_core::precision::{LossScaler, with_precision};
+use forge_core::precision::with_precision;
+use forge_core::state_dict::state_dict;
 
 /// How to run one training job (beyond what `training:` configures).
 #[derive(Debug)]
@@ -45,19 +49,6 @@ pub struct TrainOptions<'a> {
     pub assessment: Option<&'a dyn super::EpochAssessment>,
 }
 
-/// Why training ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// Ran `max_epochs`.
-    Completed,
-    /// `max_steps` reached.
-    StepLimit,
-    /// `max_duration` reached.
-    TimeLimit,
-    /// The stop flag was set; `last/` holds a resumable checkpoint.
-    Interrupted,
-}
-
 /// What a training run did.
 #[derive(Debug, Clone)]
 pub struct TrainSummary {
@@ -75,21 +66,165 @@ pub struct TrainSummary {
     pub cells_per_s: f64,
 }
 
-/// Running sums between two log records.
-#[derive(Default)]
-struct Window {
-    loss_sum: f64,
-    batches: usize,
-    cells: usize,
-    started: Option<Instant>,
+/// Pretraining as a task of the shared loop: the model's masked-gene
+/// loss, one optimizer over every trainable parameter, the metrics log
+/// (train records every `log_every_n_steps` steps, a validation record and
+/// the benchmarks after each epoch), and checkpoints of `model.safetensors`
+/// and `optimizer.safetensors`.
+struct Pretraining<'a> {
+    model: &'a dyn ForgeModel,
+    optimizer: Optimizer,
+    val_data: Option<&'a dyn BatchSource>,
+    assessment: Option<&'a dyn super::EpochAssessment>,
+    training: &'a TrainingConfig,
+    device: Device,
+    log_dir: &'a Path,
+    /// Opened by [`Task::start`].
+    log: Option<MetricsLog>,
+    val_losses: Vec<f64>,
+    /// Throughput of the last validation.
+    val_cells_per_s: f64,
+    last_val: Option<f64>,
+}
+
+impl Pretraining<'_> {
+    fn lr_at(&self, step: i64) -> f64 {
+        learning_rate(
+            self.training.optimizer.lr,
+            self.training.scheduler.as_ref(),
+            step,
+        )
+    }
+
+    fn log(&mut self) -> &mut MetricsLog {
+        self.log.as_mut().expect("the loop starts the task first")
+    }
+
+    fn record(&mut self, m: StepMetrics, console: &Console) -> Result<()> {
+        console.line(&report(&m));
+        self.log().record(m)
+    }
+}
+
+impl Task for Pretraining<'_> {
+    type Item = Batch;
+
+    fn batch(item: &Batch) -> &Batch {
+        item
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let log = MetricsLog::open(self.log_dir, self.training)?;
+        if let Some(warning) = log.logger().warning(self.training) {
+            eprintln!("{warning}");
+        }
+        self.log = Some(log);
+        Ok(())
+    }
+
+    fn begin_epoch(&mut self, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn loss(&self, batch: &Batch) -> Result<Tensor> {
+        self.model.loss(batch).ok_or_else(|| ForgeError::Batch {
+            key: "labels",
+            message: "is missing: pretraining batches need masked labels".into(),
+        })
+    }
+
+    fn optimizers(&mut self, step: i64) -> Vec<(&mut Optimizer, f64)> {
+        let lr = self.lr_at(step);
+        vec![(&mut self.optimizer, lr)]
+    }
+
+    fn log_train(&mut self, w: &TrainWindow, console: &Console) -> Result<()> {
+        let m = StepMetrics {
+            step: w.step,
+            epoch: w.epoch,
+            split: "train",
+            loss: w.loss,
+            perplexity: w.loss.exp(),
+            lr: self.lr_at(w.step.max(1) - 1),
+            grad_norm: w.grad_norm,
+            cells_per_s: w.cells_per_s,
+        };
+        self.record(m, console)
+    }
+
+    fn validate(&mut self, _epoch: usize) -> Result<Option<f64>> {
+        let val = match self.val_data {
+            Some(v) => validate(self.model, v, self.device, self.training.precision)?,
+            None => None,
+        };
+        self.last_val = val.map(|(loss, _)| loss);
+        if let Some((loss, cells_per_s)) = val {
+            self.val_losses.push(loss);
+            self.val_cells_per_s = cells_per_s;
+        }
+        Ok(self.last_val)
+    }
+
+    fn end_epoch(&mut self, end: &EpochEnd, console: &Console) -> Result<()> {
+        if let Some(val_loss) = self.last_val {
+            let m = StepMetrics {
+                step: end.step,
+                epoch: end.epoch,
+                split: "val",
+                loss: val_loss,
+                perplexity: val_loss.exp(),
+                lr: self.lr_at(end.step.max(1) - 1),
+                grad_norm: None,
+                cells_per_s: self.val_cells_per_s,
+            };
+            self.record(m, console)?;
+        }
+        if let Some(assessment) = self.assessment {
+            let metrics = assessment.after_epoch(self.model, end.epoch, end.step)?;
+            self.log().record_assessment(&metrics)?;
+        }
+        Ok(())
+    }
+
+    fn write_checkpoint(&self, dir: &Path) -> Result<()> {
+        write_tensors(&dir.join(MODEL_FILE), &state_dict(self.model))?;
+        write_tensors(&dir.join(OPTIMIZER_FILE), &self.optimizer.state())
+    }
+
+    fn read_checkpoint(&mut self, dir: &Path) -> Result<()> {
+        read_weights(dir, MODEL_FILE, self.model)?;
+        read_optimizer(dir, OPTIMIZER_FILE, &mut self.optimizer)
+    }
+}
+
+/// A training checkpoint's model weights.
+pub(crate) const MODEL_FILE: &str = "model.safetensors";
+/// A training checkpoint's optimizer state.
+pub(crate) const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// Pretraining batches, moved to the device.
+struct OnDevice<'a>(&'a dyn BatchSource, Device);
+
+impl Epochs<Batch> for OnDevice<'_> {
+    fn epoch(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        let device = self.1;
+        Box::new(
+            self.0
+                .batches(epoch)
+                .map(move |b| b.map(|b| b.to_device(device))),
+        )
+    }
+    fn len(&self) -> Option<usize> {
+        self.0.num_batches()
+    }
 }
 
 /// Trains `model` on `train_data`, validating on `val_data` after every
-/// epoch. The model's trainable parameters are optimized with the
-/// configured optimizer and schedule; gradients are clipped to
-/// `gradient_clip` and accumulated over `gradient_accumulation` batches (a
-/// partial window at the end of an epoch is stepped, as in fine-tuning;
-/// see `super::step`).
+/// epoch, in the shared loop ([`super::fit`]). The model's trainable
+/// parameters are optimized with the configured optimizer and schedule;
+/// gradients are clipped to `gradient_clip` and accumulated over
+/// `gradient_accumulation` batches (a partial window at the end of an
+/// epoch is stepped; see `super::step`).
 ///
 /// A loss that is not a number stops the run; when the batch had no
 /// labelled position at all the error says so (a mean over nothing), else
@@ -101,190 +236,43 @@ pub fn train(
     opts: TrainOptions,
 ) -> Result<TrainSummary> {
     let cfg = opts.training;
-    forge_core::precision::check(cfg.precision, opts.device, None)?;
-    let mut scaler = LossScaler::new(cfg.precision, opts.device);
-    let accumulation = cfg.gradient_accumulation.max(1) as usize;
-    let mut optimizer = Optimizer::new(&cfg.optimizer, named_parameters(model));
-    let mut state = match &opts.resume_from {
-        Some(dir) => checkpoints::load(dir, model, &mut optimizer)?,
-        None => ResumeState::default(),
+    let mut task = Pretraining {
+        model,
+        optimizer: Optimizer::new(&cfg.optimizer, named_parameters(model)),
+        val_data,
+        assessment: opts.assessment,
+        training: cfg,
+        device: opts.device,
+        log_dir: &opts.log_dir,
+        log: None,
+        val_losses: Vec::new(),
+        val_cells_per_s: 0.0,
+        last_val: None,
     };
-    if let (Some(dir), Some(ckpt)) = (&opts.resume_from, &opts.checkpoints)
-        && ckpt.is_last(dir)
-    {
-        for epoch in ckpt.reconcile(&state)? {
-            eprintln!(
-                "removed {}: not among the best {} recorded in {}",
-                ckpt.epoch_dir(epoch).display(),
-                state.best.len(),
-                dir.display()
-            );
-        }
-    }
-    let mut log = MetricsLog::open(&opts.log_dir, cfg)?;
-    if let Some(warning) = log.logger().warning(cfg) {
-        eprintln!("{warning}");
-    }
-    let progress = opts
-        .progress_bar
-        .then(|| progress_bar(train_data.num_batches()));
-    let run_start = Instant::now();
-    let mut run_cells = 0usize;
-    let mut window = Window::default();
-    let mut val_losses = Vec::new();
-    let mut last_grad_norm = None;
-    let lr_at = |step: i64| learning_rate(cfg.optimizer.lr, cfg.scheduler.as_ref(), step);
-    optimizer.zero_grad();
-
-    let stop = 'epochs: loop {
-        let epoch = state.epoch;
-        if epoch >= cfg.max_epochs.max(0) as usize {
-            break StopReason::Completed;
-        }
-        if let Some(pb) = &progress {
-            pb.set_position(state.batch_in_epoch as u64);
-            pb.set_message(format!("epoch {}/{}", epoch + 1, cfg.max_epochs));
-        }
-        let skip = state.batch_in_epoch;
-        let mut batches = train_data.batches(epoch).enumerate().skip(skip).peekable();
-        while let Some((index, batch)) = batches.next() {
-            let batch = batch?.to_device(opts.device);
-            let cells = batch.batch_size() as usize;
-            window.started.get_or_insert_with(Instant::now);
-            let Some(loss) = with_precision(cfg.precision, opts.device, || model.loss(&batch))
-            else {
-                return Err(ForgeError::Batch {
-                    key: "labels",
-                    message: "is missing: pretraining batches need masked labels".into(),
-                });
-            };
-            let loss = loss.to_kind(Kind::Float);
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                return Err(non_finite_loss(&batch, value, state.step, epoch));
-            }
-            scaler.scale_loss(&(loss / accumulation as f64)).backward();
-            window.loss_sum += value;
-            window.batches += 1;
-            window.cells += cells;
-            run_cells += cells;
-            state.batch_in_epoch = index + 1;
-            if window_ends(state.batch_in_epoch, accumulation, batches.peek().is_none()) {
-                let lr = lr_at(state.step);
-                let norm =
-                    optimizer_step(&mut scaler, &mut [(&mut optimizer, lr)], cfg.gradient_clip);
-                last_grad_norm = norm.or(last_grad_norm);
-                state.step += 1;
-                if state.step % cfg.log_every_n_steps.max(1) == 0 {
-                    let m = flush_window(
-                        &mut window,
-                        &state,
-                        epoch,
-                        lr_at(state.step - 1),
-                        last_grad_norm,
-                    );
-                    report(&progress, &m);
-                    log.record(m)?;
-                }
-            }
-            if let Some(pb) = &progress {
-                pb.set_position(state.batch_in_epoch as u64);
-            }
-            let limit = if opts.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                Some(StopReason::Interrupted)
-            } else if opts.max_steps.is_some_and(|m| state.step >= m) {
-                Some(StopReason::StepLimit)
-            } else if opts.max_duration.is_some_and(|d| run_start.elapsed() >= d) {
-                Some(StopReason::TimeLimit)
-            } else {
-                None
-            };
-            if let Some(reason) = limit {
-                if let Some(ckpt) = &opts.checkpoints {
-                    ckpt.save_last(model, &optimizer, &state)?;
-                }
-                break 'epochs reason;
-            }
-        }
-        if window.batches > 0 {
-            let m = flush_window(
-                &mut window,
-                &state,
-                epoch,
-                lr_at(state.step.max(1) - 1),
-                last_grad_norm,
-            );
-            report(&progress, &m);
-            log.record(m)?;
-        }
-        state.epoch = epoch + 1;
-        state.batch_in_epoch = 0;
-        let val = match val_data {
-            Some(v) => validate(model, v, opts.device, cfg.precision)?,
-            None => None,
-        };
-        if let Some((val_loss, cells_per_s)) = val {
-            val_losses.push(val_loss);
-            state.last_val_loss = Some(val_loss);
-            let m = StepMetrics {
-                step: state.step,
-                epoch,
-                split: "val",
-                loss: val_loss,
-                perplexity: val_loss.exp(),
-                lr: lr_at(state.step.max(1) - 1),
-                grad_norm: None,
-                cells_per_s,
-            };
-            report(&progress, &m);
-            log.record(m)?;
-        }
-        if let Some(assessment) = opts.assessment {
-            let metrics = assessment.after_epoch(model, epoch, state.step)?;
-            log.record_assessment(&metrics)?;
-        }
-        if let Some(ckpt) = &opts.checkpoints {
-            let val_loss = val.map(|(loss, _)| loss);
-            ckpt.end_epoch(model, &optimizer, &mut state, epoch, val_loss)?;
-        }
-    };
-    if let Some(pb) = progress {
-        pb.finish_and_clear();
-    }
-    let elapsed = run_start.elapsed().as_secs_f64().max(1e-9);
+    let fitted = fit(
+        &mut task,
+        &OnDevice(train_data, opts.device),
+        FitOptions {
+            training: cfg,
+            device: opts.device,
+            checkpoints: opts.checkpoints.as_ref(),
+            resume_from: opts.resume_from.as_deref(),
+            progress_bar: opts.progress_bar,
+            verbose: true,
+            max_steps: opts.max_steps,
+            max_duration: opts.max_duration,
+            stop: opts.stop,
+            strategy: &SingleProcess,
+        },
+    )?;
     Ok(TrainSummary {
-        stop,
-        steps: state.step,
-        epochs: state.epoch,
-        metrics: log.records.clone(),
-        val_losses,
-        cells_per_s: run_cells as f64 / elapsed,
+        stop: fitted.stop,
+        steps: fitted.steps,
+        epochs: fitted.epochs,
+        metrics: task.log.map(|l| l.records).unwrap_or_default(),
+        val_losses: task.val_losses,
+        cells_per_s: fitted.cells_per_s,
     })
-}
-
-fn flush_window(
-    window: &mut Window,
-    state: &ResumeState,
-    epoch: usize,
-    lr: f64,
-    grad_norm: Option<f64>,
-) -> StepMetrics {
-    let w = std::mem::take(window);
-    let loss = w.loss_sum / w.batches.max(1) as f64;
-    let secs = w
-        .started
-        .map_or(0.0, |s| s.elapsed().as_secs_f64())
-        .max(1e-9);
-    StepMetrics {
-        step: state.step,
-        epoch,
-        split: "train",
-        loss,
-        perplexity: loss.exp(),
-        lr,
-        grad_norm,
-        cells_per_s: w.cells as f64 / secs,
-    }
 }
 
 /// Mean validation loss (weighted by cells) and throughput, or `None` when
@@ -318,8 +306,9 @@ fn validate(
     )))
 }
 
-fn report(progress: &Option<indicatif::ProgressBar>, m: &StepMetrics) {
-    let line = format!(
+/// The terminal line of a record.
+fn report(m: &StepMetrics) -> String {
+    format!(
         "epoch {} step {} {} loss {:.4} lr {:.2e}{} {:.1} cells/s",
         m.epoch + 1,
         m.step,
@@ -330,9 +319,5 @@ fn report(progress: &Option<indicatif::ProgressBar>, m: &StepMetrics) {
             .map(|g| format!(" grad_norm {g:.3}"))
             .unwrap_or_default(),
         m.cells_per_s
-    );
-    match progress {
-        Some(pb) => pb.println(line),
-        None => eprintln!("{line}"),
-    }
+    )
 }

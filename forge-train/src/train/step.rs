@@ -1,5 +1,5 @@
-//! What the pretraining loop ([`super::run`]) and the fine-tuning loop
-//! (`crate::finetune::run`) share, so the two behave the same:
+//! The pieces of a training step that the shared loop ([`super::fit`])
+//! is built from, and so pretraining and fine-tuning share:
 //!
 //! - when an accumulation window ends ([`window_ends`]): every
 //!   `gradient_accumulation` batches, and at the last batch of an epoch

@@ -385,7 +385,8 @@ fn true_16_bit_precisions_are_refused_naming_the_key() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn epoch_folders(dir: &std::path::Path) -> Vec<String> {
+/// The `epoch-*` entries of a checkpoint folder, sorted.
+pub(crate) fn epoch_folders(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -393,6 +394,22 @@ fn epoch_folders(dir: &std::path::Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// `last/trainer_state.json` of the checkpoint folder `dir`, and the
+/// epoch folders its record of the best names, sorted.
+pub(crate) fn recorded_folders(dir: &std::path::Path) -> (ResumeState, Vec<String>) {
+    let state: ResumeState = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("last/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    let mut names: Vec<String> = state
+        .best
+        .iter()
+        .map(|b| format!("epoch-{:03}", b.1))
+        .collect();
+    names.sort();
+    (state, names)
 }
 
 #[test]
@@ -442,17 +459,8 @@ fn a_run_resumed_from_last_removes_checkpoints_a_crash_left_behind() {
     let m = model(&vs);
     train(&m, &data, Some(&data), options(&cfg, &dir)).unwrap();
     let ckpt = dir.join("ckpt");
-    let state: ResumeState = serde_json::from_str(
-        &std::fs::read_to_string(ckpt.join("last/trainer_state.json")).unwrap(),
-    )
-    .unwrap();
     // `last/` records the epoch folders that exist.
-    let mut recorded: Vec<String> = state
-        .best
-        .iter()
-        .map(|b| format!("epoch-{:03}", b.1))
-        .collect();
-    recorded.sort();
+    let (state, recorded) = recorded_folders(&ckpt);
     assert_eq!(state.best.len(), 2);
     assert_eq!(epoch_folders(&ckpt), recorded);
     // A run killed after writing a checkpoint and before deleting the one
@@ -472,16 +480,7 @@ fn a_run_resumed_from_last_removes_checkpoints_a_crash_left_behind() {
     let s = train(&m, &data, Some(&data), opts).unwrap();
     assert_eq!((s.stop, s.epochs, s.steps), (StopReason::Completed, 4, 8));
     assert!(!stray.exists());
-    let state: ResumeState = serde_json::from_str(
-        &std::fs::read_to_string(ckpt.join("last/trainer_state.json")).unwrap(),
-    )
-    .unwrap();
-    let mut recorded: Vec<String> = state
-        .best
-        .iter()
-        .map(|b| format!("epoch-{:03}", b.1))
-        .collect();
-    recorded.sort();
+    let (state, recorded) = recorded_folders(&ckpt);
     assert_eq!(state.best.len(), 2);
     assert_eq!(epoch_folders(&ckpt), recorded);
     std::fs::remove_dir_all(&dir).unwrap();
