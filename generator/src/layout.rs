@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::region::Anchor;
+use crate::rust_source;
 use crate::tree::Tree;
 
 /// Module list of a models folder: `pub mod name;` lines.
@@ -103,6 +104,18 @@ impl Target {
     pub fn is_plugin(&self) -> bool {
         matches!(self, Target::Plugin { .. })
     }
+}
+
+/// Where a command works: the tree and its layout, plus the forge
+/// workspace when the target is a plugin crate (models to copy with
+/// `--from` may live there).
+pub struct Site<'a> {
+    /// The files of the target.
+    pub tree: &'a dyn Tree,
+    /// Its layout.
+    pub target: Target,
+    /// The forge workspace, for `--from` in a plugin crate.
+    pub workspace: Option<&'a dyn Tree>,
 }
 
 /// Finds the forge workspace: `explicit` if given, else the nearest
@@ -214,7 +227,13 @@ pub fn existing_models(tree: &dyn Tree, target: &Target) -> Result<Vec<ExistingM
         let Some(text) = tree.read(&file)? else {
             continue;
         };
-        for (name, struct_name) in declared_models(&text) {
+        let declared = rust_source::declared_models(&file, &text).with_context(|| {
+            format!(
+                "forge-gen reads the models of {} from their files",
+                target.models_dir()
+            )
+        })?;
+        for (name, struct_name) in declared {
             models.push(ExistingModel {
                 name,
                 struct_name,
@@ -226,29 +245,12 @@ pub fn existing_models(tree: &dyn Tree, target: &Target) -> Result<Vec<ExistingM
     Ok(models)
 }
 
-/// `(registry name, struct name)` of every `#[forge(name = "...")]` struct
-/// in a Rust source file.
-pub fn declared_models(source: &str) -> Vec<(String, String)> {
-    let mut found = vec![];
-    let mut rest = source;
-    while let Some(at) = rest.find("#[forge(name") {
-        rest = &rest[at..];
-        let name = rest
-            .split_once('"')
-            .and_then(|(_, after)| after.split_once('"'))
-            .map(|(name, _)| name.to_string());
-        let struct_name = rest.find("struct ").map(|s| {
-            rest[s + "struct ".len()..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect::<String>()
-        });
-        if let (Some(name), Some(struct_name)) = (name, struct_name) {
-            found.push((name, struct_name));
-        }
-        rest = &rest[1..];
-    }
-    found
+/// The struct of model `name` in `file` (text `source`), if it declares it.
+pub fn declared_model_struct(file: &str, source: &str, name: &str) -> Result<Option<String>> {
+    Ok(rust_source::declared_models(file, source)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s))
 }
 
 /// Module names taken in the models folder (file stems, sub-folders).
@@ -267,19 +269,6 @@ pub fn existing_modules(tree: &dyn Tree, target: &Target) -> Result<Vec<String>>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_declared_models() {
-        let src = "#[derive(ForgeModel)]\n#[forge(name = \"a_b\")]\npub struct AB {\n}\n\
-                   #[forge(name = \"c\")]\nstruct C;";
-        assert_eq!(
-            declared_models(src),
-            [
-                ("a_b".to_string(), "AB".to_string()),
-                ("c".into(), "C".into())
-            ]
-        );
-    }
 
     #[test]
     fn reads_package_name() {
