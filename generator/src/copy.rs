@@ -212,10 +212,12 @@ pub fn render_from(
         model = rust_source::to_plugin_paths(&model).with_context(|| {
             format!("--from {from}: cannot rewrite its paths for a plugin crate")
         })?;
-        test = test.replace(
+        test = rust_source::replace_path(
+            "the copied test",
+            &test,
             &format!("forge_core::models::{struct_name}"),
             &format!("{ident}::{}::{struct_name}", name.snake),
-        );
+        )?;
         test.push_str(&render_template("plugin_common.rs.tera", ctx)?);
     }
     // Renaming changes line lengths (and plugin paths the import order):

@@ -118,19 +118,21 @@ pub struct Site<'a> {
     pub workspace: Option<&'a dyn Tree>,
 }
 
+/// A `Cargo.toml`, parsed; `what` names it in the error.
+fn manifest(what: &str, text: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>()
+        .map_err(|err| anyhow::anyhow!("{what} is not valid TOML: {err}"))
+}
+
 /// Finds the forge workspace: `explicit` if given, else the nearest
 /// ancestor of `start` whose Cargo.toml has a `[workspace]` table.
 pub fn find_workspace_root(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
     if let Some(root) = explicit {
-        let manifest = root.join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest).with_context(|| {
-            format!(
-                "--root {}: cannot read {}",
-                root.display(),
-                manifest.display()
-            )
+        let path = root.join("Cargo.toml");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("--root {}: cannot read {}", root.display(), path.display())
         })?;
-        if !has_table(&text, "workspace") {
+        if !manifest(&path.display().to_string(), &text)?.contains_key("workspace") {
             bail!(
                 "--root {}: its Cargo.toml has no [workspace] table; pass the folder of the \
                  forge workspace (the one holding forge-core/)",
@@ -140,9 +142,9 @@ pub fn find_workspace_root(explicit: Option<&Path>, start: &Path) -> Result<Path
         return Ok(root.to_path_buf());
     }
     for dir in start.ancestors() {
-        let manifest = dir.join("Cargo.toml");
-        if let Ok(text) = std::fs::read_to_string(&manifest)
-            && has_table(&text, "workspace")
+        let path = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && manifest(&path.display().to_string(), &text)?.contains_key("workspace")
         {
             return Ok(dir.to_path_buf());
         }
@@ -155,58 +157,41 @@ pub fn find_workspace_root(explicit: Option<&Path>, start: &Path) -> Result<Path
 }
 
 /// Reads a plugin crate's manifest: it must be a package depending on
-/// forge-core. Returns the crate name as a Rust identifier.
+/// forge-core (under `[dependencies]`, by name or through `package =
+/// "forge-core"`). Returns the crate name as a Rust identifier.
 pub fn plugin_crate_ident(tree: &dyn Tree) -> Result<String> {
+    let root = tree.root().display();
     let Some(text) = tree.read("Cargo.toml")? else {
         bail!(
-            "--crate {}: no Cargo.toml there; pass the folder of a crate that depends on \
-             forge-core",
-            tree.root().display()
+            "--crate {root}: no Cargo.toml there; pass the folder of a crate that depends on \
+             forge-core"
         );
     };
-    if !has_table(&text, "package") {
+    let table = manifest(&format!("--crate {root}: Cargo.toml"), &text)?;
+    let Some(package) = table.get("package").and_then(toml::Value::as_table) else {
+        bail!("--crate {root}: Cargo.toml has no [package] table; pass a crate, not a workspace");
+    };
+    if !depends_on_forge_core(&table) {
         bail!(
-            "--crate {}: Cargo.toml has no [package] table; pass a crate, not a workspace",
-            tree.root().display()
+            "--crate {root}: Cargo.toml does not depend on forge-core; add it under \
+             [dependencies], e.g. `forge-core = {{ path = \"../forge/forge-core\" }}`"
         );
     }
-    if !text.lines().any(|l| {
-        let l = l.trim_start();
-        l.starts_with("forge-core")
-            || l.starts_with("forge_core")
-            || l == "[dependencies.forge-core]"
-    }) {
-        bail!(
-            "--crate {}: Cargo.toml does not depend on forge-core; add it under \
-             [dependencies], e.g. `forge-core = {{ path = \"../forge/forge-core\" }}`",
-            tree.root().display()
-        );
-    }
-    let name = package_name(&text).with_context(|| {
-        format!(
-            "--crate {}: Cargo.toml has no package name",
-            tree.root().display()
-        )
-    })?;
+    let name = package
+        .get("name")
+        .and_then(toml::Value::as_str)
+        .with_context(|| format!("--crate {root}: Cargo.toml has no package name"))?;
     Ok(name.replace('-', "_"))
 }
 
-fn has_table(manifest: &str, table: &str) -> bool {
-    manifest.lines().any(|l| l.trim() == format!("[{table}]"))
-}
-
-fn package_name(manifest: &str) -> Option<String> {
-    let mut in_package = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-        } else if in_package && let Some(rest) = line.strip_prefix("name") {
-            let value = rest.trim_start().strip_prefix('=')?.trim();
-            return Some(value.trim_matches('"').to_string());
-        }
-    }
-    None
+fn depends_on_forge_core(manifest: &toml::Table) -> bool {
+    let Some(deps) = manifest.get("dependencies").and_then(toml::Value::as_table) else {
+        return false;
+    };
+    deps.iter().any(|(key, spec)| {
+        let package = spec.get("package").and_then(toml::Value::as_str);
+        package.unwrap_or(key) == "forge-core"
+    })
 }
 
 /// A model found in a tree.
@@ -271,8 +256,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_package_name() {
-        let toml = "[package]\nname = \"my-plugin\"\n[dependencies]\nforge-core = \"0.1\"\n";
-        assert_eq!(package_name(toml).as_deref(), Some("my-plugin"));
+    fn reads_plugin_manifests_with_a_toml_parser() {
+        use crate::tree::FsTree;
+        let dir = std::env::temp_dir().join(format!("forge-gen-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tree = FsTree::new(&dir);
+        let cases: [(&str, Result<&str, &str>); 5] = [
+            (
+                "[package]\nname = \"my-plugin\"\n[dependencies]\nforge-core = \"0.1\"\n",
+                Ok("my_plugin"),
+            ),
+            (
+                "[package]\nname = \"p\"\n[dependencies.core]\npackage = \"forge-core\"\n",
+                Ok("p"),
+            ),
+            (
+                "# forge-core = \"0.1\"\n[package]\nname = \"p\"\n[dev-dependencies]\n\
+                 forge-core = \"0.1\"\n",
+                Err("does not depend on forge-core"),
+            ),
+            ("[workspace]\n", Err("no [package] table")),
+            ("[package\n", Err("not valid TOML")),
+        ];
+        for (text, want) in cases {
+            std::fs::write(dir.join("Cargo.toml"), text).unwrap();
+            match (plugin_crate_ident(&tree), want) {
+                (Ok(ident), Ok(want)) => assert_eq!(ident, want),
+                (Err(err), Err(want)) => assert!(format!("{err:#}").contains(want), "{err:#}"),
+                (got, want) => panic!("{text}: {got:?}, expected {want:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -224,22 +224,86 @@ pub fn declare_options(model: &str, struct_name: &str, declaration: &str) -> Res
 /// module (`mod tests { use super::*; }`) keeps its meaning and is left
 /// alone, and so is every other token, comment and string.
 pub fn to_plugin_paths(source: &str) -> Result<String> {
-    let file = parse("the copied model", source)?;
-    let mut v = PluginPaths {
+    let rule = |idents: &[(String, Span)], depth: usize| {
+        let (first, span) = idents.first()?;
+        match first.as_str() {
+            "crate" => Some((span.byte_range(), "forge_core".to_string())),
+            "tch" => Some((span.byte_range(), "forge_core::tch".to_string())),
+            "super" => {
+                let supers = idents.iter().take_while(|(i, _)| i == "super").count();
+                // `super` repeated `depth` times stays inside this file.
+                let replacement = match supers.checked_sub(depth + 1)? {
+                    0 => "forge_core::models",
+                    _ => "forge_core",
+                };
+                let last = &idents[supers.min(depth + 2) - 1].1;
+                Some((
+                    span.byte_range().start..last.byte_range().end,
+                    replacement.to_string(),
+                ))
+            }
+            _ => None,
+        }
+    };
+    rewrite_paths("the copied model", source, &rule, true)
+}
+
+/// Replaces the path `from` (`forge_core::models::Model`) by `to` wherever
+/// a path (in code, a `use` or a macro) starts with it, e.g. to re-point a
+/// copied test at a plugin crate's model. Comments and strings are left
+/// alone. A `use` group that splits `from` (`use a::{b::C}`) is an error.
+pub fn replace_path(what: &str, source: &str, from: &str, to: &str) -> Result<String> {
+    let want: Vec<&str> = from.split("::").collect();
+    let compact = |t: &str| t.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+    let split = std::cell::Cell::new(false);
+    let rule = |idents: &[(String, Span)], _depth: usize| {
+        if idents.len() < want.len() || idents.iter().zip(&want).any(|((i, _), w)| i != w) {
+            return None;
+        }
+        let range = idents[0].1.byte_range().start..idents[want.len() - 1].1.byte_range().end;
+        if compact(&source[range.clone()]) != compact(from) {
+            split.set(true);
+            return None;
+        }
+        Some((range, to.to_string()))
+    };
+    let out = rewrite_paths(what, source, &rule, false)?;
+    if split.get() {
+        bail!("{what}: `{from}` is split by a `use` group; write it as a `use` of its own");
+    }
+    Ok(out)
+}
+
+/// The path-rewriting walk shared by [`to_plugin_paths`] and
+/// [`replace_path`]: `rule` sees the leading identifiers of every path
+/// (with their spans) and the nesting of inline modules, and returns the
+/// byte range to replace and its replacement. With `doc_links`, `crate::`
+/// in doc comments becomes `forge_core::` too.
+fn rewrite_paths(what: &str, source: &str, rule: &Rule<'_>, doc_links: bool) -> Result<String> {
+    let file = parse(what, source)?;
+    let mut v = PathRewriter {
         source,
         depth: 0,
+        rule,
+        doc_links,
         edits: vec![],
     };
     v.visit_file(&file);
     let mut edits = v.edits;
     edits.sort_by_key(|(range, _)| range.start);
     edits.dedup_by_key(|(range, _)| range.start);
+    if edits.windows(2).any(|w| w[0].0.end > w[1].0.start) {
+        bail!("{what}: overlapping path rewrites");
+    }
     let mut out = source.to_string();
     for (range, text) in edits.into_iter().rev() {
         out.replace_range(range, &text);
     }
     Ok(out)
 }
+
+/// A path-rewriting rule (see [`rewrite_paths`]).
+type Rule<'r> = dyn Fn(&[(String, Span)], usize) -> Option<(Range<usize>, String)> + 'r;
 
 /// The byte offset where the line holding byte `at` starts.
 fn line_start(text: &str, at: usize) -> usize {
@@ -426,40 +490,21 @@ impl<'a> Visit<'a> for MacroStruct<'_> {
     }
 }
 
-/// Collects the edits of [`to_plugin_paths`].
-struct PluginPaths<'s> {
+/// Collects the edits of [`rewrite_paths`].
+struct PathRewriter<'s, 'r> {
     source: &'s str,
-    /// Nesting of inline modules (`super` at depth 0 is forge-core's
-    /// `models` module).
+    /// Nesting of inline modules (`super` at depth 0 is the file's parent).
     depth: usize,
+    rule: &'r Rule<'r>,
+    doc_links: bool,
     edits: Vec<(Range<usize>, String)>,
 }
 
-impl PluginPaths<'_> {
-    /// The edit for a path whose leading segments are `idents` (only the
-    /// first ones matter), spanning `spans`.
+impl PathRewriter<'_, '_> {
+    /// Applies the rule to a path whose leading identifiers are `idents`.
     fn path_start(&mut self, idents: &[(String, Span)]) {
-        let Some((first, span)) = idents.first() else {
-            return;
-        };
-        match first.as_str() {
-            "crate" => self.edits.push((span.byte_range(), "forge_core".into())),
-            "tch" => self
-                .edits
-                .push((span.byte_range(), "forge_core::tch".into())),
-            "super" => {
-                let supers = idents.iter().take_while(|(i, _)| i == "super").count();
-                // `super` repeated `depth` times stays inside this file.
-                let replacement = match supers.checked_sub(self.depth + 1) {
-                    Some(0) => "forge_core::models",
-                    Some(_) => "forge_core",
-                    None => return,
-                };
-                let last = &idents[supers.min(self.depth + 2) - 1].1;
-                let range = span.byte_range().start..last.byte_range().end;
-                self.edits.push((range, replacement.into()));
-            }
-            _ => {}
+        if let Some(edit) = (self.rule)(idents, self.depth) {
+            self.edits.push(edit);
         }
     }
 
@@ -497,7 +542,7 @@ impl PluginPaths<'_> {
 
     /// `crate::` in a doc comment (intra-doc links).
     fn doc_links(&mut self, attr: &syn::Attribute) {
-        if !attr.path().is_ident("doc") {
+        if !self.doc_links || !attr.path().is_ident("doc") {
             return;
         }
         // A doc comment's tokens all carry the comment's span.
@@ -523,7 +568,7 @@ fn is_path_sep(a: &TokenTree, b: &TokenTree) -> bool {
         if a.as_char() == ':' && b.as_char() == ':' && a.spacing() == proc_macro2::Spacing::Joint)
 }
 
-impl<'a> Visit<'a> for PluginPaths<'_> {
+impl<'a> Visit<'a> for PathRewriter<'_, '_> {
     fn visit_item_mod(&mut self, m: &'a syn::ItemMod) {
         let inline = m.content.is_some();
         self.depth += usize::from(inline);
@@ -571,29 +616,29 @@ impl<'a> Visit<'a> for PluginPaths<'_> {
     }
 }
 
-impl PluginPaths<'_> {
-    /// The root of a `use` tree: `use crate::a::B;`, `use {tch::Kind, ..}`.
+impl PathRewriter<'_, '_> {
+    /// Every path a `use` tree imports, with the segments before it:
+    /// `use crate::a::{B, c::D};` gives `crate::a::B` and `crate::a::c::D`.
     fn use_tree(&mut self, tree: &syn::UseTree, mut prefix: Vec<(String, Span)>) {
         match tree {
             syn::UseTree::Path(p) => {
                 prefix.push((p.ident.to_string(), p.ident.span()));
-                if prefix.iter().all(|(i, _)| i == "super") {
-                    self.use_tree(&p.tree, prefix);
-                } else {
-                    self.path_start(&prefix);
-                }
+                self.use_tree(&p.tree, prefix);
             }
-            syn::UseTree::Group(g) if prefix.is_empty() => {
-                for tree in &g.items {
-                    self.use_tree(tree, vec![]);
-                }
-            }
-            // `use super::{a, b}` / `use super::*` / `use super::X`.
-            _ if !prefix.is_empty() => {
-                // Treat the last `super` as followed by a path segment.
+            syn::UseTree::Name(n) => {
+                prefix.push((n.ident.to_string(), n.ident.span()));
                 self.path_start(&prefix);
             }
-            _ => {}
+            syn::UseTree::Rename(r) => {
+                prefix.push((r.ident.to_string(), r.ident.span()));
+                self.path_start(&prefix);
+            }
+            syn::UseTree::Glob(_) => self.path_start(&prefix),
+            syn::UseTree::Group(g) => {
+                for tree in &g.items {
+                    self.use_tree(tree, prefix.clone());
+                }
+            }
         }
     }
 }
@@ -693,6 +738,24 @@ mod inner {
         );
         assert_eq!(module_use_names("lib.rs", src, "missing").unwrap(), None);
         assert!(module_use_names("lib.rs", src, "other").is_err());
+    }
+
+    #[test]
+    fn replace_path_rewrites_paths_not_text() {
+        let src = "use forge_core::models::Tm as Model;\n\
+                   // forge_core::models::Tm in a comment\n\
+                   fn f() -> forge_core::models::Tm { forge_core::models::Tm::new() }\n\
+                   fn g() -> forge_core::models::TmOther { todo!() }\n";
+        assert_eq!(
+            replace_path("t.rs", src, "forge_core::models::Tm", "my_plugin::tm::Tm").unwrap(),
+            "use my_plugin::tm::Tm as Model;\n\
+             // forge_core::models::Tm in a comment\n\
+             fn f() -> my_plugin::tm::Tm { my_plugin::tm::Tm::new() }\n\
+             fn g() -> forge_core::models::TmOther { todo!() }\n"
+        );
+        let grouped = "use forge_core::models::{Tm, Other};\n";
+        let err = replace_path("t.rs", grouped, "forge_core::models::Tm", "p::Tm").unwrap_err();
+        assert!(err.to_string().contains("split by a `use` group"), "{err}");
     }
 
     #[test]

@@ -14,9 +14,10 @@ use crate::options::ModelOption;
 use crate::render;
 
 /// Names a model struct may not take: every name `use
-/// forge_core::prelude::*` brings into a model file (one list, shared with
-/// forge-core, which checks it against its prelude), plus the generated
-/// test's `Model` alias.
+/// forge_core::prelude::*` brings into a model file, in a workspace or a
+/// plugin crate alike (`forge_names::PRELUDE_NAMES`; a test of forge-gen
+/// checks it against forge-core's prelude), plus the generated test's
+/// `Model` alias.
 fn is_taken_type_name(name: &str) -> bool {
     name == "Model" || forge_names::PRELUDE_NAMES.contains(&name)
 }
