@@ -59,7 +59,9 @@ pub mod __private {
 pub use tch;
 
 /// What a model file or model test needs, in one import:
-/// `use forge_core::prelude::*;`.
+/// `use forge_core::prelude::*;`. The names it exports are listed in
+/// `forge_names::PRELUDE_NAMES` (forge-gen keeps model structs off them);
+/// forge-gen's tests fail until that list matches this module.
 pub mod prelude {
     pub use crate::batch::{Batch, BatchBuilder};
     pub use crate::components::{

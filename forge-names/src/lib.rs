@@ -52,6 +52,38 @@ pub const MODEL_CONFIG_KEYS: &[&str] = &[
     "expression_loss_weight",
 ];
 
+/// Every name `use forge_core::prelude::*;` brings into a model file,
+/// sorted. forge-gen refuses a model whose struct would take one of them;
+/// forge-gen's tests read forge-core's `prelude` module with syn and check
+/// that it exports exactly these names, so the list cannot drift.
+pub const PRELUDE_NAMES: &[&str] = &[
+    "Activation",
+    "Architecture",
+    "Batch",
+    "BatchBuilder",
+    "BinPredictionHead",
+    "Component",
+    "Device",
+    "ExpressionPredictionHead",
+    "ForgeError",
+    "ForgeModel",
+    "GeneExpressionEmbedding",
+    "Kind",
+    "MaskedGenePredictionHead",
+    "ModelConfig",
+    "ModelOutput",
+    "Parameters",
+    "Pooling",
+    "Result",
+    "Tensor",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "cls_pool",
+    "mean_pool",
+    "nn",
+    "pool",
+];
+
 /// Words Rust reserves in edition 2024 (strict, reserved and the weak
 /// `union`), none of which can be a module name.
 pub const RUST_KEYWORDS: &[&str] = &[

@@ -2,8 +2,8 @@
 //! whether each is registered, tested, documented and configured.
 //!
 //! The checks read files only (forge-gen does not link forge-core):
-//! - registered: its module is declared (`pub mod NAME;`) in the models
-//!   module list, so the derive's registration is compiled in;
+//! - registered: its module is declared (`pub mod NAME;`, read with syn) in
+//!   the models module list, so the derive's registration is compiled in;
 //! - tested: its test file exists and, in the workspace, is declared in the
 //!   test list;
 //! - documented: the models page has a ``## `NAME` `` section (workspace);
@@ -16,11 +16,13 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 
-use crate::generate::{config_architecture, find_config};
+use crate::entries::Region;
 use crate::header;
 use crate::layout::{self, Target};
-use crate::region::{self, Entries};
+use crate::region;
+use crate::rust_source;
 use crate::tree::Tree;
+use crate::yaml::{config_architecture, find_config};
 
 /// The state of one model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,19 +54,19 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
+/// The keys of `region`'s entries in `file`; a missing file or marker is
+/// recorded in `problems`.
 fn entry_keys(
     tree: &dyn Tree,
     file: &str,
-    anchor: &region::Anchor,
-    kind: Entries,
-    what: &str,
+    region: Region,
     problems: &mut Vec<String>,
 ) -> Result<Vec<String>> {
     let Some(text) = tree.read(file)? else {
         problems.push(format!("{file} is missing"));
         return Ok(vec![]);
     };
-    match region::keys(file, &text, anchor, kind, what) {
+    match region::keys(file, &text, &region.anchor(), region.kind(), region.what()) {
         Ok(keys) => Ok(keys),
         Err(err) => {
             problems.push(err.to_string());
@@ -77,55 +79,23 @@ fn entry_keys(
 pub fn inspect(tree: &dyn Tree, target: &Target) -> Result<Report> {
     let mut report = Report::default();
     let models = layout::existing_models(tree, target)?;
-    let module_text = tree.read(target.module_list())?.unwrap_or_default();
+    let module_file = target.module_list();
+    let declared_modules = match tree.read(module_file)? {
+        Some(text) => rust_source::declared_modules(module_file, &text)?,
+        None => vec![],
+    };
     // The markers must be there for forge-gen to work.
     let mut problems = vec![];
-    entry_keys(
-        tree,
-        target.module_list(),
-        &layout::MODULES,
-        Entries::Lines(region::pub_mod_key),
-        "the model modules",
-        &mut problems,
-    )?;
-    if let Some(file) = target.exports() {
-        entry_keys(
-            tree,
-            file,
-            &layout::EXPORTS,
-            Entries::Lines(region::pub_use_key),
-            "the model re-exports",
-            &mut problems,
-        )?;
-    }
-    let tests = match target.test_list() {
-        Some(file) => Some(entry_keys(
-            tree,
-            file,
-            &layout::TESTS,
-            Entries::Lines(region::mod_key),
-            "the model test modules",
-            &mut problems,
-        )?),
-        None => None,
-    };
-    let docs = match target.docs() {
-        Some(file) => {
-            let kind = Entries::Blocks {
-                start: region::docs_key,
-                blank_separated: true,
-            };
-            Some(entry_keys(
-                tree,
-                file,
-                &layout::DOCS,
-                kind,
-                "the model sections",
-                &mut problems,
-            )?)
+    let mut keys = |region: Region| -> Result<Option<Vec<String>>> {
+        match region.file(target) {
+            Some(file) => Ok(Some(entry_keys(tree, file, region, &mut problems)?)),
+            None => Ok(None),
         }
-        None => None,
     };
+    keys(Region::Modules)?;
+    keys(Region::Exports)?;
+    let tests = keys(Region::Tests)?;
+    let docs = keys(Region::Docs)?;
     report.problems.extend(problems);
 
     for m in &models {
@@ -134,10 +104,7 @@ pub fn inspect(tree: &dyn Tree, target: &Target) -> Result<Report> {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let registered = m.file == target.module_list()
-            || module_text
-                .lines()
-                .any(|l| region::pub_mod_key(l.trim()).as_deref() == Some(stem.as_str()));
+        let registered = m.file == module_file || declared_modules.contains(&stem);
         let test_file = target.test_file(&m.name);
         let tested = tree.read(&test_file)?.is_some()
             && tests.as_ref().is_none_or(|keys| keys.contains(&m.name));

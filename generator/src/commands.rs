@@ -1,18 +1,49 @@
 //! The commands behind the `forge-gen` binary: each takes parsed
 //! arguments, prints what it does for the person at the terminal, and
-//! returns whether it succeeded. Argument parsing itself is in `main.rs`.
+//! returns whether it succeeded. The arguments are defined in `cli.rs`.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
 use crate::apply::{Faults, apply};
 use crate::check;
-use crate::generate::{self, NewRequest, Site};
-use crate::layout::{self, Target};
+use crate::cli::{Cli, Command, NewRequest};
+use crate::layout::{self, Site, Target};
 use crate::plan::{Plan, Status};
 use crate::tree::FsTree;
 use crate::verify;
+use crate::{new as new_plan, remove as remove_plan};
+
+/// Runs a parsed command line; the binary's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let location = Location {
+        root: cli.root,
+        plugin: cli.plugin,
+    };
+    let result = match cli.command {
+        Command::New(args) => {
+            let flags = NewFlags {
+                dry_run: args.dry_run,
+                force: args.force,
+                no_verify: args.no_verify,
+            };
+            new(&location, &args.request, flags)
+        }
+        Command::Remove(args) => remove(&location, &args.name, args.dry_run, args.force),
+        Command::List => list(&location),
+        Command::Check => check(&location),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Where a command works: `--root` / the enclosing workspace, or
 /// `--crate PATH`.
@@ -101,7 +132,7 @@ fn faults_from_env() -> Faults {
 pub fn new(location: &Location, request: &NewRequest, flags: NewFlags) -> Result<bool> {
     let resolved = resolve(location)?;
     let site = resolved.site();
-    let plan = generate::plan_new(&site, request, flags.force)?;
+    let plan = new_plan::plan(&site, request, flags.force)?;
     let name = &request.name;
     if flags.dry_run {
         print_plan(
@@ -188,7 +219,7 @@ fn print_next_steps(target: &Target, name: &str) {
 pub fn remove(location: &Location, name: &str, dry_run: bool, force: bool) -> Result<bool> {
     let resolved = resolve(location)?;
     let site = resolved.site();
-    let plan = generate::plan_remove(&site, name, force)?;
+    let plan = remove_plan::plan(&site, name, force)?;
     if dry_run {
         print_plan(
             &format!("forge-gen remove {name} (dry run: nothing is written)"),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::region::Anchor;
+use crate::rust_source;
 use crate::tree::Tree;
 
 /// Module list of a models folder: `pub mod name;` lines.
@@ -105,19 +106,33 @@ impl Target {
     }
 }
 
+/// Where a command works: the tree and its layout, plus the forge
+/// workspace when the target is a plugin crate (models to copy with
+/// `--from` may live there).
+pub struct Site<'a> {
+    /// The files of the target.
+    pub tree: &'a dyn Tree,
+    /// Its layout.
+    pub target: Target,
+    /// The forge workspace, for `--from` in a plugin crate.
+    pub workspace: Option<&'a dyn Tree>,
+}
+
+/// A `Cargo.toml`, parsed; `what` names it in the error.
+fn manifest(what: &str, text: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>()
+        .map_err(|err| anyhow::anyhow!("{what} is not valid TOML: {err}"))
+}
+
 /// Finds the forge workspace: `explicit` if given, else the nearest
 /// ancestor of `start` whose Cargo.toml has a `[workspace]` table.
 pub fn find_workspace_root(explicit: Option<&Path>, start: &Path) -> Result<PathBuf> {
     if let Some(root) = explicit {
-        let manifest = root.join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest).with_context(|| {
-            format!(
-                "--root {}: cannot read {}",
-                root.display(),
-                manifest.display()
-            )
+        let path = root.join("Cargo.toml");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("--root {}: cannot read {}", root.display(), path.display())
         })?;
-        if !has_table(&text, "workspace") {
+        if !manifest(&path.display().to_string(), &text)?.contains_key("workspace") {
             bail!(
                 "--root {}: its Cargo.toml has no [workspace] table; pass the folder of the \
                  forge workspace (the one holding forge-core/)",
@@ -127,9 +142,9 @@ pub fn find_workspace_root(explicit: Option<&Path>, start: &Path) -> Result<Path
         return Ok(root.to_path_buf());
     }
     for dir in start.ancestors() {
-        let manifest = dir.join("Cargo.toml");
-        if let Ok(text) = std::fs::read_to_string(&manifest)
-            && has_table(&text, "workspace")
+        let path = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && manifest(&path.display().to_string(), &text)?.contains_key("workspace")
         {
             return Ok(dir.to_path_buf());
         }
@@ -142,58 +157,41 @@ pub fn find_workspace_root(explicit: Option<&Path>, start: &Path) -> Result<Path
 }
 
 /// Reads a plugin crate's manifest: it must be a package depending on
-/// forge-core. Returns the crate name as a Rust identifier.
+/// forge-core (under `[dependencies]`, by name or through `package =
+/// "forge-core"`). Returns the crate name as a Rust identifier.
 pub fn plugin_crate_ident(tree: &dyn Tree) -> Result<String> {
+    let root = tree.root().display();
     let Some(text) = tree.read("Cargo.toml")? else {
         bail!(
-            "--crate {}: no Cargo.toml there; pass the folder of a crate that depends on \
-             forge-core",
-            tree.root().display()
+            "--crate {root}: no Cargo.toml there; pass the folder of a crate that depends on \
+             forge-core"
         );
     };
-    if !has_table(&text, "package") {
+    let table = manifest(&format!("--crate {root}: Cargo.toml"), &text)?;
+    let Some(package) = table.get("package").and_then(toml::Value::as_table) else {
+        bail!("--crate {root}: Cargo.toml has no [package] table; pass a crate, not a workspace");
+    };
+    if !depends_on_forge_core(&table) {
         bail!(
-            "--crate {}: Cargo.toml has no [package] table; pass a crate, not a workspace",
-            tree.root().display()
+            "--crate {root}: Cargo.toml does not depend on forge-core; add it under \
+             [dependencies], e.g. `forge-core = {{ path = \"../forge/forge-core\" }}`"
         );
     }
-    if !text.lines().any(|l| {
-        let l = l.trim_start();
-        l.starts_with("forge-core")
-            || l.starts_with("forge_core")
-            || l == "[dependencies.forge-core]"
-    }) {
-        bail!(
-            "--crate {}: Cargo.toml does not depend on forge-core; add it under \
-             [dependencies], e.g. `forge-core = {{ path = \"../forge/forge-core\" }}`",
-            tree.root().display()
-        );
-    }
-    let name = package_name(&text).with_context(|| {
-        format!(
-            "--crate {}: Cargo.toml has no package name",
-            tree.root().display()
-        )
-    })?;
+    let name = package
+        .get("name")
+        .and_then(toml::Value::as_str)
+        .with_context(|| format!("--crate {root}: Cargo.toml has no package name"))?;
     Ok(name.replace('-', "_"))
 }
 
-fn has_table(manifest: &str, table: &str) -> bool {
-    manifest.lines().any(|l| l.trim() == format!("[{table}]"))
-}
-
-fn package_name(manifest: &str) -> Option<String> {
-    let mut in_package = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-        } else if in_package && let Some(rest) = line.strip_prefix("name") {
-            let value = rest.trim_start().strip_prefix('=')?.trim();
-            return Some(value.trim_matches('"').to_string());
-        }
-    }
-    None
+fn depends_on_forge_core(manifest: &toml::Table) -> bool {
+    let Some(deps) = manifest.get("dependencies").and_then(toml::Value::as_table) else {
+        return false;
+    };
+    deps.iter().any(|(key, spec)| {
+        let package = spec.get("package").and_then(toml::Value::as_str);
+        package.unwrap_or(key) == "forge-core"
+    })
 }
 
 /// A model found in a tree.
@@ -214,7 +212,13 @@ pub fn existing_models(tree: &dyn Tree, target: &Target) -> Result<Vec<ExistingM
         let Some(text) = tree.read(&file)? else {
             continue;
         };
-        for (name, struct_name) in declared_models(&text) {
+        let declared = rust_source::declared_models(&file, &text).with_context(|| {
+            format!(
+                "forge-gen reads the models of {} from their files",
+                target.models_dir()
+            )
+        })?;
+        for (name, struct_name) in declared {
             models.push(ExistingModel {
                 name,
                 struct_name,
@@ -226,29 +230,12 @@ pub fn existing_models(tree: &dyn Tree, target: &Target) -> Result<Vec<ExistingM
     Ok(models)
 }
 
-/// `(registry name, struct name)` of every `#[forge(name = "...")]` struct
-/// in a Rust source file.
-pub fn declared_models(source: &str) -> Vec<(String, String)> {
-    let mut found = vec![];
-    let mut rest = source;
-    while let Some(at) = rest.find("#[forge(name") {
-        rest = &rest[at..];
-        let name = rest
-            .split_once('"')
-            .and_then(|(_, after)| after.split_once('"'))
-            .map(|(name, _)| name.to_string());
-        let struct_name = rest.find("struct ").map(|s| {
-            rest[s + "struct ".len()..]
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect::<String>()
-        });
-        if let (Some(name), Some(struct_name)) = (name, struct_name) {
-            found.push((name, struct_name));
-        }
-        rest = &rest[1..];
-    }
-    found
+/// The struct of model `name` in `file` (text `source`), if it declares it.
+pub fn declared_model_struct(file: &str, source: &str, name: &str) -> Result<Option<String>> {
+    Ok(rust_source::declared_models(file, source)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s))
 }
 
 /// Module names taken in the models folder (file stems, sub-folders).
@@ -269,21 +256,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_declared_models() {
-        let src = "#[derive(ForgeModel)]\n#[forge(name = \"a_b\")]\npub struct AB {\n}\n\
-                   #[forge(name = \"c\")]\nstruct C;";
-        assert_eq!(
-            declared_models(src),
-            [
-                ("a_b".to_string(), "AB".to_string()),
-                ("c".into(), "C".into())
-            ]
-        );
-    }
-
-    #[test]
-    fn reads_package_name() {
-        let toml = "[package]\nname = \"my-plugin\"\n[dependencies]\nforge-core = \"0.1\"\n";
-        assert_eq!(package_name(toml).as_deref(), Some("my-plugin"));
+    fn reads_plugin_manifests_with_a_toml_parser() {
+        use crate::tree::FsTree;
+        let dir = std::env::temp_dir().join(format!("forge-gen-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tree = FsTree::new(&dir);
+        let cases: [(&str, Result<&str, &str>); 5] = [
+            (
+                "[package]\nname = \"my-plugin\"\n[dependencies]\nforge-core = \"0.1\"\n",
+                Ok("my_plugin"),
+            ),
+            (
+                "[package]\nname = \"p\"\n[dependencies.core]\npackage = \"forge-core\"\n",
+                Ok("p"),
+            ),
+            (
+                "# forge-core = \"0.1\"\n[package]\nname = \"p\"\n[dev-dependencies]\n\
+                 forge-core = \"0.1\"\n",
+                Err("does not depend on forge-core"),
+            ),
+            ("[workspace]\n", Err("no [package] table")),
+            ("[package\n", Err("not valid TOML")),
+        ];
+        for (text, want) in cases {
+            std::fs::write(dir.join("Cargo.toml"), text).unwrap();
+            match (plugin_crate_ident(&tree), want) {
+                (Ok(ident), Ok(want)) => assert_eq!(ident, want),
+                (Err(err), Err(want)) => assert!(format!("{err:#}").contains(want), "{err:#}"),
+                (got, want) => panic!("{text}: {got:?}, expected {want:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

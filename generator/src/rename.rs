@@ -15,7 +15,10 @@
 //! also a foreign item: for `transformer_encoder`, "transformer encoder" in
 //! prose may as well mean forge-core's encoder, so prose is left alone.
 
+use anyhow::Result;
+
 use crate::names::ModelName;
+use crate::rust_source;
 
 /// Renames one model's spellings in text.
 #[derive(Debug, Clone)]
@@ -30,10 +33,12 @@ pub struct Renamer {
 
 impl Renamer {
     /// A renamer from `old` to `new`; `model_source` is the old model's
-    /// file, whose defined items (struct, helpers) are renamed too.
-    pub fn new(old: &ModelName, new: &ModelName, model_source: &str) -> Self {
+    /// file (`file` names it in errors), whose defined items (struct,
+    /// helpers) are renamed too.
+    pub fn new(old: &ModelName, new: &ModelName, file: &str, model_source: &str) -> Result<Self> {
+        let defined = rust_source::defined_items(file, model_source)?;
         let mut idents = vec![];
-        for ident in defined_items(model_source) {
+        for ident in defined.iter().cloned() {
             let renamed = ident
                 .replace(&old.camel, &new.camel)
                 .replace(&old.snake, &new.snake)
@@ -45,15 +50,16 @@ impl Renamer {
         // Longest first, so `OldNameModel` is not caught by `OldName`.
         idents.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         idents.dedup();
-        let defined = defined_items(model_source);
+        // The CamelCase name is foreign when the code uses it (a token, not
+        // a word in a comment) without defining it.
         let foreign = !defined.contains(&old.camel)
-            && replace_words(model_source, &old.camel, "", is_ident_char) != model_source;
-        Renamer {
+            && rust_source::uses_ident(file, model_source, &old.camel)?;
+        Ok(Renamer {
             idents,
             prose: !foreign,
             old: old.clone(),
             new: new.clone(),
-        }
+        })
     }
 
     /// The new name of an item the old model file defines, if it has one.
@@ -149,26 +155,6 @@ pub fn replace_words(text: &str, from: &str, to: &str, word: impl Fn(char) -> bo
     out
 }
 
-/// Names of the items a Rust file defines (`struct X`, `fn x`, ...).
-pub fn defined_items(source: &str) -> Vec<String> {
-    const KEYWORDS: &[&str] = &[
-        "struct", "enum", "fn", "type", "trait", "const", "static", "mod", "union",
-    ];
-    let mut found = vec![];
-    let words: Vec<&str> = source
-        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .collect();
-    for pair in words.windows(2) {
-        if KEYWORDS.contains(&pair[0]) && !pair[1].starts_with(|c: char| c.is_ascii_digit()) {
-            found.push(pair[1].to_string());
-        }
-    }
-    found.sort();
-    found.dedup();
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,8 +163,10 @@ mod tests {
         Renamer::new(
             &ModelName::from_snake("transformer_encoder"),
             &ModelName::from_snake("my_model"),
+            "t.rs",
             source,
         )
+        .unwrap()
     }
 
     #[test]
@@ -201,8 +189,10 @@ mod tests {
         let mae = Renamer::new(
             &ModelName::from_snake("masked_autoencoder"),
             &ModelName::from_snake("my_model"),
+            "t.rs",
             "pub struct MaskedAutoencoder;",
-        );
+        )
+        .unwrap();
         assert_eq!(
             mae.apply("/// Masked autoencoder over a masked autoencoder."),
             "/// My model over a my model."

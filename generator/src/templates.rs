@@ -2,7 +2,8 @@
 //! forge-gen works from any folder, and the one place they are rendered.
 //!
 //! Which template fills which file, and with what context, is decided in
-//! `generate.rs`; this module only knows the templates themselves.
+//! `render.rs` and `copy.rs`; this module only knows the templates
+//! themselves.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};

@@ -19,6 +19,18 @@ pub trait Tree {
     fn list_dirs(&self, dir: &str) -> Result<Vec<String>>;
 }
 
+/// The text of `path`, which forge-gen needs in order to add `what`: an
+/// error naming the file and the tree when it is missing.
+pub fn read_required(tree: &dyn Tree, path: &str, what: &str) -> Result<String> {
+    tree.read(path)?.with_context(|| {
+        format!(
+            "{path} not found under {}; forge-gen edits it to add {what}. Is this the forge \
+             workspace (or pass --root)?",
+            tree.root().display()
+        )
+    })
+}
+
 /// A tree on disk.
 #[derive(Debug, Clone)]
 pub struct FsTree {

@@ -5,8 +5,9 @@
 //! edits are never overwritten without `--force`.
 
 use forge_gen::apply::{Faults, apply};
-use forge_gen::generate::{Site, plan_new};
+use forge_gen::layout::Site;
 use forge_gen::layout::Target;
+use forge_gen::new::plan as plan_new;
 use forge_gen::plan::Status;
 use forge_gen::tree::FsTree;
 
@@ -413,7 +414,7 @@ fn plugin_crate_round_trip() {
             .unwrap()
             .is_noop()
     );
-    let plan = forge_gen::generate::plan_remove(&site, "my_model", false).unwrap();
+    let plan = forge_gen::remove::plan(&site, "my_model", false).unwrap();
     apply(dir.path(), &plan, Faults::default()).unwrap();
     // Options in a plugin crate are declared in the model's own file, and
     // go with it.
@@ -435,7 +436,7 @@ fn plugin_crate_round_trip() {
     );
     assert!(model.contains("#[forge(name = \"other\", options = OtherOptions)]"));
     assert!(model.contains("    #[forge(option)]\n    pub a_scale: f64,\n"));
-    let plan = forge_gen::generate::plan_remove(&site, "other", false).unwrap();
+    let plan = forge_gen::remove::plan(&site, "other", false).unwrap();
     apply(dir.path(), &plan, Faults::default()).unwrap();
     // tests/ and configs/ were created by `new`, and go with it.
     assert_eq!(snapshot(dir.path()), before);

@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use forge_gen::apply::{Faults, apply};
-use forge_gen::generate::{NewRequest, Site, plan_new, plan_remove};
+use forge_gen::cli::NewRequest;
+use forge_gen::layout::Site;
 use forge_gen::layout::Target;
+use forge_gen::new::plan as plan_new;
 use forge_gen::plan::Plan;
+use forge_gen::remove::plan as plan_remove;
 use forge_gen::tree::FsTree;
 use tempfile::TempDir;
 

@@ -170,3 +170,47 @@ fn check_names_what_is_missing() {
         "{all}"
     );
 }
+
+#[test]
+fn prelude_names_are_forge_cores_prelude() {
+    // forge-gen keeps model structs off the names `forge_core::prelude::*`
+    // brings in; its list (`forge_names::PRELUDE_NAMES`) must be exactly
+    // what forge-core's prelude module exports.
+    let path = workspace_dir().join("forge-core/src/lib.rs");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let exported =
+        forge_gen::rust_source::module_use_names("forge-core/src/lib.rs", &source, "prelude")
+            .unwrap()
+            .expect("forge-core/src/lib.rs has `pub mod prelude { ... }`");
+    let mut listed: Vec<String> = forge_names::PRELUDE_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(
+        exported, listed,
+        "forge_names::PRELUDE_NAMES differs from forge-core's prelude: update the list in \
+         forge-names/src/lib.rs"
+    );
+}
+
+#[test]
+fn a_model_struct_may_not_take_a_prelude_name() {
+    // `tensor` would become `Tensor`, which every model file imports.
+    let dir = fixture();
+    let site = forge_gen::layout::Site {
+        tree: &FsTree::new(dir.path()),
+        target: Target::Workspace,
+        workspace: None,
+    };
+    for (name, taken) in [
+        ("tensor", "Tensor"),
+        ("batch_builder", "BatchBuilder"),
+        ("model", "Model"),
+    ] {
+        let err = forge_gen::new::plan(&site, &request(&[name]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("struct `{taken}`")), "{name}: {err}");
+    }
+}

@@ -8,8 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use forge_gen::generate::{Site, plan_new};
+use forge_gen::layout::Site;
 use forge_gen::layout::Target;
+use forge_gen::new::plan as plan_new;
 use forge_gen::templates;
 use forge_gen::tree::FsTree;
 
