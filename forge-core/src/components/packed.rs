@@ -48,6 +48,8 @@ pub struct Packing {
     /// out: packing is a reshape.
     identity: bool,
     groups: Vec<Group>,
+    /// (B,S) bool: the planned tokens (1 where a row exists).
+    real: Tensor,
 }
 
 /// Cells that attend in one padded attention call.
@@ -156,7 +158,37 @@ impl Packing {
             gather: Tensor::from_slice(&gather).to_device(device),
             identity,
             groups,
+            real: attention_mask.ne(0),
         }
+    }
+
+    /// (B,S) bool: true at the positions that have a packed row.
+    pub fn real(&self) -> &Tensor {
+        &self.real
+    }
+
+    /// (N) int64: the position in its cell (0..S) of each packed row.
+    pub fn positions(&self) -> Tensor {
+        self.gather.remainder(self.seq_len)
+    }
+
+    /// (N) int64: for each row of this packing, its row in `wider`, a
+    /// packing of the same batch shape that holds every position this one
+    /// does (e.g. a cell's visible tokens inside all its real tokens).
+    pub fn rows_in(&self, wider: &Packing) -> Tensor {
+        assert_eq!(
+            (self.batch_size, self.seq_len),
+            (wider.batch_size, wider.seq_len),
+            "packings of different batch shapes"
+        );
+        let device = self.gather.device();
+        let row_of = Tensor::zeros([wider.batch_size * wider.seq_len], (Kind::Int64, device))
+            .index_copy(
+                0,
+                &wider.gather,
+                &Tensor::arange(wider.tokens, (Kind::Int64, device)),
+            );
+        row_of.index_select(0, &self.gather)
     }
 
     /// Number of packed rows N: the real tokens of the batch.
@@ -420,12 +452,12 @@ mod tests {
         // A hole in one cell: real tokens need not be contiguous.
         let _ = m.get(0).get(7).fill_(0);
         let ids = Tensor::randint_low(4, 50, [7, 40], (Kind::Int64, Device::Cpu)) * &m;
-        let x = emb.forward(&ids, None, false);
+        let x = emb.forward_padded(&ids, None, false);
         let real = m.ne(0).unsqueeze(-1);
         for overhead in [0, 64, i64::MAX / 4] {
             let packing = Packing::with_overhead(&m, overhead);
             for causal in [false, true] {
-                let padded = enc.forward(&x, &m, causal, false);
+                let padded = enc.forward_padded(&x, &m, causal, false);
                 let packed = enc.forward_packed(&packing.pack(&x), &packing, causal, false);
                 let diff = ((padded - packing.unpack(&packed)) * &real)
                     .abs()

@@ -12,6 +12,7 @@ use super::lora::Lora;
 use super::metrics::{EpochMetrics, FinetuneLog};
 use crate::train::optim::Optimizer;
 use crate::train::schedule::learning_rate;
+use crate::train::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 use forge_core::batch::Batch;
 use forge_core::config::{FinetuneConfig, FinetuneTask, TrainingConfig};
 use forge_core::error::{ForgeError, Result};
@@ -19,7 +20,6 @@ use forge_core::model::ForgeModel;
 use forge_core::params::{Parameters, join, named_parameters};
 use forge_core::precision::{LossScaler, with_precision};
 use forge_data::DataLoader;
-use crate::train::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 
 /// A backbone with a task head (and, optionally, LoRA adapters).
 pub struct Finetuner {

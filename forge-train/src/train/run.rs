@@ -11,12 +11,12 @@ use super::checkpoints::{self, ResumeState, TrainCheckpoints};
 use super::metrics::{MetricsLog, StepMetrics};
 use super::optim::Optimizer;
 use super::schedule::learning_rate;
+use super::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 use forge_core::config::{Precision, TrainingConfig};
 use forge_core::error::{ForgeError, Result};
 use forge_core::model::ForgeModel;
 use forge_core::params::named_parameters;
 use forge_core::precision::{LossScaler, with_precision};
-use super::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 
 /// How to run one training job (beyond what `training:` configures).
 #[derive(Debug)]

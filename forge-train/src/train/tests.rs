@@ -9,10 +9,10 @@ use tch::{Device, Kind, Tensor, nn::VarStore};
 use super::*;
 use forge_core::config::{ModelConfig, Precision, SchedulerConfig, SchedulerName, TrainingConfig};
 use forge_core::error::ForgeError;
+use forge_core::model::Architecture;
 use forge_core::models::TransformerEncoderModel;
 use forge_core::params::named_parameters;
 use forge_core::{Batch, ForgeModel};
-use forge_core::model::Architecture;
 
 /// Fixed batches: each epoch yields the same `n` batches of 4 cells whose
 /// genes follow a learnable pattern (id = 4 + position).
