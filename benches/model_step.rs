@@ -13,7 +13,12 @@
 //! `torch.autocast("cpu", dtype=torch.bfloat16)` (Lightning's bf16-mixed on
 //! the CPU); and `torch.compile` under the same autocast where the venv's
 //! compiler works (skipped with a note otherwise). Each row trains its own
-//! copy of the same initial weights.
+//! copy of the same initial weights. Two more rows run a freshly generated
+//! model, `benches/models/bench_blank.rs` (`forge-gen new bench_blank`: the
+//! blank template as it renders today, guarded by a generator test), with
+//! the same sizes and batch, against which `transformer_encoder`'s rows are
+//! compared: a model made with forge-gen should be within 5% of it (a
+//! warning otherwise).
 //!
 //! forge's training step is `Architecture::loss` (what the pretraining
 //! pipeline calls), `backward` and libtorch's AdamW; PyTorch's is
@@ -48,6 +53,17 @@ use forge_core::tch::nn::{self, OptimizerConfig, VarStore};
 use forge_core::tch::{self, Device, Kind, Tensor};
 use forge_core::{Batch, ForgeModel};
 
+/// The blank template as `forge-gen new bench_blank` generates it (a test
+/// of the generator keeps the file equal to what the template renders).
+#[path = "models/bench_blank.rs"]
+mod bench_blank;
+use bench_blank::BenchBlank;
+
+/// Largest acceptable slowdown of the freshly generated model against
+/// `transformer_encoder` (train step and encode): models made with
+/// forge-gen get the same packed speed as the reference models.
+const BLANK_SLOWDOWN: f64 = 1.05;
+
 const VOCAB: i64 = 20_000;
 const HIDDEN: i64 = 256;
 const LAYERS: i64 = 4;
@@ -69,6 +85,8 @@ const BF16_AGREEMENT: f64 = 5e-2;
 enum Side {
     Forge,
     Torch,
+    /// forge running the freshly generated model (`bench_blank`).
+    Blank,
 }
 
 /// One row: who computes, in which mode (`fp32`, `bf16`, `compile-bf16`).
@@ -92,6 +110,7 @@ impl Row {
     fn name(&self) -> String {
         let who = match self.side {
             Side::Forge => "forge",
+            Side::Blank => "forge-gen blank",
             Side::Torch if self.mode.starts_with("compile") => "PyTorch compile",
             Side::Torch => "PyTorch eager",
         };
@@ -133,6 +152,12 @@ fn main() {
     let mut vs_bf16 = VarStore::new(Device::Cpu);
     let model_bf16 = forge_core::registry::build(&vs_bf16.root(), &config).expect("model builds");
     vs_bf16.copy(&vs).expect("same variables");
+    // The generated model: same sizes, its own weights.
+    let blank_vs = VarStore::new(Device::Cpu);
+    let blank = BenchBlank::from_config(&blank_vs.root(), &config).expect("blank model builds");
+    let blank_vs_bf16 = VarStore::new(Device::Cpu);
+    let blank_bf16 =
+        BenchBlank::from_config(&blank_vs_bf16.root(), &config).expect("blank model builds");
     let batch = make_batch(1);
     let lengths: Vec<i64> = Vec::try_from(batch.attention_mask().sum_dim_intlist(
         1,
@@ -176,6 +201,8 @@ fn main() {
         (!skip_torch).then(|| Torch::start(&*model, &config, &batch, &scratch, threads));
 
     let mut rows = vec![Row::new(Side::Forge, "fp32"), Row::new(Side::Forge, "bf16")];
+    rows.push(Row::new(Side::Blank, "fp32"));
+    rows.push(Row::new(Side::Blank, "bf16"));
     if let Some(t) = torch.as_mut() {
         rows.push(Row::new(Side::Torch, "fp32"));
         rows.push(Row::new(Side::Torch, "bf16"));
@@ -227,6 +254,18 @@ fn main() {
                     embeddings[slot].get_or_insert(e.to_kind(Kind::Float));
                     seconds
                 }
+                Side::Blank => {
+                    let (m, precision) = if row.mode == "bf16" {
+                        (&blank_bf16, Precision::Bf16Mixed)
+                    } else {
+                        (&blank, Precision::Fp32True)
+                    };
+                    let start = Instant::now();
+                    let _ = tch::no_grad(|| {
+                        with_precision(precision, Device::Cpu, || m.encode(&unlabelled))
+                    });
+                    start.elapsed().as_secs_f64()
+                }
             };
             if rep > 0 {
                 row.encode.push(seconds);
@@ -239,6 +278,12 @@ fn main() {
         .expect("AdamW over the model's variables");
     let mut opt_bf16 = nn::AdamW::default()
         .build(&vs_bf16, LR)
+        .expect("AdamW over the model's variables");
+    let mut blank_opt = nn::AdamW::default()
+        .build(&blank_vs, LR)
+        .expect("AdamW over the model's variables");
+    let mut blank_opt_bf16 = nn::AdamW::default()
+        .build(&blank_vs_bf16, LR)
         .expect("AdamW over the model's variables");
     let mut first_loss: [Option<f64>; 2] = [None, None];
     let mut parts = [[0.0f64; 3]; 2];
@@ -274,6 +319,21 @@ fn main() {
                         }
                     }
                     (t3 - t0).as_secs_f64()
+                }
+                Side::Blank => {
+                    let (m, o, precision) = if row.mode == "bf16" {
+                        (&blank_bf16, &mut blank_opt_bf16, Precision::Bf16Mixed)
+                    } else {
+                        (&blank, &mut blank_opt, Precision::Fp32True)
+                    };
+                    let start = Instant::now();
+                    let loss = with_precision(precision, Device::Cpu, || m.loss(&batch))
+                        .expect("the batch has labels");
+                    let _ = loss.double_value(&[]);
+                    o.zero_grad();
+                    loss.backward();
+                    o.step();
+                    start.elapsed().as_secs_f64()
                 }
             };
             if rep > 0 {
@@ -315,6 +375,22 @@ fn main() {
             best.0 / forge_bf16.0,
             best.1 / forge_bf16.1
         );
+    }
+    let mut blank_slow = Vec::new();
+    for (te, generated) in rows[..2]
+        .iter()
+        .zip(rows.iter().filter(|r| r.side == Side::Blank))
+    {
+        let train = median(&generated.train) / median(&te.train);
+        let encode = median(&generated.encode) / median(&te.encode);
+        println!(
+            "freshly generated model (forge-gen new bench_blank) against transformer_encoder, \
+             {}: train step {train:.3}x the time, encode {encode:.3}x (limit {BLANK_SLOWDOWN:.2}x)",
+            generated.mode
+        );
+        if train > BLANK_SLOWDOWN || encode > BLANK_SLOWDOWN {
+            blank_slow.push(generated.name());
+        }
     }
     for row in &rows {
         println!(
@@ -410,6 +486,15 @@ fn main() {
              {torch_loss16:.6} (|diff| {:.1e}); embeddings max |diff| / max |fp32| {:.1e}",
             (loss16 - torch_loss16).abs(),
             relative(&emb16, outputs.embeddings("bf16"))
+        );
+    }
+    if !blank_slow.is_empty() {
+        // A timing on a shared machine: reported, not failed on.
+        eprintln!(
+            "warning: the freshly generated model is more than {:.0}% slower than \
+             transformer_encoder ({}); compare on an idle machine",
+            100.0 * (BLANK_SLOWDOWN - 1.0),
+            blank_slow.join(", ")
         );
     }
     if failed {

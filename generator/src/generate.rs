@@ -39,6 +39,7 @@ const TAKEN_TYPE_NAMES: &[&str] = &[
     "ModelConfig",
     "ModelOutput",
     "Parameters",
+    "Pass",
     "Pooling",
     "Result",
     "Tensor",
