@@ -107,6 +107,12 @@ impl Row {
         }
     }
 
+    /// Which of forge's models (and optimizers) the row runs: 0/1
+    /// `transformer_encoder` fp32/bf16, 2/3 the generated model.
+    fn slot(&self) -> usize {
+        usize::from(self.side == Side::Blank) * 2 + usize::from(self.mode == "bf16")
+    }
+
     fn name(&self) -> String {
         let who = match self.side {
             Side::Forge => "forge",
@@ -220,7 +226,15 @@ fn main() {
 
     // encode first: every row must see the initial weights.
     let unlabelled = batch.without_labels();
-    let mut embeddings: [Option<Tensor>; 2] = [None, None];
+    // forge's models by slot (see `Row::slot`): the reference model and
+    // the generated one, each in fp32 and bf16-mixed.
+    let forge_models: [(&dyn ForgeModel, Precision, usize); 4] = [
+        (&*model, Precision::Fp32True, 0),
+        (&*model_bf16, Precision::Bf16Mixed, 1),
+        (&blank, Precision::Fp32True, 2),
+        (&blank_bf16, Precision::Bf16Mixed, 3),
+    ];
+    let mut embeddings: [Option<Tensor>; 4] = [None, None, None, None];
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for rep in 0..=iters {
         for (kind, rate) in [Kind::Float, Kind::BFloat16]
@@ -240,12 +254,8 @@ fn main() {
                         .expect("torch rows need torch")
                         .call(&format!("encode {}", row.mode)),
                 ),
-                Side::Forge => {
-                    let (m, precision, slot) = if row.mode == "bf16" {
-                        (&model_bf16, Precision::Bf16Mixed, 1)
-                    } else {
-                        (&model, Precision::Fp32True, 0)
-                    };
+                Side::Forge | Side::Blank => {
+                    let (m, precision, slot) = forge_models[row.slot()];
                     let start = Instant::now();
                     let e = tch::no_grad(|| {
                         with_precision(precision, Device::Cpu, || m.encode(&unlabelled))
@@ -254,18 +264,6 @@ fn main() {
                     embeddings[slot].get_or_insert(e.to_kind(Kind::Float));
                     seconds
                 }
-                Side::Blank => {
-                    let (m, precision) = if row.mode == "bf16" {
-                        (&blank_bf16, Precision::Bf16Mixed)
-                    } else {
-                        (&blank, Precision::Fp32True)
-                    };
-                    let start = Instant::now();
-                    let _ = tch::no_grad(|| {
-                        with_precision(precision, Device::Cpu, || m.encode(&unlabelled))
-                    });
-                    start.elapsed().as_secs_f64()
-                }
             };
             if rep > 0 {
                 row.encode.push(seconds);
@@ -273,20 +271,16 @@ fn main() {
         }
     }
 
-    let mut opt = nn::AdamW::default()
-        .build(&vs, LR)
-        .expect("AdamW over the model's variables");
-    let mut opt_bf16 = nn::AdamW::default()
-        .build(&vs_bf16, LR)
-        .expect("AdamW over the model's variables");
-    let mut blank_opt = nn::AdamW::default()
-        .build(&blank_vs, LR)
-        .expect("AdamW over the model's variables");
-    let mut blank_opt_bf16 = nn::AdamW::default()
-        .build(&blank_vs_bf16, LR)
-        .expect("AdamW over the model's variables");
-    let mut first_loss: [Option<f64>; 2] = [None, None];
-    let mut parts = [[0.0f64; 3]; 2];
+    let mut opts: Vec<nn::Optimizer> = [&vs, &vs_bf16, &blank_vs, &blank_vs_bf16]
+        .into_iter()
+        .map(|vs| {
+            nn::AdamW::default()
+                .build(vs, LR)
+                .expect("AdamW over the model's variables")
+        })
+        .collect();
+    let mut first_loss: [Option<f64>; 4] = [None; 4];
+    let mut parts = [[0.0f64; 3]; 4];
     for rep in 0..=iters {
         for row in rows.iter_mut() {
             let seconds = match row.side {
@@ -296,12 +290,9 @@ fn main() {
                         .expect("torch rows need torch")
                         .call(&format!("train {}", row.mode)),
                 ),
-                Side::Forge => {
-                    let (m, o, precision, slot) = if row.mode == "bf16" {
-                        (&model_bf16, &mut opt_bf16, Precision::Bf16Mixed, 1)
-                    } else {
-                        (&model, &mut opt, Precision::Fp32True, 0)
-                    };
+                Side::Forge | Side::Blank => {
+                    let (m, precision, slot) = forge_models[row.slot()];
+                    let o = &mut opts[slot];
                     let t0 = Instant::now();
                     let loss = with_precision(precision, Device::Cpu, || m.loss(&batch))
                         .expect("the batch has labels");
@@ -319,21 +310,6 @@ fn main() {
                         }
                     }
                     (t3 - t0).as_secs_f64()
-                }
-                Side::Blank => {
-                    let (m, o, precision) = if row.mode == "bf16" {
-                        (&blank_bf16, &mut blank_opt_bf16, Precision::Bf16Mixed)
-                    } else {
-                        (&blank, &mut blank_opt, Precision::Fp32True)
-                    };
-                    let start = Instant::now();
-                    let loss = with_precision(precision, Device::Cpu, || m.loss(&batch))
-                        .expect("the batch has labels");
-                    let _ = loss.double_value(&[]);
-                    o.zero_grad();
-                    loss.backward();
-                    o.step();
-                    start.elapsed().as_secs_f64()
                 }
             };
             if rep > 0 {
@@ -444,7 +420,7 @@ fn main() {
         first_loss[0].expect("one fp32 step ran"),
         first_loss[1].expect("one bf16 step ran"),
     );
-    let [Some(emb32), Some(emb16)] = embeddings else {
+    let [Some(emb32), Some(emb16), ..] = embeddings else {
         panic!("both encodes ran")
     };
     let relative = |a: &Tensor, b: &Tensor| {

@@ -329,7 +329,7 @@ impl MultiheadSelfAttention {
 impl TransformerEncoder {
     /// Runs every layer over packed rows `x` (N,H) of the batch `packing`
     /// was planned for: the same result for every real token as
-    /// [`TransformerEncoder::forward`] on the padded batch, without work
+    /// [`TransformerEncoder::forward_padded`] on the padded batch, without work
     /// on padding. With `causal`, a token attends to the tokens before it
     /// in its cell.
     pub fn forward_packed(
