@@ -7,7 +7,7 @@
 //! `position_embedding.weight`, `expression_proj.{weight,bias}`,
 //! `layer_norm.{weight,bias}`.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use tch::{Kind, Tensor, nn};
 
@@ -73,12 +73,12 @@ impl GeneExpressionEmbedding {
     /// When S exceeds `max_seq_len` (batches built by forge's tokenizers
     /// never do; the message says how to fix a hand-built one).
     pub fn forward(&self, batch: &Batch, train: bool) -> Tokens {
-        self.forward_at(batch, Arc::new(Packing::new(batch.attention_mask())), train)
+        self.forward_at(batch, Rc::new(Packing::new(batch.attention_mask())), train)
     }
 
     /// [`Self::forward`] for the tokens `packing` holds (a subset of the
     /// batch's positions, e.g. the visible tokens of a masked autoencoder).
-    pub fn forward_at(&self, batch: &Batch, packing: Arc<Packing>, train: bool) -> Tokens {
+    pub fn forward_at(&self, batch: &Batch, packing: Rc<Packing>, train: bool) -> Tokens {
         self.check_len(batch.input_ids());
         let values = batch.values().map(|v| packing.pack(v));
         let rows = self.embed(

@@ -530,7 +530,7 @@ mod tests {
 /// packed paths of each model used to.
 #[cfg(test)]
 mod token_tests {
-    use std::sync::Arc;
+    use std::rc::Rc;
 
     use tch::{Device, Kind, Tensor, nn::VarStore};
 
@@ -630,7 +630,7 @@ mod token_tests {
                 [b.attention_mask().sum(Kind::Int64).int64_value(&[]), 4],
                 (Kind::Float, Device::Cpu),
             ),
-            Arc::new(Packing::new(b.attention_mask())),
+            Rc::new(Packing::new(b.attention_mask())),
         );
         let at = tokens.at(&labelled(b.labels().unwrap()));
         let labelled_rows = at.sum(Kind::Int64).int64_value(&[]);
@@ -651,12 +651,12 @@ mod token_tests {
     #[test]
     fn tokens_onto_a_wider_packing_keep_their_positions_and_fill_the_rest() {
         let b = batch();
-        let real = Arc::new(Packing::new(b.attention_mask()));
+        let real = Rc::new(Packing::new(b.attention_mask()));
         let some = b
             .attention_mask()
             .ne(0)
             .logical_and(&b.labels().unwrap().eq(-100));
-        let visible = Arc::new(Packing::new(&some));
+        let visible = Rc::new(Packing::new(&some));
         let x = Tensor::randn([6, 12, 3], (Kind::Float, Device::Cpu));
         let tokens = Tokens::new(visible.pack(&x), visible);
         let fill = Tensor::from_slice(&[7.0f32, 8.0, 9.0]);

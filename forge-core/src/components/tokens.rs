@@ -14,7 +14,7 @@
 //! [`GeneExpressionEmbedding::forward`]: super::GeneExpressionEmbedding::forward
 //! [`TransformerEncoder::forward`]: super::TransformerEncoder::forward
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use tch::Tensor;
 
@@ -29,7 +29,7 @@ use crate::model::{ModelOutput, Pass};
 pub struct Tokens {
     /// One row per real token, (N,...).
     pub rows: Tensor,
-    packing: Arc<Packing>,
+    packing: Rc<Packing>,
 }
 
 /// What [`Tokens::head`] computed.
@@ -45,7 +45,7 @@ pub struct HeadOutputs {
 
 impl Tokens {
     /// `rows` (N,...) laid out by `packing`.
-    pub fn new(rows: Tensor, packing: Arc<Packing>) -> Self {
+    pub fn new(rows: Tensor, packing: Rc<Packing>) -> Self {
         assert_eq!(
             rows.size()[0],
             packing.tokens(),
@@ -55,7 +55,7 @@ impl Tokens {
     }
 
     /// The layout of the rows.
-    pub fn packing(&self) -> &Arc<Packing> {
+    pub fn packing(&self) -> &Rc<Packing> {
         &self.packing
     }
 
@@ -166,7 +166,7 @@ impl Tokens {
     /// holds every position of this one: positions only `wider` has get
     /// `fill` (broadcast to a row). The masked autoencoder's decoder input:
     /// its visible tokens among all real tokens, mask tokens elsewhere.
-    pub fn onto(&self, wider: &Arc<Packing>, fill: &Tensor) -> Tokens {
+    pub fn onto(&self, wider: &Rc<Packing>, fill: &Tensor) -> Tokens {
         let mut size = self.rows.size();
         size[0] = wider.tokens();
         let base = fill

@@ -21,7 +21,7 @@
 //! `mask_token`, `decoder_position_embedding.weight`, `decoder.layers.*`,
 //! `expression_head.*`.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use tch::{Reduction, Tensor, nn};
 
@@ -159,8 +159,8 @@ impl MaskedAutoencoder {
     /// real tokens (`masked` false), the decoder every real token, with the
     /// mask token where the encoder saw none.
     fn reconstruct(&self, batch: &Batch, masked: &Tensor, train: bool) -> Tokens {
-        let real = Arc::new(Packing::new(batch.attention_mask()));
-        let visible = Arc::new(Packing::new(
+        let real = Rc::new(Packing::new(batch.attention_mask()));
+        let visible = Rc::new(Packing::new(
             &batch
                 .attention_mask()
                 .ne(0)
