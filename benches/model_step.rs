@@ -13,7 +13,12 @@
 //! `torch.autocast("cpu", dtype=torch.bfloat16)` (Lightning's bf16-mixed on
 //! the CPU); and `torch.compile` under the same autocast where the venv's
 //! compiler works (skipped with a note otherwise). Each row trains its own
-//! copy of the same initial weights.
+//! copy of the same initial weights. Two more rows run a freshly generated
+//! model, `benches/models/bench_blank.rs` (`forge-gen new bench_blank`: the
+//! blank template as it renders today, guarded by a generator test), with
+//! the same sizes and batch, against which `transformer_encoder`'s rows are
+//! compared: a model made with forge-gen should be within 5% of it (a
+//! warning otherwise).
 //!
 //! forge's training step is `Architecture::loss` (what the pretraining
 //! pipeline calls), `backward` and libtorch's AdamW; PyTorch's is
@@ -48,6 +53,17 @@ use forge_core::tch::nn::{self, OptimizerConfig, VarStore};
 use forge_core::tch::{self, Device, Kind, Tensor};
 use forge_core::{Batch, ForgeModel};
 
+/// The blank template as `forge-gen new bench_blank` generates it (a test
+/// of the generator keeps the file equal to what the template renders).
+#[path = "models/bench_blank.rs"]
+mod bench_blank;
+use bench_blank::BenchBlank;
+
+/// Largest acceptable slowdown of the freshly generated model against
+/// `transformer_encoder` (train step and encode): models made with
+/// forge-gen get the same packed speed as the reference models.
+const BLANK_SLOWDOWN: f64 = 1.05;
+
 const VOCAB: i64 = 20_000;
 const HIDDEN: i64 = 256;
 const LAYERS: i64 = 4;
@@ -69,6 +85,8 @@ const BF16_AGREEMENT: f64 = 5e-2;
 enum Side {
     Forge,
     Torch,
+    /// forge running the freshly generated model (`bench_blank`).
+    Blank,
 }
 
 /// One row: who computes, in which mode (`fp32`, `bf16`, `compile-bf16`).
@@ -89,9 +107,16 @@ impl Row {
         }
     }
 
+    /// Which of forge's models (and optimizers) the row runs: 0/1
+    /// `transformer_encoder` fp32/bf16, 2/3 the generated model.
+    fn slot(&self) -> usize {
+        usize::from(self.side == Side::Blank) * 2 + usize::from(self.mode == "bf16")
+    }
+
     fn name(&self) -> String {
         let who = match self.side {
             Side::Forge => "forge",
+            Side::Blank => "forge-gen blank",
             Side::Torch if self.mode.starts_with("compile") => "PyTorch compile",
             Side::Torch => "PyTorch eager",
         };
@@ -133,6 +158,12 @@ fn main() {
     let mut vs_bf16 = VarStore::new(Device::Cpu);
     let model_bf16 = forge_core::registry::build(&vs_bf16.root(), &config).expect("model builds");
     vs_bf16.copy(&vs).expect("same variables");
+    // The generated model: same sizes, its own weights.
+    let blank_vs = VarStore::new(Device::Cpu);
+    let blank = BenchBlank::from_config(&blank_vs.root(), &config).expect("blank model builds");
+    let blank_vs_bf16 = VarStore::new(Device::Cpu);
+    let blank_bf16 =
+        BenchBlank::from_config(&blank_vs_bf16.root(), &config).expect("blank model builds");
     let batch = make_batch(1);
     let lengths: Vec<i64> = Vec::try_from(batch.attention_mask().sum_dim_intlist(
         1,
@@ -176,6 +207,8 @@ fn main() {
         (!skip_torch).then(|| Torch::start(&*model, &config, &batch, &scratch, threads));
 
     let mut rows = vec![Row::new(Side::Forge, "fp32"), Row::new(Side::Forge, "bf16")];
+    rows.push(Row::new(Side::Blank, "fp32"));
+    rows.push(Row::new(Side::Blank, "bf16"));
     if let Some(t) = torch.as_mut() {
         rows.push(Row::new(Side::Torch, "fp32"));
         rows.push(Row::new(Side::Torch, "bf16"));
@@ -193,7 +226,15 @@ fn main() {
 
     // encode first: every row must see the initial weights.
     let unlabelled = batch.without_labels();
-    let mut embeddings: [Option<Tensor>; 2] = [None, None];
+    // forge's models by slot (see `Row::slot`): the reference model and
+    // the generated one, each in fp32 and bf16-mixed.
+    let forge_models: [(&dyn ForgeModel, Precision, usize); 4] = [
+        (&*model, Precision::Fp32True, 0),
+        (&*model_bf16, Precision::Bf16Mixed, 1),
+        (&blank, Precision::Fp32True, 2),
+        (&blank_bf16, Precision::Bf16Mixed, 3),
+    ];
+    let mut embeddings: [Option<Tensor>; 4] = [None, None, None, None];
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for rep in 0..=iters {
         for (kind, rate) in [Kind::Float, Kind::BFloat16]
@@ -213,12 +254,8 @@ fn main() {
                         .expect("torch rows need torch")
                         .call(&format!("encode {}", row.mode)),
                 ),
-                Side::Forge => {
-                    let (m, precision, slot) = if row.mode == "bf16" {
-                        (&model_bf16, Precision::Bf16Mixed, 1)
-                    } else {
-                        (&model, Precision::Fp32True, 0)
-                    };
+                Side::Forge | Side::Blank => {
+                    let (m, precision, slot) = forge_models[row.slot()];
                     let start = Instant::now();
                     let e = tch::no_grad(|| {
                         with_precision(precision, Device::Cpu, || m.encode(&unlabelled))
@@ -234,14 +271,16 @@ fn main() {
         }
     }
 
-    let mut opt = nn::AdamW::default()
-        .build(&vs, LR)
-        .expect("AdamW over the model's variables");
-    let mut opt_bf16 = nn::AdamW::default()
-        .build(&vs_bf16, LR)
-        .expect("AdamW over the model's variables");
-    let mut first_loss: [Option<f64>; 2] = [None, None];
-    let mut parts = [[0.0f64; 3]; 2];
+    let mut opts: Vec<nn::Optimizer> = [&vs, &vs_bf16, &blank_vs, &blank_vs_bf16]
+        .into_iter()
+        .map(|vs| {
+            nn::AdamW::default()
+                .build(vs, LR)
+                .expect("AdamW over the model's variables")
+        })
+        .collect();
+    let mut first_loss: [Option<f64>; 4] = [None; 4];
+    let mut parts = [[0.0f64; 3]; 4];
     for rep in 0..=iters {
         for row in rows.iter_mut() {
             let seconds = match row.side {
@@ -251,12 +290,9 @@ fn main() {
                         .expect("torch rows need torch")
                         .call(&format!("train {}", row.mode)),
                 ),
-                Side::Forge => {
-                    let (m, o, precision, slot) = if row.mode == "bf16" {
-                        (&model_bf16, &mut opt_bf16, Precision::Bf16Mixed, 1)
-                    } else {
-                        (&model, &mut opt, Precision::Fp32True, 0)
-                    };
+                Side::Forge | Side::Blank => {
+                    let (m, precision, slot) = forge_models[row.slot()];
+                    let o = &mut opts[slot];
                     let t0 = Instant::now();
                     let loss = with_precision(precision, Device::Cpu, || m.loss(&batch))
                         .expect("the batch has labels");
@@ -316,6 +352,22 @@ fn main() {
             best.1 / forge_bf16.1
         );
     }
+    let mut blank_slow = Vec::new();
+    for (te, generated) in rows[..2]
+        .iter()
+        .zip(rows.iter().filter(|r| r.side == Side::Blank))
+    {
+        let train = median(&generated.train) / median(&te.train);
+        let encode = median(&generated.encode) / median(&te.encode);
+        println!(
+            "freshly generated model (forge-gen new bench_blank) against transformer_encoder, \
+             {}: train step {train:.3}x the time, encode {encode:.3}x (limit {BLANK_SLOWDOWN:.2}x)",
+            generated.mode
+        );
+        if train > BLANK_SLOWDOWN || encode > BLANK_SLOWDOWN {
+            blank_slow.push(generated.name());
+        }
+    }
     for row in &rows {
         println!(
             "seconds per batch, {}: train {}; encode {}",
@@ -368,7 +420,7 @@ fn main() {
         first_loss[0].expect("one fp32 step ran"),
         first_loss[1].expect("one bf16 step ran"),
     );
-    let [Some(emb32), Some(emb16)] = embeddings else {
+    let [Some(emb32), Some(emb16), ..] = embeddings else {
         panic!("both encodes ran")
     };
     let relative = |a: &Tensor, b: &Tensor| {
@@ -410,6 +462,15 @@ fn main() {
              {torch_loss16:.6} (|diff| {:.1e}); embeddings max |diff| / max |fp32| {:.1e}",
             (loss16 - torch_loss16).abs(),
             relative(&emb16, outputs.embeddings("bf16"))
+        );
+    }
+    if !blank_slow.is_empty() {
+        // A timing on a shared machine: reported, not failed on.
+        eprintln!(
+            "warning: the freshly generated model is more than {:.0}% slower than \
+             transformer_encoder ({}); compare on an idle machine",
+            100.0 * (BLANK_SLOWDOWN - 1.0),
+            blank_slow.join(", ")
         );
     }
     if failed {

@@ -43,7 +43,7 @@ pub use config::{ForgeConfig, ModelConfig};
 pub use error::{ForgeError, Result};
 /// `#[derive(ForgeModel)]`: see the `forge_macros` crate docs.
 pub use forge_macros::ForgeModel;
-pub use model::{Architecture, ForgeModel, ModelOutput};
+pub use model::{Architecture, ForgeModel, ModelOutput, Pass, Wants};
 pub use params::{ParameterTable, Parameters};
 
 /// Re-exported for `#[derive(ForgeModel)]`'s generated registration code.
@@ -73,7 +73,7 @@ pub mod prelude {
     pub use crate::error::{ForgeError, Result};
     // The trait and the derive of the same name.
     pub use crate::ForgeModel;
-    pub use crate::model::{Architecture, ModelOutput};
+    pub use crate::model::{Architecture, ModelOutput, Pass};
     pub use crate::params::Parameters;
     pub use tch::{Device, Kind, Tensor, nn};
 }

@@ -1,7 +1,7 @@
 //! The model contract: what every forge model provides and what pipelines
 //! (pretraining, fine-tuning, assessment, checkpoints) rely on.
 //!
-//! A model author writes [`Architecture`] (`forward` and `encode`);
+//! A model author writes [`Architecture`] (one forward pass, `run`);
 //! `#[derive(ForgeModel)]` writes the rest of [`ForgeModel`]
 //! (`from_config`, the registry name, parameter counting) and registers the
 //! model. Implementing both by hand is possible and is what the derive
@@ -20,44 +20,138 @@ use crate::params::{ParameterTable, Parameters, count_parameters};
 pub struct ModelOutput {
     /// Scalar training loss, present when the batch carries targets.
     pub loss: Option<Tensor>,
-    /// Prediction scores, e.g. (B,S,V) gene logits or (B,S) values.
+    /// Prediction scores, e.g. (B,S,V) gene logits or (B,S) values; zero
+    /// at padding, where a model built on [`crate::components::Tokens`]
+    /// computes nothing.
     pub logits: Option<Tensor>,
     /// Cell embeddings, (B,H).
     pub embeddings: Option<Tensor>,
-    /// Last hidden states, (B,S,H), when a model exposes them.
+    /// Last hidden states, (B,S,H), when a model exposes them (zero at
+    /// padding, as `logits`).
     pub hidden_states: Option<Tensor>,
 }
 
-/// The half of the contract a model author writes: the architecture.
+/// What one run of a model is for: whether it trains (dropout on) and which
+/// outputs the caller needs, so the model computes nothing else (no
+/// vocabulary logits at unlabelled positions when only the loss is wanted,
+/// no heads at all for embeddings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Training mode: dropout is active.
+    pub train: bool,
+    /// The outputs wanted.
+    pub wants: Wants,
+}
+
+/// Which outputs a [`Pass`] needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wants {
+    /// Only the loss (training, validation): heads run at labelled
+    /// positions only.
+    Loss,
+    /// Only the cell embeddings: no heads.
+    Embeddings,
+    /// Every output of [`ModelOutput`]: loss, logits at every real
+    /// position, embeddings and hidden states (inspection, parity tests).
+    Everything,
+}
+
+impl Pass {
+    /// Every output, in training mode or not (`Architecture::forward`).
+    pub fn everything(train: bool) -> Self {
+        Pass {
+            train,
+            wants: Wants::Everything,
+        }
+    }
+
+    /// Only the loss (`Architecture::loss`, `Architecture::eval_loss`).
+    pub fn loss(train: bool) -> Self {
+        Pass {
+            train,
+            wants: Wants::Loss,
+        }
+    }
+
+    /// Only the embeddings, in evaluation mode (`Architecture::encode`).
+    pub fn encode() -> Self {
+        Pass {
+            train: false,
+            wants: Wants::Embeddings,
+        }
+    }
+
+    /// Whether the caller wants the loss.
+    pub fn wants_loss(&self) -> bool {
+        self.wants != Wants::Embeddings
+    }
+
+    /// Whether the caller wants cell embeddings.
+    pub fn wants_embeddings(&self) -> bool {
+        self.wants != Wants::Loss
+    }
+
+    /// Whether the caller wants every output (logits at every position,
+    /// hidden states).
+    pub fn wants_everything(&self) -> bool {
+        self.wants == Wants::Everything
+    }
+}
+
+/// The half of the contract a model author writes: the architecture, as
+/// one forward pass ([`Architecture::run`]). Everything else is derived from
+/// it: `forward` (every output), `loss` and `eval_loss` (the loss alone,
+/// with and without dropout) and `encode` (embeddings alone).
+///
+/// A model built from the shared components runs on the real tokens of the
+/// batch only ([`crate::components::Tokens`]): padding costs nothing, and
+/// [`crate::components::Tokens::head`] runs a head only where the pass needs
+/// it.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` does not implement the forward/encode half of the forge model contract",
+    message = "`{Self}` does not implement the forward half of the forge model contract",
     label = "`{Self}` needs `impl Architecture for {Self}`",
-    note = "write `impl forge_core::Architecture for {Self} {{ fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {{ .. }} fn encode(&self, batch: &Batch) -> Tensor {{ .. }} }}`"
+    note = "write `impl forge_core::Architecture for {Self} {{ fn run(&self, batch: &Batch, pass: Pass) -> ModelOutput {{ .. }} }}`"
 )]
 pub trait Architecture {
-    /// Runs the model on a batch. With `train`, dropout is active and a loss
-    /// is computed when the batch has targets (`labels`, `masked_positions`).
-    fn forward(&self, batch: &Batch, train: bool) -> ModelOutput;
+    /// The model's forward pass on a batch. With `pass.train`, dropout is
+    /// active; `pass.wants` says which outputs to compute (the others may be
+    /// left `None`). A loss is computed when the batch has targets
+    /// (`labels`, `masked_positions`) and the pass wants it.
+    fn run(&self, batch: &Batch, pass: Pass) -> ModelOutput;
+
+    /// Every output: [`Architecture::run`] with [`Pass::everything`].
+    fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {
+        self.run(batch, Pass::everything(train))
+    }
 
     /// The training loss alone (training mode), or `None` when the batch has
-    /// no targets. Pretraining calls this instead of `forward`. The default
-    /// takes the loss of `forward(batch, true)`; override it to skip work the
-    /// loss does not need, such as vocabulary logits at unlabelled positions.
+    /// no targets. Pretraining calls this.
     fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        self.forward(batch, true).loss
+        self.run(batch, Pass::loss(true)).loss
     }
 
     /// The same loss in evaluation mode (no dropout): what validation
-    /// computes, under `tch::no_grad`. The default takes the loss of
-    /// `forward(batch, false)`; a model that overrides `loss` overrides this
-    /// too, with the same path and dropout off.
+    /// computes, under `tch::no_grad`.
     fn eval_loss(&self, batch: &Batch) -> Option<Tensor> {
-        self.forward(batch, false).loss
+        self.run(batch, Pass::loss(false)).loss
     }
 
     /// Cell embeddings (B,H) without prediction heads, in evaluation mode.
     /// Callers wrap it in `tch::no_grad` when they do not need gradients.
-    fn encode(&self, batch: &Batch) -> Tensor;
+    ///
+    /// # Panics
+    /// When `run` gives no embeddings for [`Pass::encode`] (a bug in the
+    /// model, named in the message).
+    fn encode(&self, batch: &Batch) -> Tensor {
+        self.run(batch, Pass::encode())
+            .embeddings
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}::run returned no embeddings for Pass::encode()",
+                    std::any::type_name::<Self>()
+                )
+            })
+    }
 }
 
 /// The full model contract used by every pipeline.
@@ -89,6 +183,9 @@ pub trait ForgeModel: Architecture + Parameters + Send {
 }
 
 impl<M: ForgeModel + ?Sized> Architecture for Box<M> {
+    fn run(&self, batch: &Batch, pass: Pass) -> ModelOutput {
+        (**self).run(batch, pass)
+    }
     fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {
         (**self).forward(batch, train)
     }

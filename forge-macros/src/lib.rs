@@ -2,15 +2,15 @@
 //! model contract checked by the compiler.
 //!
 //! A model author writes the architecture: the struct's fields (its layers
-//! and hyperparameters) and an `impl Architecture` with `forward` and
-//! `encode`. The derive writes the rest.
+//! and hyperparameters) and an `impl Architecture` with `run`, its one
+//! forward pass. The derive writes the rest.
 //!
 //! # Example
 //!
 //! ```ignore
 //! use forge_core::components::{GeneExpressionEmbedding, MaskedGenePredictionHead, TransformerEncoder, pool};
 //! use forge_core::config::Pooling;
-//! use forge_core::{Architecture, Batch, ForgeModel, ModelOutput};
+//! use forge_core::{Architecture, Batch, ForgeModel, ModelOutput, Pass};
 //! use forge_core::tch::Tensor;
 //!
 //! #[derive(ForgeModel)]
@@ -32,8 +32,7 @@
 //! }
 //!
 //! impl Architecture for TinyBert {
-//!     fn forward(&self, batch: &Batch, train: bool) -> ModelOutput { /* ... */ }
-//!     fn encode(&self, batch: &Batch) -> Tensor { /* ... */ }
+//!     fn run(&self, batch: &Batch, pass: Pass) -> ModelOutput { /* ... */ }
 //! }
 //! ```
 //!

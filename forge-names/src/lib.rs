@@ -73,6 +73,7 @@ pub const PRELUDE_NAMES: &[&str] = &[
     "ModelConfig",
     "ModelOutput",
     "Parameters",
+    "Pass",
     "Pooling",
     "Result",
     "Tensor",

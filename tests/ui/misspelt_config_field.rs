@@ -1,7 +1,7 @@
 // Config keys are checked against ModelConfig, with the compiler's suggestion.
 use forge_core::components::TransformerEncoder;
 use forge_core::tch::Tensor;
-use forge_core::{Architecture, Batch, ForgeModel, ModelOutput};
+use forge_core::{Architecture, Batch, ForgeModel, ModelOutput, Pass};
 
 #[derive(ForgeModel)]
 #[forge(name = "misspelt")]
@@ -12,7 +12,7 @@ struct Misspelt {
 }
 
 impl Architecture for Misspelt {
-    fn forward(&self, _: &Batch, _: bool) -> ModelOutput {
+    fn run(&self, _: &Batch, _: Pass) -> ModelOutput {
         ModelOutput::default()
     }
     fn encode(&self, batch: &Batch) -> Tensor {

@@ -3,7 +3,7 @@
 use forge_core::components::TransformerEncoder;
 use forge_core::config::options::ModelOptions;
 use forge_core::tch::Tensor;
-use forge_core::{Architecture, Batch, ForgeModel, ModelOutput};
+use forge_core::{Architecture, Batch, ForgeModel, ModelOutput, Pass};
 
 forge_core::model_options! {
     /// Options of `misspelt_option`.
@@ -24,7 +24,7 @@ struct MisspeltOption {
 }
 
 impl Architecture for MisspeltOption {
-    fn forward(&self, _: &Batch, _: bool) -> ModelOutput {
+    fn run(&self, _: &Batch, _: Pass) -> ModelOutput {
         ModelOutput::default()
     }
     fn encode(&self, batch: &Batch) -> Tensor {

@@ -1,6 +1,6 @@
 // A field without attributes must be a Component; the error is on its type.
 use forge_core::tch::{Tensor, nn};
-use forge_core::{Architecture, Batch, ForgeModel, ModelOutput};
+use forge_core::{Architecture, Batch, ForgeModel, ModelOutput, Pass};
 
 #[derive(ForgeModel)]
 #[forge(name = "plain_linear")]
@@ -9,7 +9,7 @@ struct PlainLinear {
 }
 
 impl Architecture for PlainLinear {
-    fn forward(&self, _: &Batch, _: bool) -> ModelOutput {
+    fn run(&self, _: &Batch, _: Pass) -> ModelOutput {
         ModelOutput::default()
     }
     fn encode(&self, batch: &Batch) -> Tensor {

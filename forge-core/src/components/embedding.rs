@@ -7,9 +7,14 @@
 //! `position_embedding.weight`, `expression_proj.{weight,bias}`,
 //! `layer_norm.{weight,bias}`.
 
+use std::rc::Rc;
+
 use tch::{Kind, Tensor, nn};
 
 use super::init;
+use super::packed::Packing;
+use super::tokens::Tokens;
+use crate::batch::Batch;
 use crate::batch::special::PAD;
 use crate::params::{Parameters, join};
 
@@ -60,13 +65,51 @@ impl GeneExpressionEmbedding {
         }
     }
 
-    /// Embeds `input_ids` (B,S) and, when this embedding uses them, `values`
-    /// (B,S) into (B,S,H).
+    /// Embeds the real tokens of `batch` (attention mask 1) into packed
+    /// [`Tokens`]: their ids, positions and values are gathered first, so
+    /// nothing is computed for padding.
     ///
     /// # Panics
     /// When S exceeds `max_seq_len` (batches built by forge's tokenizers
     /// never do; the message says how to fix a hand-built one).
-    pub fn forward(&self, input_ids: &Tensor, values: Option<&Tensor>, train: bool) -> Tensor {
+    pub fn forward(&self, batch: &Batch, train: bool) -> Tokens {
+        self.forward_at(batch, Rc::new(Packing::new(batch.attention_mask())), train)
+    }
+
+    /// [`Self::forward`] for the tokens `packing` holds (a subset of the
+    /// batch's positions, e.g. the visible tokens of a masked autoencoder).
+    pub fn forward_at(&self, batch: &Batch, packing: Rc<Packing>, train: bool) -> Tokens {
+        self.check_len(batch.input_ids());
+        let values = batch.values().map(|v| packing.pack(v));
+        let rows = self.embed(
+            &packing.pack(batch.input_ids()),
+            &packing.positions(),
+            values.as_ref(),
+            train,
+        );
+        Tokens::new(rows, packing)
+    }
+
+    /// The padded reference: embeds `input_ids` (B,S) and, when this
+    /// embedding uses them, `values` (B,S) into (B,S,H), padding included.
+    /// Same values as [`Self::forward`] at every real token.
+    ///
+    /// # Panics
+    /// As [`Self::forward`].
+    pub fn forward_padded(
+        &self,
+        input_ids: &Tensor,
+        values: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        self.check_len(input_ids);
+        let positions = Tensor::arange(input_ids.size()[1], (Kind::Int64, input_ids.device()))
+            .unsqueeze(0)
+            .expand_as(input_ids);
+        self.embed(input_ids, &positions, values, train)
+    }
+
+    fn check_len(&self, input_ids: &Tensor) {
         let seq_len = input_ids.size()[1];
         assert!(
             seq_len <= self.max_seq_len,
@@ -74,9 +117,19 @@ impl GeneExpressionEmbedding {
              lower tokenizer.max_genes or raise model.max_seq_len",
             self.max_seq_len
         );
-        let positions = Tensor::arange(seq_len, (Kind::Int64, input_ids.device()));
-        let mut hidden = input_ids.apply(&self.gene_embedding)
-            + positions.apply(&self.position_embedding).unsqueeze(0);
+    }
+
+    /// Token ids, their positions and values (same shape) -> hidden
+    /// vectors (that shape, H).
+    fn embed(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        values: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        let mut hidden =
+            ids.apply(&self.gene_embedding) + positions.apply(&self.position_embedding);
         if let (Some(proj), Some(values)) = (&self.expression_proj, values) {
             let values = values.to_kind(hidden.kind()).unsqueeze(-1);
             hidden += values.apply(proj);

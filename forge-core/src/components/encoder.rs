@@ -16,6 +16,7 @@ use tch::{Tensor, nn};
 
 use super::init;
 use super::mask::attention_bias;
+use super::tokens::Tokens;
 use crate::config::Activation;
 use crate::params::{Parameters, join};
 
@@ -200,9 +201,18 @@ impl TransformerEncoder {
         TransformerEncoder { layers }
     }
 
-    /// Runs every layer over `x` (B,S,H); padding keys (mask 0) are never
-    /// attended to and, with `causal`, neither are later positions.
-    pub fn forward(
+    /// Runs every layer over the real tokens `x`: attention per cell over
+    /// the packed rows (see [`super::packed`]), every other step per row.
+    /// With `causal`, a token attends only to the tokens before it in its
+    /// cell.
+    pub fn forward(&self, x: &Tokens, causal: bool, train: bool) -> Tokens {
+        x.map(|rows| self.forward_packed(rows, x.packing(), causal, train))
+    }
+
+    /// The padded reference: every layer over `x` (B,S,H); padding keys
+    /// (mask 0) are never attended to and, with `causal`, neither are later
+    /// positions. Same values as [`Self::forward`] at every real token.
+    pub fn forward_padded(
         &self,
         x: &Tensor,
         attention_mask: &Tensor,

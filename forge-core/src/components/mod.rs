@@ -9,6 +9,7 @@
 //! - [`encoder`]: the pre-norm transformer encoder layer and stack.
 //! - [`init`]: constructors applying scModelForge's weight init.
 //! - [`packed`]: the real tokens of a batch packed together, skipping padding.
+//! - [`tokens`]: [`Tokens`], the packed rows every component runs on.
 
 pub mod embedding;
 pub mod encoder;
@@ -17,11 +18,13 @@ pub mod init;
 pub mod mask;
 pub mod packed;
 pub mod pooling;
+pub mod tokens;
 
 pub use embedding::GeneExpressionEmbedding;
 pub use encoder::{MultiheadSelfAttention, TransformerEncoder, TransformerEncoderLayer};
 pub use heads::{BinPredictionHead, ExpressionPredictionHead, MaskedGenePredictionHead};
 pub use pooling::{cls_pool, mean_pool, pool};
+pub use tokens::{HeadOutputs, Tokens};
 
 #[cfg(test)]
 mod tests;

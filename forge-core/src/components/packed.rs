@@ -17,8 +17,8 @@
 //! in position order (so causal attention is unchanged). [`Packing::pack`]
 //! and [`Packing::unpack`] move tensors between the two layouts, and
 //! [`TransformerEncoder::forward_packed`] runs an encoder on packed rows.
-//! Models use it in `loss` and `encode`; their `forward` keeps the padded
-//! pass, which returns outputs for every padded position.
+//! Models do not use it directly: the components take and give
+//! [`Tokens`](super::Tokens), which carry the rows with their packing.
 //!
 //! What this is not: it does not change what is computed for a real token,
 //! and a cell without real tokens simply has no rows (its pooled embedding
@@ -48,6 +48,8 @@ pub struct Packing {
     /// out: packing is a reshape.
     identity: bool,
     groups: Vec<Group>,
+    /// (B,S) bool: the planned tokens (1 where a row exists).
+    real: Tensor,
 }
 
 /// Cells that attend in one padded attention call.
@@ -156,7 +158,37 @@ impl Packing {
             gather: Tensor::from_slice(&gather).to_device(device),
             identity,
             groups,
+            real: attention_mask.ne(0),
         }
+    }
+
+    /// (B,S) bool: true at the positions that have a packed row.
+    pub fn real(&self) -> &Tensor {
+        &self.real
+    }
+
+    /// (N) int64: the position in its cell (0..S) of each packed row.
+    pub fn positions(&self) -> Tensor {
+        self.gather.remainder(self.seq_len)
+    }
+
+    /// (N) int64: for each row of this packing, its row in `wider`, a
+    /// packing of the same batch shape that holds every position this one
+    /// does (e.g. a cell's visible tokens inside all its real tokens).
+    pub fn rows_in(&self, wider: &Packing) -> Tensor {
+        assert_eq!(
+            (self.batch_size, self.seq_len),
+            (wider.batch_size, wider.seq_len),
+            "packings of different batch shapes"
+        );
+        let device = self.gather.device();
+        let row_of = Tensor::zeros([wider.batch_size * wider.seq_len], (Kind::Int64, device))
+            .index_copy(
+                0,
+                &wider.gather,
+                &Tensor::arange(wider.tokens, (Kind::Int64, device)),
+            );
+        row_of.index_select(0, &self.gather)
     }
 
     /// Number of packed rows N: the real tokens of the batch.
@@ -297,7 +329,7 @@ impl MultiheadSelfAttention {
 impl TransformerEncoder {
     /// Runs every layer over packed rows `x` (N,H) of the batch `packing`
     /// was planned for: the same result for every real token as
-    /// [`TransformerEncoder::forward`] on the padded batch, without work
+    /// [`TransformerEncoder::forward_padded`] on the padded batch, without work
     /// on padding. With `causal`, a token attends to the tokens before it
     /// in its cell.
     pub fn forward_packed(
@@ -420,12 +452,12 @@ mod tests {
         // A hole in one cell: real tokens need not be contiguous.
         let _ = m.get(0).get(7).fill_(0);
         let ids = Tensor::randint_low(4, 50, [7, 40], (Kind::Int64, Device::Cpu)) * &m;
-        let x = emb.forward(&ids, None, false);
+        let x = emb.forward_padded(&ids, None, false);
         let real = m.ne(0).unsqueeze(-1);
         for overhead in [0, 64, i64::MAX / 4] {
             let packing = Packing::with_overhead(&m, overhead);
             for causal in [false, true] {
-                let padded = enc.forward(&x, &m, causal, false);
+                let padded = enc.forward_padded(&x, &m, causal, false);
                 let packed = enc.forward_packed(&packing.pack(&x), &packing, causal, false);
                 let diff = ((padded - packing.unpack(&packed)) * &real)
                     .abs()
@@ -490,5 +522,150 @@ mod tests {
         let plain = enc.forward_packed(&rows, &packing, false, false);
         let diff = (&hidden - &plain).abs().max().double_value(&[]);
         assert!(diff > 0.0 && diff < 0.1, "{diff}");
+    }
+}
+
+/// The packed components against their padded references: every model's
+/// one forward pass runs through these, so they guard what the padded and
+/// packed paths of each model used to.
+#[cfg(test)]
+mod token_tests {
+    use std::rc::Rc;
+
+    use tch::{Device, Kind, Tensor, nn::VarStore};
+
+    use super::Packing;
+    use crate::batch::Batch;
+    use crate::components::{
+        GeneExpressionEmbedding, MaskedGenePredictionHead, Tokens, TransformerEncoder, pool,
+    };
+    use crate::config::{Activation, Pooling};
+    use crate::model::Pass;
+    use crate::models::loss::{cross_entropy, labelled};
+
+    /// A batch with ragged cells, a hole, an all-padding cell, values and
+    /// labels at some real positions.
+    fn batch() -> Batch {
+        let lengths = [12i64, 3, 9, 0, 1, 12];
+        let mask = Tensor::arange(12, (Kind::Int64, Device::Cpu))
+            .unsqueeze(0)
+            .lt_tensor(&Tensor::from_slice(&lengths).unsqueeze(1))
+            .to_kind(Kind::Int64);
+        let _ = mask.get(0).get(5).fill_(0);
+        let ids = Tensor::randint_low(4, 40, [6, 12], (Kind::Int64, Device::Cpu)) * &mask;
+        let values = Tensor::rand([6, 12], (Kind::Float, Device::Cpu)) * &mask;
+        let pick = Tensor::rand([6, 12], (Kind::Float, Device::Cpu))
+            .lt(0.4)
+            .logical_and(&mask.ne(0));
+        let labels = ids.where_scalarother(&pick, -100);
+        Batch::builder(ids, mask)
+            .values(values)
+            .labels(labels)
+            .build()
+            .unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn token_components_equal_their_padded_references_at_real_tokens() {
+        tch::manual_seed(11);
+        let vs = VarStore::new(Device::Cpu);
+        let emb = GeneExpressionEmbedding::new(&vs.root() / "emb", 40, 16, 16, 0.0, true);
+        let enc = TransformerEncoder::new(&vs.root() / "enc", 2, 16, 4, 32, 0.0, Activation::Gelu);
+        let head = MaskedGenePredictionHead::new(&vs.root() / "head", 16, 40);
+        let b = batch();
+        let real = b.attention_mask().ne(0);
+        let x = emb.forward(&b, false);
+        let x_padded = emb.forward_padded(b.input_ids(), b.values(), false);
+        assert!(max_diff(&x.padded(), &(&x_padded * real.unsqueeze(-1))) < 1e-6);
+        for causal in [false, true] {
+            let hidden = enc.forward(&x, causal, false);
+            let padded = enc.forward_padded(&x_padded, b.attention_mask(), causal, false);
+            let padded_real = &padded * real.unsqueeze(-1);
+            assert!(max_diff(&hidden.padded(), &padded_real) < 1e-5);
+            for pooling in [Pooling::Cls, Pooling::Mean] {
+                let want = pool(pooling, &padded, b.attention_mask());
+                // cls of a cell whose position 0 is padding: zero, not the
+                // padded pass's value there.
+                let want = want * real.select(1, 0).unsqueeze(-1);
+                assert!(max_diff(&hidden.pool(pooling), &want) < 1e-5, "{pooling}");
+            }
+            // The loss: the head at labelled rows only, the same value as
+            // cross-entropy over the padded logits (ignoring -100).
+            let labels = b.labels().unwrap();
+            let logits = head.forward(&padded);
+            let want = cross_entropy(&logits.view([-1, 40]), &labels.view([-1]));
+            let at = labelled(labels);
+            for pass in [Pass::loss(false), Pass::everything(false)] {
+                let (loss, all) = hidden.head_loss(
+                    pass,
+                    Some((&at, labels)),
+                    |rows| head.forward(rows),
+                    cross_entropy,
+                );
+                assert!(max_diff(&loss.unwrap(), &want) < 1e-5);
+                assert_eq!(all.is_some(), pass.wants_everything());
+                if let Some(all) = all {
+                    assert!(max_diff(&all, &(&logits * real.unsqueeze(-1))) < 1e-5);
+                }
+            }
+            let (loss, all) = hidden.head_loss(
+                Pass::encode(),
+                Some((&at, labels)),
+                |rows| head.forward(rows),
+                cross_entropy,
+            );
+            assert!(loss.is_none() && all.is_none(), "no head for embeddings");
+        }
+    }
+
+    #[test]
+    fn the_head_runs_only_at_the_rows_a_loss_needs() {
+        let b = batch();
+        let tokens = Tokens::new(
+            Tensor::randn(
+                [b.attention_mask().sum(Kind::Int64).int64_value(&[]), 4],
+                (Kind::Float, Device::Cpu),
+            ),
+            Rc::new(Packing::new(b.attention_mask())),
+        );
+        let at = tokens.at(&labelled(b.labels().unwrap()));
+        let labelled_rows = at.sum(Kind::Int64).int64_value(&[]);
+        let seen = std::cell::Cell::new(0);
+        let head = |rows: &Tensor| {
+            seen.set(rows.size()[0]);
+            rows.shallow_clone()
+        };
+        let out = tokens.head(Pass::loss(true), Some(&at), head);
+        assert_eq!(seen.get(), labelled_rows);
+        assert_eq!(out.labelled.unwrap().size()[0], labelled_rows);
+        let out = tokens.head(Pass::everything(true), Some(&at), head);
+        assert_eq!(seen.get(), tokens.packing().tokens());
+        assert_eq!(out.labelled.unwrap().size()[0], labelled_rows);
+        assert_eq!(out.logits.unwrap().size(), [6, 12, 4]);
+    }
+
+    #[test]
+    fn tokens_onto_a_wider_packing_keep_their_positions_and_fill_the_rest() {
+        let b = batch();
+        let real = Rc::new(Packing::new(b.attention_mask()));
+        let some = b
+            .attention_mask()
+            .ne(0)
+            .logical_and(&b.labels().unwrap().eq(-100));
+        let visible = Rc::new(Packing::new(&some));
+        let x = Tensor::randn([6, 12, 3], (Kind::Float, Device::Cpu));
+        let tokens = Tokens::new(visible.pack(&x), visible);
+        let fill = Tensor::from_slice(&[7.0f32, 8.0, 9.0]);
+        let wide = tokens.onto(&real, &fill);
+        let want = fill
+            .view([1, 1, 3])
+            .expand([6, 12, 3], false)
+            .where_self(&some.logical_not().unsqueeze(-1), &x)
+            * b.attention_mask().ne(0).unsqueeze(-1);
+        assert!(wide.padded().equal(&want));
     }
 }

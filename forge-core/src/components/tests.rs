@@ -120,12 +120,12 @@ fn embedding_equals_pytorch() {
     let values = &c.inputs["values"];
     assert_close(
         "with values",
-        &emb.forward(ids, Some(values), false),
+        &emb.forward_padded(ids, Some(values), false),
         &c.expected["with_values"],
     );
     assert_close(
         "without values",
-        &emb.forward(ids, None, false),
+        &emb.forward_padded(ids, None, false),
         &c.expected["without_values"],
     );
 }
@@ -145,13 +145,13 @@ fn encoder_layers_equal_pytorch_with_padding_and_causal_masks() {
         // Compare real tokens: PyTorch's outputs at padded query positions are
         // not part of its contract (its fast path may zero them).
         let real = mask.unsqueeze(-1).to_kind(Kind::Float);
-        let padding = enc.forward(x, mask, false, false);
+        let padding = enc.forward_padded(x, mask, false, false);
         assert_close(
             &format!("{name} padding"),
             &(padding * &real),
             &(&c.expected["padding"] * &real),
         );
-        let causal = enc.forward(x, mask, true, false);
+        let causal = enc.forward_padded(x, mask, true, false);
         assert_close(
             &format!("{name} causal"),
             &(causal * &real),
@@ -267,7 +267,7 @@ fn padding_row_gets_no_gradient() {
     let emb = GeneExpressionEmbedding::new(vs.root(), 10, 8, 8, 0.0, false);
     let ids = Tensor::from_slice(&[4i64, 5, 0, 0]).view([1, 4]);
     // A weighted sum: a plain sum of LayerNorm outputs is constant.
-    let out = emb.forward(&ids, None, true);
+    let out = emb.forward_padded(&ids, None, true);
     (&out * Tensor::randn(out.size(), (Kind::Float, Device::Cpu)))
         .sum(Kind::Float)
         .backward();
@@ -330,8 +330,8 @@ fn padding_content_never_changes_real_outputs() {
     let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 1, 1, 0, 0]).view([2, 5]);
     let noise = Tensor::randn([2, 5, 16], (Kind::Float, Device::Cpu))
         * mask.unsqueeze(-1).eq(0).to_kind(Kind::Float);
-    let a = enc.forward(&x, &mask, false, false);
-    let b = enc.forward(&(&x + noise), &mask, false, false);
+    let a = enc.forward_padded(&x, &mask, false, false);
+    let b = enc.forward_padded(&(&x + noise), &mask, false, false);
     let real = mask.unsqueeze(-1).to_kind(Kind::Float);
     assert!(max_abs_diff(&(a * &real), &(b * &real)) < 1e-6);
 }
@@ -343,10 +343,10 @@ fn all_padding_cells_and_batch_of_one_stay_finite() {
     let x = Tensor::randn([2, 4, 16], (Kind::Float, Device::Cpu));
     let mask = Tensor::from_slice(&[1i64, 1, 0, 0, 0, 0, 0, 0]).view([2, 4]);
     for causal in [false, true] {
-        let out = enc.forward(&x, &mask, causal, false);
+        let out = enc.forward_padded(&x, &mask, causal, false);
         assert_eq!(out.isfinite().all().int64_value(&[]), 1, "causal={causal}");
     }
-    let one = enc.forward(&x.narrow(0, 0, 1), &mask.narrow(0, 0, 1), false, false);
+    let one = enc.forward_padded(&x.narrow(0, 0, 1), &mask.narrow(0, 0, 1), false, false);
     assert_eq!(one.size(), [1, 4, 16]);
 }
 
@@ -357,11 +357,11 @@ fn dropout_is_real_in_training_only() {
     let enc = small_encoder(&vs, 0.5);
     let x = Tensor::randn([2, 4, 16], (Kind::Float, Device::Cpu));
     let mask = Tensor::ones([2, 4], (Kind::Int64, Device::Cpu));
-    let e1 = enc.forward(&x, &mask, false, false);
-    let e2 = enc.forward(&x, &mask, false, false);
+    let e1 = enc.forward_padded(&x, &mask, false, false);
+    let e2 = enc.forward_padded(&x, &mask, false, false);
     assert_eq!(max_abs_diff(&e1, &e2), 0.0, "eval is deterministic");
-    let t1 = enc.forward(&x, &mask, false, true);
-    let t2 = enc.forward(&x, &mask, false, true);
+    let t1 = enc.forward_padded(&x, &mask, false, true);
+    let t2 = enc.forward_padded(&x, &mask, false, true);
     assert!(max_abs_diff(&t1, &t2) > 1e-3, "training applies dropout");
 }
 
@@ -373,14 +373,14 @@ fn causal_attention_ignores_later_tokens() {
     let mask = Tensor::ones([1, 5], (Kind::Int64, Device::Cpu));
     let y = x.copy();
     let _ = y.narrow(1, 4, 1).fill_(7.0);
-    let a = enc.forward(&x, &mask, true, false).narrow(1, 0, 4);
-    let b = enc.forward(&y, &mask, true, false).narrow(1, 0, 4);
+    let a = enc.forward_padded(&x, &mask, true, false).narrow(1, 0, 4);
+    let b = enc.forward_padded(&y, &mask, true, false).narrow(1, 0, 4);
     assert!(
         max_abs_diff(&a, &b) < 1e-6,
         "earlier positions cannot see later ones"
     );
-    let c = enc.forward(&x, &mask, false, false).narrow(1, 0, 4);
-    let d = enc.forward(&y, &mask, false, false).narrow(1, 0, 4);
+    let c = enc.forward_padded(&x, &mask, false, false).narrow(1, 0, 4);
+    let d = enc.forward_padded(&y, &mask, false, false).narrow(1, 0, 4);
     assert!(
         max_abs_diff(&c, &d) > 1e-4,
         "bidirectional attention sees every token"

@@ -1,7 +1,7 @@
-//! Losses shared by the reference models, computed only where there is a
-//! target: a model gathers the hidden states at labelled positions and runs
-//! its head there, instead of producing vocabulary logits at every position
-//! and discarding most of them.
+//! Losses shared by the models, computed only where there is a target:
+//! [`crate::components::Tokens::head_loss`] runs a head at the labelled
+//! rows and hands these the outputs there, instead of producing vocabulary
+//! logits at every position and discarding most of them.
 
 use tch::{Kind, Reduction, Tensor};
 
@@ -23,10 +23,4 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Tensor {
         IGNORE_INDEX,
         0.0,
     )
-}
-
-/// Rows of `hidden` where `mask` is true, as (N,H): `hidden` (B,S,H) with a
-/// (B,S) mask, or packed rows (T,H) with a (T) mask.
-pub fn select_positions(hidden: &Tensor, mask: &Tensor) -> Tensor {
-    hidden.index(&[Some(mask.shallow_clone())])
 }

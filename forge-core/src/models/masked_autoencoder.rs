@@ -2,35 +2,38 @@
 //! the expression values of masked genes.
 //!
 //! ```text
-//! embedding (B,S,H) ─► keep unmasked real tokens, left-packed (B,K,H)
-//!   ─► encoder (width H) ─► enc_to_dec (H->D) ─► back to their positions
-//!   every other position: mask_token ─► + decoder_position_embedding
-//!   ─► decoder (width D, padding mask) ─► expression_head ─► values (B,S) = logits
+//! embedding of the visible (unmasked) real tokens
+//!   ─► encoder (width H) ─► enc_to_dec (H->D) ─► back among all real tokens
+//!   every other real token: mask_token ─► + decoder_position_embedding
+//!   ─► decoder (width D) ─► expression_head ─► values (B,S) = logits
 //! loss = MSE(predicted, values) at masked positions
 //! embeddings = pool of a full, unmasked encoder pass (default mean)
 //! ```
 //!
 //! Masked positions come from `masked_positions`, else `labels != -100`.
 //! With no masked position the model runs the full encoder and returns
-//! embeddings only. `loss` and `encode` compute on packed tokens
-//! ([`Packing`]), skipping padding; `forward` is the plain padded pass.
+//! embeddings only. Every pass runs on packed tokens
+//! ([`Tokens`]), never on padding: the encoder on the visible tokens, the
+//! decoder on the real ones.
 //! Decoder width D = `decoder_dim` (default H/2), depth
 //! `decoder_layers`, heads `decoder_heads` (default `num_heads`), FFN 4D.
 //! Parameter names: `embedding.*`, `encoder.layers.*`, `enc_to_dec.*`,
 //! `mask_token`, `decoder_position_embedding.weight`, `decoder.layers.*`,
 //! `expression_head.*`.
 
-use tch::{Kind, Reduction, Tensor, nn};
+use std::rc::Rc;
+
+use tch::{Reduction, Tensor, nn};
 
 use super::loss::labelled;
 use crate::components::init::{self, EMBEDDING_STD};
 use crate::components::packed::Packing;
 use crate::components::{
-    ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, pool,
+    ExpressionPredictionHead, GeneExpressionEmbedding, Tokens, TransformerEncoder,
 };
 use crate::config::options::{ModelOptions, OptionChecks};
 use crate::config::{ModelConfig, Pooling};
-use crate::{Architecture, Batch, ForgeModel, ModelOutput};
+use crate::{Architecture, Batch, ForgeModel, ModelOutput, Pass};
 
 crate::model_options! {
     /// Options of `masked_autoencoder` (keys of the YAML section `model`,
@@ -152,181 +155,61 @@ impl MaskedAutoencoder {
         Some(masked.logical_and(&batch.attention_mask().ne(0)))
     }
 
-    fn full_hidden(&self, batch: &Batch, train: bool) -> Tensor {
-        let x = self
-            .embedding
-            .forward(batch.input_ids(), batch.values(), train);
-        self.encoder
-            .forward(&x, batch.attention_mask(), false, train)
-    }
-
-    /// Predicted values (B,S) from an MAE pass that encodes only visible
-    /// tokens.
-    fn reconstruct(&self, batch: &Batch, masked: &Tensor, train: bool) -> Tensor {
-        let x = self
-            .embedding
-            .forward(batch.input_ids(), batch.values(), train);
-        let (b, s, h) = x.size3().expect("embedding output is (B, S, H)");
-        let visible = batch
-            .attention_mask()
-            .ne(0)
-            .logical_and(&masked.logical_not());
-        // Left-pack each cell's visible tokens, keeping their order: a stable
-        // sort puts visible positions (key 0) before the rest (key 1).
-        let order = visible
-            .logical_not()
-            .to_kind(Kind::Int64)
-            .sort_stable(true, 1, false)
-            .1;
-        let counts = visible.sum_dim_intlist(1, false, Kind::Int64);
-        let k = counts.max().int64_value(&[]).max(1);
-        let index = order.narrow(1, 0, k);
-        let packed_mask = Tensor::arange(k, (Kind::Int64, x.device()))
-            .unsqueeze(0)
-            .lt_tensor(&counts.unsqueeze(1));
-        let packed = x.gather(1, &index.unsqueeze(-1).expand([b, k, h], false), false);
-        let encoded = self.encoder.forward(&packed, &packed_mask, false, train);
-        let projected = encoded.apply(&self.enc_to_dec);
-        let d = projected.size()[2];
-        // Every position starts as the mask token; visible tokens go back to
-        // where they came from (packing slots past a cell's count carry the
-        // mask token, so they write it again).
-        let mask_token = self.mask_token.to_kind(projected.kind());
-        let projected = projected.where_self(&packed_mask.unsqueeze(-1), &mask_token);
-        let decoder_in = mask_token.expand([b, s, d], false).scatter(
-            1,
-            &index.unsqueeze(-1).expand([b, k, d], false),
-            &projected,
-        );
-        let decoder_in = self.add_decoder_positions(decoder_in);
-        let decoded = self
-            .decoder
-            .forward(&decoder_in, batch.attention_mask(), false, train);
-        self.expression_head.forward(&decoded)
-    }
-
-    /// [`Self::reconstruct`] on packed tokens: predicted values of the real
-    /// tokens, packed by `real` (N). Same values at every real position.
-    fn reconstruct_packed(
-        &self,
-        batch: &Batch,
-        masked: &Tensor,
-        real: &Packing,
-        train: bool,
-    ) -> Tensor {
-        let x = self
-            .embedding
-            .forward(batch.input_ids(), batch.values(), train);
-        let (b, s, _) = x.size3().expect("embedding output is (B, S, H)");
-        let visible = Packing::new(
+    /// Predicted values of the real tokens: the encoder sees the visible
+    /// real tokens (`masked` false), the decoder every real token, with the
+    /// mask token where the encoder saw none.
+    fn reconstruct(&self, batch: &Batch, masked: &Tensor, train: bool) -> Tokens {
+        let real = Rc::new(Packing::new(batch.attention_mask()));
+        let visible = Rc::new(Packing::new(
             &batch
                 .attention_mask()
                 .ne(0)
                 .logical_and(&masked.logical_not()),
-        );
+        ));
+        let x = self.embedding.forward_at(batch, visible, train);
         let encoded = self
             .encoder
-            .forward_packed(&visible.pack(&x), &visible, false, train);
-        let projected = encoded.apply(&self.enc_to_dec);
-        let d = projected.size()[1];
-        // Every position holds the mask token, except the visible ones.
-        let mask_tokens = self
-            .mask_token
-            .to_kind(projected.kind())
-            .expand([b, s, d], false);
-        let decoder_in = visible.scatter_onto(&mask_tokens, &projected);
-        let decoder_in = self.add_decoder_positions(decoder_in);
-        let decoded = self
-            .decoder
-            .forward_packed(&real.pack(&decoder_in), real, false, train);
-        self.expression_head.forward(&decoded)
-    }
-
-    /// `decoder_in` (B,S,D) plus the decoder's position embeddings.
-    fn add_decoder_positions(&self, decoder_in: Tensor) -> Tensor {
-        let s = decoder_in.size()[1];
-        let positions = Tensor::arange(s, (Kind::Int64, decoder_in.device()));
-        decoder_in
-            + positions
-                .apply(&self.decoder_position_embedding)
-                .unsqueeze(0)
-    }
-
-    fn masked_mse(predicted: &Tensor, values: &Tensor, masked: &Tensor) -> Tensor {
-        predicted.masked_select(masked).mse_loss(
-            &values.to_kind(predicted.kind()).masked_select(masked),
-            Reduction::Mean,
-        )
-    }
-
-    /// The loss on packed tokens, with dropout when `train` (`loss` and
-    /// `eval_loss`).
-    fn packed_loss(&self, batch: &Batch, train: bool) -> Option<Tensor> {
-        let masked = Self::masked(batch).filter(|m| m.any().int64_value(&[]) != 0)?;
-        let values = batch.values()?;
-        let real = Packing::new(batch.attention_mask());
-        let predicted = self.reconstruct_packed(batch, &masked, &real, train);
-        let at = real.pack(&masked);
-        Some(
-            predicted.masked_select(&at).mse_loss(
-                &real
-                    .pack(values)
-                    .to_kind(predicted.kind())
-                    .masked_select(&at),
-                Reduction::Mean,
-            ),
-        )
+            .forward(&x, false, train)
+            .map(|rows| rows.apply(&self.enc_to_dec));
+        let decoder_in = encoded
+            .onto(&real, &self.mask_token.view([-1]))
+            .map(|rows| rows + real.positions().apply(&self.decoder_position_embedding));
+        self.decoder.forward(&decoder_in, false, train)
     }
 }
 
 impl Architecture for MaskedAutoencoder {
-    fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {
-        let hidden = self.full_hidden(batch, train);
-        let embeddings = Some(pool(self.pooling, &hidden, batch.attention_mask()));
-        let masked = Self::masked(batch).filter(|m| m.any().int64_value(&[]) != 0);
-        let Some(masked) = masked else {
-            return ModelOutput {
-                embeddings,
-                hidden_states: Some(hidden),
-                ..ModelOutput::default()
-            };
+    /// Embeddings from a full encoder pass over the real tokens (when
+    /// wanted); the loss and `logits` (predicted values) from the
+    /// reconstruction, when some position is masked.
+    fn run(&self, batch: &Batch, pass: Pass) -> ModelOutput {
+        let full = pass.wants_embeddings().then(|| {
+            let x = self.embedding.forward(batch, pass.train);
+            self.encoder.forward(&x, false, pass.train)
+        });
+        let masked =
+            Self::masked(batch).filter(|m| pass.wants_loss() && m.any().int64_value(&[]) != 0);
+        let (loss, logits) = match masked {
+            Some(masked) => {
+                let decoded = self.reconstruct(batch, &masked, pass.train);
+                decoded.head_loss(
+                    pass,
+                    batch.values().map(|values| (&masked, values)),
+                    |rows| self.expression_head.forward(rows),
+                    |predicted, values| {
+                        predicted.mse_loss(&values.to_kind(predicted.kind()), Reduction::Mean)
+                    },
+                )
+            }
+            None => (None, None),
         };
-        let predicted = self.reconstruct(batch, &masked, train);
-        let loss = batch
-            .values()
-            .map(|values| Self::masked_mse(&predicted, values, &masked));
-        ModelOutput {
-            loss,
-            logits: Some(predicted),
-            embeddings,
-            hidden_states: Some(hidden),
+        match full {
+            Some(hidden) => hidden.output(pass, self.pooling, loss, logits),
+            None => ModelOutput {
+                loss,
+                logits,
+                ..ModelOutput::default()
+            },
         }
-    }
-
-    /// Reconstructs on packed tokens (no work on padding): the encoder
-    /// sees the packed visible tokens, the decoder the packed real tokens.
-    fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        self.packed_loss(batch, true)
-    }
-
-    /// The same path with dropout off (validation).
-    fn eval_loss(&self, batch: &Batch) -> Option<Tensor> {
-        self.packed_loss(batch, false)
-    }
-
-    /// Runs the full encoder on the packed real tokens (no work on padding).
-    fn encode(&self, batch: &Batch) -> Tensor {
-        let packing = Packing::new(batch.attention_mask());
-        let x = self
-            .embedding
-            .forward(batch.input_ids(), batch.values(), false);
-        let hidden = self
-            .encoder
-            .forward_packed(&packing.pack(&x), &packing, false, false);
-        pool(
-            self.pooling,
-            &packing.unpack(&hidden),
-            batch.attention_mask(),
-        )
     }
 }

@@ -7,21 +7,16 @@
 //! loss = cross-entropy over V at labelled positions (labels != -100)
 //! ```
 //!
-//! `loss` and `encode` run the encoder on the packed real tokens
-//! ([`Packing`]), skipping padding; `forward` is the plain padded pass.
+//! It runs on the real tokens only ([`Tokens`](crate::components::Tokens)),
+//! with the head at labelled positions when only the loss is wanted.
 //!
 //! Parameter names equal scModelForge's: `embedding.*`, `encoder.layers.*`,
 //! `head.*`.
 
-use tch::Tensor;
-
-use super::loss::{cross_entropy, labelled, select_positions};
-use crate::components::packed::Packing;
-use crate::components::{
-    GeneExpressionEmbedding, MaskedGenePredictionHead, TransformerEncoder, pool,
-};
+use super::loss::{cross_entropy, labelled};
+use crate::components::{GeneExpressionEmbedding, MaskedGenePredictionHead, TransformerEncoder};
 use crate::config::Pooling;
-use crate::{Architecture, Batch, ForgeModel, ModelOutput};
+use crate::{Architecture, Batch, ForgeModel, ModelOutput, Pass};
 
 /// BERT-style encoder with a masked-gene prediction head.
 #[derive(Debug, ForgeModel)]
@@ -38,68 +33,14 @@ pub struct TransformerEncoderModel {
     pub pooling: Pooling,
 }
 
-impl TransformerEncoderModel {
-    fn hidden(&self, batch: &Batch, train: bool) -> Tensor {
-        let x = self
-            .embedding
-            .forward(batch.input_ids(), batch.values(), train);
-        self.encoder
-            .forward(&x, batch.attention_mask(), false, train)
-    }
-
-    /// Hidden states of the real tokens, packed (N,H).
-    fn packed_hidden(&self, batch: &Batch, packing: &Packing, train: bool) -> Tensor {
-        let x = self
-            .embedding
-            .forward(batch.input_ids(), batch.values(), train);
-        self.encoder
-            .forward_packed(&packing.pack(&x), packing, false, train)
-    }
-
-    /// The loss on packed tokens, with dropout when `train` (`loss` and
-    /// `eval_loss`).
-    fn packed_loss(&self, batch: &Batch, train: bool) -> Option<Tensor> {
-        let labels = batch.labels()?;
-        let packing = Packing::new(batch.attention_mask());
-        let hidden = self.packed_hidden(batch, &packing, train);
-        let labels = packing.pack(labels);
-        let at = labelled(&labels);
-        let logits = self.head.forward(&select_positions(&hidden, &at));
-        Some(cross_entropy(&logits, &labels.masked_select(&at)))
-    }
-}
-
 impl Architecture for TransformerEncoderModel {
-    fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {
-        let hidden = self.hidden(batch, train);
-        let logits = self.head.forward(&hidden);
-        let loss = batch.labels().map(|labels| {
-            let v = logits.size()[2];
-            cross_entropy(&logits.view([-1, v]), &labels.view([-1]))
-        });
-        ModelOutput {
-            loss,
-            embeddings: Some(pool(self.pooling, &hidden, batch.attention_mask())),
-            logits: Some(logits),
-            hidden_states: Some(hidden),
-        }
-    }
-
-    /// Runs the encoder on the packed real tokens (no work on padding) and
-    /// the head only at labelled positions.
-    fn loss(&self, batch: &Batch) -> Option<Tensor> {
-        self.packed_loss(batch, true)
-    }
-
-    /// The same path with dropout off (validation).
-    fn eval_loss(&self, batch: &Batch) -> Option<Tensor> {
-        self.packed_loss(batch, false)
-    }
-
-    /// Runs the encoder on the packed real tokens (no work on padding).
-    fn encode(&self, batch: &Batch) -> Tensor {
-        let packing = Packing::new(batch.attention_mask());
-        let hidden = packing.unpack(&self.packed_hidden(batch, &packing, false));
-        pool(self.pooling, &hidden, batch.attention_mask())
+    fn run(&self, batch: &Batch, pass: Pass) -> ModelOutput {
+        let x = self.embedding.forward(batch, pass.train);
+        let hidden = self.encoder.forward(&x, false, pass.train);
+        let at = batch.labels().map(labelled);
+        let targets = at.as_ref().zip(batch.labels());
+        let (loss, logits) =
+            hidden.head_loss(pass, targets, |rows| self.head.forward(rows), cross_entropy);
+        hidden.output(pass, self.pooling, loss, logits)
     }
 }

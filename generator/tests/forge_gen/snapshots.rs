@@ -155,3 +155,31 @@ fn every_template_is_embedded_and_used() {
     let unused: Vec<_> = embedded.difference(&used).collect();
     assert!(unused.is_empty(), "templates never rendered: {unused:?}");
 }
+
+/// `benches/models/bench_blank.rs`, the model that `model_step`'s
+/// "freshly generated" row measures, is exactly what
+/// `forge-gen new bench_blank` generates from the blank template today, so
+/// that row measures the template. When the template changes, this test
+/// writes what it generates next to the file (`bench_blank.rs.new`) and
+/// fails: review the difference and rename it over the old one.
+#[test]
+fn bench_model_is_the_blank_template_as_generated() {
+    let dir = fixture();
+    let plan = new_plan(dir.path(), &["bench_blank"], false).unwrap();
+    let generated = plan
+        .get("forge-core/src/models/bench_blank.rs")
+        .and_then(|c| c.after.clone())
+        .expect("forge-gen new bench_blank generates the model file");
+    let path = workspace_dir().join("benches/models/bench_blank.rs");
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    if checked_in != generated {
+        let new = path.with_extension("rs.new");
+        std::fs::write(&new, &generated).unwrap();
+        panic!(
+            "{} is not what `forge-gen new bench_blank` generates now; the generated \
+             file is at {}: review it and rename it over the old one",
+            path.display(),
+            new.display()
+        );
+    }
+}

@@ -13,12 +13,12 @@
 // forge-gen: model-modules end
 
 use forge_core::components::{
-    ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, init, pool,
+    ExpressionPredictionHead, GeneExpressionEmbedding, TransformerEncoder, init,
 };
 use forge_core::config::options::{ModelOptions, OptionChecks};
 use forge_core::config::{ModelConfig, Pooling};
 use forge_core::tch::{Reduction, Tensor, nn};
-use forge_core::{Architecture, Batch, ForgeModel, ModelOutput};
+use forge_core::{Architecture, Batch, ForgeModel, ModelOutput, Pass};
 
 forge_core::model_options! {
     /// Options of `example_plugin_model` (keys of the YAML section `model`).
@@ -71,38 +71,20 @@ pub struct ExamplePluginModel {
 }
 
 impl Architecture for ExamplePluginModel {
-    fn forward(&self, batch: &Batch, train: bool) -> ModelOutput {
+    fn run(&self, batch: &Batch, pass: Pass) -> ModelOutput {
         self.calls.set(self.calls.get() + 1);
-        let x = self
-            .embedding
-            .forward(batch.input_ids(), batch.values(), train);
+        let x = self.embedding.forward(batch, pass.train);
         let hidden = self
             .encoder
-            .forward(&x, batch.attention_mask(), false, train)
-            .apply(&self.proj);
-        let predicted = self.head.forward(&hidden) * &self.scale;
-        let loss = match (batch.labels(), batch.values()) {
-            (Some(labels), Some(values)) => {
-                let at = labels.ne(-100);
-                Some(
-                    predicted
-                        .masked_select(&at)
-                        .mse_loss(&values.masked_select(&at), Reduction::Mean),
-                )
-            }
-            _ => None,
-        };
-        ModelOutput {
-            loss,
-            embeddings: Some(pool(self.pooling, &hidden, batch.attention_mask())),
-            logits: Some(predicted),
-            hidden_states: Some(hidden),
-        }
-    }
-
-    fn encode(&self, batch: &Batch) -> Tensor {
-        self.forward(&batch.without_labels(), false)
-            .embeddings
-            .expect("forward always pools")
+            .forward(&x, false, pass.train)
+            .map(|rows| rows.apply(&self.proj));
+        let at = batch.labels().map(|labels| labels.ne(-100));
+        let (loss, logits) = hidden.head_loss(
+            pass,
+            at.as_ref().zip(batch.values()),
+            |rows| self.head.forward(rows) * &self.scale,
+            |predicted, values| predicted.mse_loss(values, Reduction::Mean),
+        );
+        hidden.output(pass, self.pooling, loss, logits)
     }
 }
