@@ -19,7 +19,6 @@ use crate::train::fit::{
 use crate::train::optim::Optimizer;
 use crate::train::run::{MODEL_FILE, OPTIMIZER_FILE};
 use crate::train::schedule::learning_rate;
-use crate::train::step::{non_finite_loss, optimizer_step, progress_bar, window_ends};
 use forge_core::batch::Batch;
 use forge_core::config::{FinetuneConfig, FinetuneTask, TrainingConfig};
 use forge_core::error::{ForgeError, Result};
