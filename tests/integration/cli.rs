@@ -399,5 +399,89 @@ fn finetune_trains_a_head_and_writes_a_loadable_model() {
     ] {
         assert!(stderr.contains(needle), "{needle:?} missing:\n{stderr}");
     }
+    interrupted_finetuning_resumes(&dir, &good, &ckpt);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Ctrl-C as a user sends it: SIGINT to a long `forge finetune` saves a
+/// resumable `last/` checkpoint, writes no model and exits 130; resumed
+/// from it, the run finishes the epoch it was in.
+fn interrupted_finetuning_resumes(dir: &Path, config: &str, ckpt: &Path) {
+    use std::time::{Duration, Instant};
+    let long = dir.join("long.yaml");
+    std::fs::write(
+        &long,
+        std::fs::read_to_string(config)
+            .unwrap()
+            .replace("max_epochs: 2", "max_epochs: 100000"),
+    )
+    .unwrap();
+    let out = dir.join("int");
+    let log = dir.join("int.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["finetune", "--config", long.to_str().unwrap()])
+        .args(["--checkpoint", ckpt.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("forge runs");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let started = Instant::now();
+    while !log_text().contains("epoch 2/") {
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().ok();
+            panic!("no second epoch within 120 s:\n{}", log_text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let waited = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if waited.elapsed() > Duration::from_secs(60) {
+            child.kill().ok();
+            panic!("no exit within 60 s of SIGINT:\n{}", log_text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "{}", log_text());
+    assert!(!out.exists(), "an interrupted run writes no model");
+    let last = dir.join("int-checkpoints/last");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(last.join("trainer_state.json")).unwrap())
+            .unwrap();
+    let epochs = state["epoch"].as_u64().unwrap() + 1;
+    let short = dir.join("short.yaml");
+    std::fs::write(
+        &short,
+        std::fs::read_to_string(config)
+            .unwrap()
+            .replace("max_epochs: 2", &format!("max_epochs: {epochs}")),
+    )
+    .unwrap();
+    let resumed = forge(&[
+        "finetune",
+        "--config",
+        short.to_str().unwrap(),
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--resume-from",
+        last.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&resumed);
+    assert!(resumed.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("epoch {epochs}/{epochs}")) && !stderr.contains("epoch 1/"),
+        "{stderr}"
+    );
+    assert!(out.join("head.safetensors").is_file());
 }
