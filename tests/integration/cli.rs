@@ -356,14 +356,7 @@ fn finetune_trains_a_head_and_writes_a_loadable_model() {
     );
     // Resumed with one more epoch: only epoch 3 trains, the metrics of all
     // three are in the new output, which replaces the old (--force).
-    let three = dir.join("three.yaml");
-    std::fs::write(
-        &three,
-        std::fs::read_to_string(&good)
-            .unwrap()
-            .replace("max_epochs: 2", "max_epochs: 3"),
-    )
-    .unwrap();
+    let three = with_max_epochs(&good, 3, dir.join("three.yaml"));
     let resumed = forge(&[
         "finetune",
         "--config",
@@ -403,19 +396,25 @@ fn finetune_trains_a_head_and_writes_a_loadable_model() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Writes `config` (a fine-tune config with `max_epochs: 2`) to `path` with
+/// `max_epochs: epochs`.
+fn with_max_epochs(config: &str, epochs: u64, path: std::path::PathBuf) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains("max_epochs: 2"), "{text}");
+    std::fs::write(
+        &path,
+        text.replace("max_epochs: 2", &format!("max_epochs: {epochs}")),
+    )
+    .unwrap();
+    path
+}
+
 /// Ctrl-C as a user sends it: SIGINT to a long `forge finetune` saves a
 /// resumable `last/` checkpoint, writes no model and exits 130; resumed
 /// from it, the run finishes the epoch it was in.
 fn interrupted_finetuning_resumes(dir: &Path, config: &str, ckpt: &Path) {
     use std::time::{Duration, Instant};
-    let long = dir.join("long.yaml");
-    std::fs::write(
-        &long,
-        std::fs::read_to_string(config)
-            .unwrap()
-            .replace("max_epochs: 2", "max_epochs: 100000"),
-    )
-    .unwrap();
+    let long = with_max_epochs(config, 100_000, dir.join("long.yaml"));
     let out = dir.join("int");
     let log = dir.join("int.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -458,14 +457,7 @@ fn interrupted_finetuning_resumes(dir: &Path, config: &str, ckpt: &Path) {
         serde_json::from_str(&std::fs::read_to_string(last.join("trainer_state.json")).unwrap())
             .unwrap();
     let epochs = state["epoch"].as_u64().unwrap() + 1;
-    let short = dir.join("short.yaml");
-    std::fs::write(
-        &short,
-        std::fs::read_to_string(config)
-            .unwrap()
-            .replace("max_epochs: 2", &format!("max_epochs: {epochs}")),
-    )
-    .unwrap();
+    let short = with_max_epochs(config, epochs, dir.join("short.yaml"));
     let resumed = forge(&[
         "finetune",
         "--config",
