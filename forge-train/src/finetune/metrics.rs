@@ -1,7 +1,14 @@
-//! Per-epoch fine-tuning metrics and their log file (`metrics.csv` for
+//! Fine-tuning metrics and their log file (`metrics.csv` for
 //! `training.logger` `csv` and `wandb`; `metrics.jsonl` plus TensorBoard
 //! events in `<log_dir>/<run_name or "default">/version_<N>` for
 //! `tensorboard`), appended as training goes.
+//!
+//! Two kinds of rows, told apart by `split`, as Lightning's logger mixes
+//! them in scModelForge's fine-tuning: a `train` row every
+//! `training.log_every_n_steps` optimizer steps (the mean loss of the steps
+//! since the last one, TensorBoard tag `train/loss`), and an `epoch` row at
+//! each epoch's end (the epoch's mean loss as `train/loss_epoch`, and the
+//! validation metrics).
 
 use std::path::Path;
 
@@ -11,6 +18,26 @@ use crate::train::metrics::{LogFile, LoggerKind};
 use crate::train::tensorboard::{EventWriter, next_version_dir};
 use forge_core::config::TrainingConfig;
 use forge_core::error::Result;
+
+/// What the optimizer steps since the last `train` row did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepMetrics {
+    /// Epoch, 0-based.
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub step: i64,
+    /// Mean training loss of the window's batches.
+    pub train_loss: f64,
+    /// Head learning rate at the window's last step.
+    pub head_lr: f64,
+    /// Backbone (or adapter) learning rate at the window's last step; 0
+    /// while frozen.
+    pub backbone_lr: f64,
+    /// Whether the backbone (or its adapters) trained.
+    pub backbone_trained: bool,
+    /// Training cells per second over the window.
+    pub cells_per_s: f64,
+}
 
 /// What one epoch did.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -84,7 +111,7 @@ impl EpochMetrics {
     }
 }
 
-const CSV_HEADER: &str = "epoch,step,train_loss,val_loss,accuracy,f1_macro,mse,head_lr,\
+const CSV_HEADER: &str = "epoch,step,split,train_loss,val_loss,accuracy,f1_macro,mse,head_lr,\
                           backbone_lr,backbone_trained,cells_per_s,seconds";
 
 /// The metrics file of a fine-tuning run.
@@ -122,12 +149,35 @@ impl FinetuneLog {
         self.file.path()
     }
 
-    /// Appends one epoch and flushes.
+    /// Appends one `train` row and flushes.
+    pub fn record_step(&mut self, m: &StepMetrics) -> Result<()> {
+        let line = if self.file.is_csv() {
+            format!(
+                "{},{},train,{},,,,,{},{},{},{},",
+                m.epoch,
+                m.step,
+                m.train_loss,
+                m.head_lr,
+                m.backbone_lr,
+                m.backbone_trained,
+                m.cells_per_s
+            )
+        } else {
+            with_split(m, "train")
+        };
+        self.file.write_line(&line)?;
+        if let Some(events) = &mut self.events {
+            events.scalars(m.step, &[("train/loss", m.train_loss)])?;
+        }
+        Ok(())
+    }
+
+    /// Appends one `epoch` row and flushes.
     pub fn record(&mut self, m: &EpochMetrics) -> Result<()> {
         let line = if self.file.is_csv() {
             let o = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
             format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},epoch,{},{},{},{},{},{},{},{},{},{}",
                 m.epoch,
                 m.step,
                 m.train_loss,
@@ -142,14 +192,16 @@ impl FinetuneLog {
                 m.seconds
             )
         } else {
-            serde_json::to_string(m).expect("metrics serialize")
+            with_split(m, "epoch")
         };
         self.file.write_line(&line)?;
         if let Some(events) = &mut self.events {
-            // scModelForge's fine-tuning names: `train/loss`, `val/loss`,
-            // `val/accuracy`; forge's other metrics beside them.
+            // scModelForge's fine-tuning names: `train/loss` (per step, in
+            // `record_step`), `val/loss`, `val/accuracy`; the epoch's mean
+            // training loss as Lightning names an epoch aggregate; forge's
+            // other metrics beside them.
             let mut scalars = vec![
-                ("train/loss", m.train_loss),
+                ("train/loss_epoch", m.train_loss),
                 ("epoch", m.epoch as f64),
                 ("lr/head", m.head_lr),
                 ("lr/backbone", m.backbone_lr),
@@ -168,6 +220,16 @@ impl FinetuneLog {
         }
         Ok(())
     }
+}
+
+/// One JSON line: the record's fields after `"split"`.
+fn with_split(m: &impl Serialize, split: &str) -> String {
+    let mut row = serde_json::Map::new();
+    row.insert("split".into(), split.into());
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(m) {
+        row.extend(fields);
+    }
+    serde_json::Value::Object(row).to_string()
 }
 
 #[cfg(test)]

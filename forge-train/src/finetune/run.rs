@@ -10,7 +10,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 use super::head::TaskHead;
 use super::labels::Targets;
 use super::lora::Lora;
-use super::metrics::{EpochMetrics, FinetuneLog};
+use super::metrics::{EpochMetrics, FinetuneLog, StepMetrics};
 use crate::train::TrainCheckpoints;
 use crate::train::checkpoints::{read_optimizer, read_tensors, read_weights, write_tensors};
 use crate::train::fit::{
@@ -314,10 +314,33 @@ impl Task for Finetuning<'_> {
         self.ft.merge();
     }
 
-    /// Fine-tuning records epochs only (`training.log_every_n_steps` has
-    /// no records to pace).
-    fn log_train(&mut self, _window: &TrainWindow, _console: &Console) -> Result<()> {
-        Ok(())
+    /// A `train` row every `training.log_every_n_steps` optimizer steps.
+    /// The loop also flushes a partial window at an epoch's end; the
+    /// epoch row holds that (as Lightning logs a step metric only on its
+    /// steps).
+    fn log_train(&mut self, w: &TrainWindow, _console: &Console) -> Result<()> {
+        if w.step % self.opts.training.log_every_n_steps.max(1) != 0 {
+            return Ok(());
+        }
+        let last = w.step.max(1) - 1;
+        let on = self.backbone_on;
+        let m = StepMetrics {
+            epoch: w.epoch,
+            step: w.step,
+            train_loss: w.loss,
+            head_lr: self.lr_at(self.opts.finetune.head_lr, last),
+            backbone_lr: if on {
+                self.lr_at(self.opts.finetune.backbone_lr, last)
+            } else {
+                0.0
+            },
+            backbone_trained: on,
+            cells_per_s: w.cells_per_s,
+        };
+        match self.log.as_mut() {
+            Some(log) => log.record_step(&m),
+            None => Ok(()),
+        }
     }
 
     fn validate(&mut self, _epoch: usize) -> Result<Option<f64>> {

@@ -641,9 +641,21 @@ fn job(fx: &Fixture, ckpt: &Path, out: &str, config_path: Option<PathBuf>) -> Jo
 #[test]
 fn saved_model_loads_back_with_the_same_predictions() {
     let fx = fixture("save", 48, 3);
-    let (ckpt, cfg) = checkpoint_and_config(&fx);
+    let (ckpt, mut cfg) = checkpoint_and_config(&fx);
+    cfg.training.log_every_n_steps = 2;
     let opts = job(&fx, &ckpt, "out", None);
     let report = run_job(&cfg, &opts).unwrap();
+    // `log_every_n_steps` paces `train` rows (steps 2, 4, ...); the epoch
+    // ends with its own row.
+    let metrics = std::fs::read_to_string(opts.out.join("logs/metrics.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = metrics.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(&rows[0][..3], ["epoch", "step", "split"], "{metrics}");
+    let train_steps: Vec<&str> = rows.iter().filter(|r| r[2] == "train").map(|r| r[1]).collect();
+    let last_step: i64 = rows.last().unwrap()[1].parse().unwrap();
+    assert_eq!(rows.last().unwrap()[2], "epoch", "{metrics}");
+    let expected: Vec<String> = (1..=last_step / 2).map(|k| (2 * k).to_string()).collect();
+    assert!(!expected.is_empty(), "{metrics}");
+    assert_eq!(train_steps, expected, "{metrics}");
     assert_eq!(report.lora_adapted, 3);
     assert_eq!(report.classes.len(), 3);
     for f in [
