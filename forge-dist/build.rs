@@ -12,29 +12,15 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     forge_build::link_libtorch();
-    println!("cargo:rerun-if-changed=csrc/c10d.cpp");
     println!("cargo:rerun-if-changed=third_party/gloo");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     println!("cargo:rerun-if-env-changed=CUDA_PATH");
     println!("cargo:rerun-if-env-changed=FORGE_VENV");
     println!("cargo:rustc-env=FORGE_DIST_NCCL={}", nccl_finding());
-    let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
-        return;
-    };
-    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .include("third_party/gloo")
-        .include(libtorch.join("include"))
-        .include(libtorch.join("include/torch/csrc/api/include"))
-        // torch 2.13's c10 headers use C++20 features.
-        .flag("-std=c++20")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .define("USE_C10D_GLOO", None)
-        .file("csrc/c10d.cpp")
-        .compile("forge_c10d");
+    // torch 2.13's c10 headers use C++20 features.
+    forge_build::compile_shim("forge_c10d", "csrc/c10d.cpp", "c++20", |b| {
+        b.include("third_party/gloo").define("USE_C10D_GLOO", None);
+    });
 }
 
 /// One line for `forge doctor` on the NCCL process group.

@@ -10,6 +10,9 @@
 //! exists there, links it with `--no-as-needed`. It is not a replacement for
 //! `torch-sys`'s own discovery; it reads the same `LIBTORCH` variable that
 //! `.cargo/config.toml` sets.
+//!
+//! [`compile_shim`] builds a crate's small C++ shim (autocast, c10d) against
+//! the same libtorch, with the flags torch-sys uses.
 
 use std::env;
 use std::path::PathBuf;
@@ -43,4 +46,47 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     let root = PathBuf::from(env::var_os("LIBTORCH")?);
     let lib = root.join("lib");
     lib.is_dir().then_some(lib)
+}
+
+/// Compiles the C++ file `file` into the static library `name`, against the
+/// headers of `LIBTORCH`, in the C++ standard `std` (e.g. `"c++17"`) and the
+/// C++11 ABI that torch-sys uses (`LIBTORCH_CXX11_ABI`, default 1).
+/// `configure` adds the shim's own includes and defines.
+///
+/// Returns `false`, building nothing, when `LIBTORCH` is unset (torch-sys
+/// has already said why) or when cross-compiling: the host's libtorch does
+/// not fit another target, and a cross `cargo check` (the Windows check)
+/// needs no object code. The second case is said in one cargo warning.
+pub fn compile_shim(
+    name: &str,
+    file: &str,
+    std: &str,
+    configure: impl FnOnce(&mut cc::Build),
+) -> bool {
+    println!("cargo:rerun-if-changed={file}");
+    let Some(libtorch) = env::var_os("LIBTORCH").map(PathBuf::from) else {
+        return false;
+    };
+    let (target, host) = (env::var("TARGET"), env::var("HOST"));
+    if target != host {
+        println!(
+            "cargo:warning=cross-compiling for {}: {file} is not built against the host's \
+             libtorch; the result type-checks but does not link",
+            target.unwrap_or_default()
+        );
+        return false;
+    }
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(libtorch.join("include"))
+        .include(libtorch.join("include/torch/csrc/api/include"))
+        .flag(format!("-std={std}"))
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"));
+    configure(&mut build);
+    build.file(file).compile(name);
+    true
 }

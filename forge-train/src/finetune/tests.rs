@@ -650,7 +650,11 @@ fn saved_model_loads_back_with_the_same_predictions() {
     let metrics = std::fs::read_to_string(opts.out.join("logs/metrics.csv")).unwrap();
     let rows: Vec<Vec<&str>> = metrics.lines().map(|l| l.split(',').collect()).collect();
     assert_eq!(&rows[0][..3], ["epoch", "step", "split"], "{metrics}");
-    let train_steps: Vec<&str> = rows.iter().filter(|r| r[2] == "train").map(|r| r[1]).collect();
+    let train_steps: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[2] == "train")
+        .map(|r| r[1])
+        .collect();
     let last_step: i64 = rows.last().unwrap()[1].parse().unwrap();
     assert_eq!(rows.last().unwrap()[2], "epoch", "{metrics}");
     let expected: Vec<String> = (1..=last_step / 2).map(|k| (2 * k).to_string()).collect();
