@@ -249,6 +249,18 @@ struct Finetuning<'a> {
 }
 
 impl Finetuning<'_> {
+    /// The head's and the backbone's learning rates at the last step before
+    /// `step` (the backbone's is 0 while it is frozen).
+    fn rates_before(&self, step: i64) -> (f64, f64) {
+        let last = step.max(1) - 1;
+        let backbone = if self.backbone_on {
+            self.lr_at(self.opts.finetune.backbone_lr, last)
+        } else {
+            0.0
+        };
+        (self.lr_at(self.opts.finetune.head_lr, last), backbone)
+    }
+
     fn lr_at(&self, base: Option<f64>, step: i64) -> f64 {
         let cfg = self.opts.training;
         learning_rate(
@@ -322,19 +334,14 @@ impl Task for Finetuning<'_> {
         if w.step % self.opts.training.log_every_n_steps.max(1) != 0 {
             return Ok(());
         }
-        let last = w.step.max(1) - 1;
-        let on = self.backbone_on;
+        let (head_lr, backbone_lr) = self.rates_before(w.step);
         let m = StepMetrics {
             epoch: w.epoch,
             step: w.step,
             train_loss: w.loss,
-            head_lr: self.lr_at(self.opts.finetune.head_lr, last),
-            backbone_lr: if on {
-                self.lr_at(self.opts.finetune.backbone_lr, last)
-            } else {
-                0.0
-            },
-            backbone_trained: on,
+            head_lr,
+            backbone_lr,
+            backbone_trained: self.backbone_on,
             cells_per_s: w.cells_per_s,
         };
         match self.log.as_mut() {
@@ -352,8 +359,7 @@ impl Task for Finetuning<'_> {
     }
 
     fn end_epoch(&mut self, end: &EpochEnd, console: &Console) -> Result<()> {
-        let last = end.step.max(1) - 1;
-        let on = self.backbone_on;
+        let (head_lr, backbone_lr) = self.rates_before(end.step);
         let eval = self.eval.take();
         let m = EpochMetrics {
             epoch: end.epoch,
@@ -363,13 +369,9 @@ impl Task for Finetuning<'_> {
             accuracy: eval.as_ref().and_then(|e| e.accuracy),
             f1_macro: eval.as_ref().and_then(|e| e.f1_macro),
             mse: eval.as_ref().and_then(|e| e.mse),
-            head_lr: self.lr_at(self.opts.finetune.head_lr, last),
-            backbone_lr: if on {
-                self.lr_at(self.opts.finetune.backbone_lr, last)
-            } else {
-                0.0
-            },
-            backbone_trained: on,
+            head_lr,
+            backbone_lr,
+            backbone_trained: self.backbone_on,
             cells_per_s: end.cells_per_s,
             seconds: end.started.elapsed().as_secs_f64(),
         };
