@@ -179,7 +179,7 @@ def run_forge(args, config_path, out_dir):
     """`forge train` with --max-steps; its metrics log has one record per
     step (log_every_n_steps 1) with that step's cells/s, measured from the
     batch in hand to the end of the optimizer step."""
-    forge = os.path.join(ROOT, "target/release/forge")
+    forge = args.forge
     run = os.path.join(out_dir, "forge-run")
     shutil.rmtree(run, ignore_errors=True)
     cmd = [forge, "train", "--config", config_path, "--out", run, "--max-steps", str(args.steps)]
@@ -212,6 +212,12 @@ def main():
         default="bf16-mixed,32-true",
         help="forge's precisions, comma-separated (one forge run each)",
     )
+    p.add_argument("--forge", default=os.path.join(ROOT, "target/release/forge"), help="the forge binary")
+    p.add_argument(
+        "--tools",
+        default="scmodelforge,forge",
+        help="which tools run, comma-separated (scmodelforge first when given)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
@@ -219,8 +225,10 @@ def main():
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     data = make_data(args.case, args.workdir)
-    runs = [("scmodelforge", args.precision)]
-    runs += [("forge", x) for x in args.forge_precisions.split(",") if x]
+    tools = args.tools.split(",")
+    runs = [("scmodelforge", args.precision)] if "scmodelforge" in tools else []
+    if "forge" in tools:
+        runs += [("forge", x) for x in args.forge_precisions.split(",") if x]
     results = []
     for tool, precision in runs:
         out_dir = os.path.join(args.workdir, f"{args.case}-{tool}-{precision}")
@@ -236,14 +244,13 @@ def main():
         step, wall = run_scmodelforge(args, config_path) if tool == "scmodelforge" else run_forge(args, config_path, out_dir)
         results.append((tool, precision, step, wall, time.perf_counter() - t0, before, load()))
         print(f"done: {tool} {precision} {step:.2f} cells/s", file=sys.stderr, flush=True)
-    base = results[0][2]
+    base = results[0][2] if results[0][0] == "scmodelforge" else None
     print(f"{args.case}: {args.threads} threads, steps {args.warmup + 1}..{args.steps} of each run; cells/s over summed step times")
     print(f"{'tool':13} {'precision':11} {'cells/s':>9} {'vs sMF':>7} {'wall':>9} {'run s':>6}  load (1 min) before/after")
     for tool, precision, step, wall, secs, before, after in results:
         wall_text = f"{wall:9.2f}" if wall is not None else f"{'-':>9}"
-        print(
-            f"{tool:13} {precision:11} {step:9.2f} {step / base:6.2f}x {wall_text} {secs:6.0f}  {before:.1f}/{after:.1f}"
-        )
+        ratio = f"{step / base:6.2f}x" if base else f"{'-':>7}"
+        print(f"{tool:13} {precision:11} {step:9.2f} {ratio} {wall_text} {secs:6.0f}  {before:.1f}/{after:.1f}")
 
 
 if __name__ == "__main__":
