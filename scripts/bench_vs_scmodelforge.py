@@ -24,11 +24,17 @@ Cases (as in issue 19):
   heads, max_genes 2,048, batch 8.
 
 Both tools train `transformer_encoder` with rank_value and masking, AdamW,
-at the precision given (`--precision`, default scModelForge's own default
-bf16-mixed), on `--threads` CPU threads, for `--steps` steps. Steady state is
-the cells of every batch after the first `--warmup` divided by the wall time
-between their starts (data loading included). forge's number is the same
-measure, read from its metrics log.
+on `--threads` CPU threads, for `--steps` steps: scModelForge at
+`--precision` (default its own default, bf16-mixed, which Lightning runs as
+CPU autocast to bfloat16), forge once per `--forge-precisions` (default
+bf16-mixed and 32-true). Steady state is the cells of the steps after the
+first `--warmup` over the summed time of those steps, each from its batch in
+hand to the end of its optimizer step (forge's metrics log records exactly
+this per step; scModelForge's is taken by a Lightning callback between
+`on_train_batch_start` and `on_train_batch_end`). scModelForge's `wall`
+column adds its in-process data loading (time between batch starts). The
+1-minute load average before and after each run is printed: on a shared
+machine, compare only runs under similar load.
 """
 
 from __future__ import annotations
@@ -131,12 +137,14 @@ import lightning.pytorch as pl
 from scmodelforge.config import load_config
 from scmodelforge.training.pipeline import TrainingPipeline
 
-starts, cells = [], []
+starts, ends, cells = [], [], []
 class Timer(pl.Callback):
     def on_train_batch_start(self, trainer, module, batch, idx):
         starts.append(time.perf_counter()); cells.append(int(batch["input_ids"].shape[0]))
-    def on_train_end(self, trainer, module):
-        starts.append(time.perf_counter())
+    def on_train_batch_end(self, trainer, module, outputs, batch, idx):
+        ends.append(time.perf_counter())
+        if idx == 0:
+            print("THREADS", torch.get_num_threads(), "PRECISION", trainer.precision, flush=True)
 
 Trainer = pl.Trainer
 def timed(*a, **kw):
@@ -151,16 +159,27 @@ def timed(*a, **kw):
 pl.Trainer = timed
 TrainingPipeline(load_config({config_path!r})).run()
 w = {args.warmup}
-print("RATE", sum(cells[w:]) / (starts[-1] - starts[w]))
+print("STEP", sum(cells[w:]) / sum(e - s for s, e in zip(starts[w:], ends[w:])))
+print("WALL", sum(cells[w:-1]) / (starts[-1] - starts[w]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"scModelForge failed:\n{out.stderr[-4000:]}")
-    return float([line for line in out.stdout.splitlines() if line.startswith("RATE")][-1].split()[1])
+    found = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("STEP", "WALL", "THREADS"):
+            found[key] = value
+    if found.get("THREADS", "").split()[0] != str(args.threads):
+        sys.exit(f"scModelForge ran on other threads than asked: {found.get('THREADS')}")
+    return float(found["STEP"]), float(found["WALL"])
 
 
 def run_forge(args, config_path, out_dir):
-    forge = os.path.join(ROOT, "target/release/forge")
+    """`forge train` with --max-steps; its metrics log has one record per
+    step (log_every_n_steps 1) with that step's cells/s, measured from the
+    batch in hand to the end of the optimizer step."""
+    forge = args.forge
     run = os.path.join(out_dir, "forge-run")
     shutil.rmtree(run, ignore_errors=True)
     cmd = [forge, "train", "--config", config_path, "--out", run, "--max-steps", str(args.steps)]
@@ -171,7 +190,15 @@ def run_forge(args, config_path, out_dir):
     with open(os.path.join(run, "logs/metrics.csv")) as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == "train" and r["cells_per_s"]]
     rates = [float(r["cells_per_s"]) for r in rows if int(r["step"]) > args.warmup]
-    return float(np.median(rates))
+    if len(rates) < args.steps - args.warmup:
+        sys.exit(f"forge logged {len(rates)} steps after the warm-up, expected {args.steps - args.warmup}")
+    # Steps of one batch each: cells over summed step times, as scModelForge's
+    # STEP measure (the harmonic mean of the per-step rates).
+    return len(rates) / sum(1.0 / r for r in rates), None
+
+
+def load():
+    return os.getloadavg()[0]
 
 
 def main():
@@ -179,8 +206,18 @@ def main():
     p.add_argument("--scmodelforge", required=True, help="the src/ folder of a scModelForge checkout")
     p.add_argument("--site", required=True, help="folder with scModelForge's extra dependencies")
     p.add_argument("--case", choices=sorted(CASES), default="pbmc")
-    p.add_argument("--precision", default="bf16-mixed")
-    p.add_argument("--forge-precision", default=None, help="forge's precision (default: --precision)")
+    p.add_argument("--precision", default="bf16-mixed", help="scModelForge's precision")
+    p.add_argument(
+        "--forge-precisions",
+        default="bf16-mixed,32-true",
+        help="forge's precisions, comma-separated (one forge run each)",
+    )
+    p.add_argument("--forge", default=os.path.join(ROOT, "target/release/forge"), help="the forge binary")
+    p.add_argument(
+        "--tools",
+        default="scmodelforge,forge",
+        help="which tools run, comma-separated (scmodelforge first when given)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
@@ -188,21 +225,32 @@ def main():
     args = p.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     data = make_data(args.case, args.workdir)
-    results = {}
-    for tool in ("scmodelforge", "forge"):
-        out_dir = os.path.join(args.workdir, f"{args.case}-{tool}")
+    tools = args.tools.split(",")
+    runs = [("scmodelforge", args.precision)] if "scmodelforge" in tools else []
+    if "forge" in tools:
+        runs += [("forge", x) for x in args.forge_precisions.split(",") if x]
+    results = []
+    for tool, precision in runs:
+        out_dir = os.path.join(args.workdir, f"{args.case}-{tool}-{precision}")
         os.makedirs(out_dir, exist_ok=True)
-        precision = args.precision if tool == "scmodelforge" else (args.forge_precision or args.precision)
+        # scModelForge loads in the training process (no worker processes
+        # to share the two cores); forge's loader is one thread.
         workers = 0 if tool == "scmodelforge" else 1
         config_path = os.path.join(out_dir, "config.yaml")
         with open(config_path, "w") as f:
             f.write(config_yaml(args.case, data, precision, out_dir, workers))
+        before = load()
         t0 = time.perf_counter()
-        rate = run_scmodelforge(args, config_path) if tool == "scmodelforge" else run_forge(args, config_path, out_dir)
-        results[tool] = (precision, rate, time.perf_counter() - t0)
-    for tool, (precision, rate, wall) in results.items():
-        print(f"{args.case:10} {tool:13} {precision:11} {rate:9.2f} cells/s  ({wall:.0f} s run)")
-    print(f"{args.case:10} forge / scModelForge = {results['forge'][1] / results['scmodelforge'][1]:.2f}x")
+        step, wall = run_scmodelforge(args, config_path) if tool == "scmodelforge" else run_forge(args, config_path, out_dir)
+        results.append((tool, precision, step, wall, time.perf_counter() - t0, before, load()))
+        print(f"done: {tool} {precision} {step:.2f} cells/s", file=sys.stderr, flush=True)
+    base = results[0][2] if results[0][0] == "scmodelforge" else None
+    print(f"{args.case}: {args.threads} threads, steps {args.warmup + 1}..{args.steps} of each run; cells/s over summed step times")
+    print(f"{'tool':13} {'precision':11} {'cells/s':>9} {'vs sMF':>7} {'wall':>9} {'run s':>6}  load (1 min) before/after")
+    for tool, precision, step, wall, secs, before, after in results:
+        wall_text = f"{wall:9.2f}" if wall is not None else f"{'-':>9}"
+        ratio = f"{step / base:6.2f}x" if base else f"{'-':>7}"
+        print(f"{tool:13} {precision:11} {step:9.2f} {ratio} {wall_text} {secs:6.0f}  {before:.1f}/{after:.1f}")
 
 
 if __name__ == "__main__":

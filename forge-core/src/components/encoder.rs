@@ -8,11 +8,14 @@
 //! x = x + dropout(linear2(dropout(act(linear1(norm2(x))))))
 //! ```
 //!
-//! Attention runs through libtorch's fused scaled-dot-product attention.
+//! Attention runs through libtorch's fused scaled-dot-product attention,
+//! except in bfloat16 on the CPU (bf16-mixed), where [`attend`] computes it
+//! with two batched matmuls around a softmax so that the bf16 matrix units
+//! do the work (libtorch's fused CPU kernel gains nothing from bfloat16).
 //! Names per layer: `self_attn.in_proj_weight` (3H,H), `self_attn.in_proj_bias`
 //! (3H), `self_attn.out_proj.*`, `linear1.*`, `linear2.*`, `norm1.*`, `norm2.*`.
 
-use tch::{Tensor, nn};
+use tch::{Device, Kind, Tensor, nn};
 
 use super::init;
 use super::mask::attention_bias;
@@ -64,11 +67,66 @@ impl MultiheadSelfAttention {
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let p = if train { self.dropout } else { 0.0 };
-        Tensor::scaled_dot_product_attention(&q, &k, &v, bias, p, false, None, false)
+        attend(&q, &k, &v, bias, p)
             .transpose(1, 2)
             .reshape([b, s, h])
             .apply(&self.out_proj)
     }
+}
+
+/// Largest score matrix (cells × heads × len × len entries) of one
+/// attention call that [`attend`] materialises for bfloat16 on the CPU:
+/// 1 GiB of bfloat16. Larger calls use the fused kernel, which never holds
+/// the scores.
+pub const MATMUL_ATTENTION_MAX_SCORES: i64 = 1 << 29;
+
+/// Scaled dot-product attention of `q`, `k`, `v` (cells, heads, len,
+/// head_dim) with an additive `bias` broadcastable to (cells, heads, len,
+/// len) and dropout `p` on the attention weights (0 outside training).
+///
+/// float32 (and CUDA) run libtorch's fused kernel. bfloat16 on the CPU
+/// computes `softmax(q kᵀ / √d + bias) v` with two batched bf16 matmuls,
+/// which run on the CPU's bf16 matrix units, where the fused CPU kernel
+/// runs no faster than in float32. The softmax accumulates in float32 and
+/// rounds the weights to bfloat16 for the second matmul, as the fused
+/// kernel does; above [`MATMUL_ATTENTION_MAX_SCORES`] the fused kernel is
+/// used (it never materialises the scores).
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, p: f64) -> Tensor {
+    attend_within(q, k, v, bias, p, MATMUL_ATTENTION_MAX_SCORES)
+}
+
+/// [`attend`] with another score limit (tests).
+pub(crate) fn attend_within(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    p: f64,
+    max_scores: i64,
+) -> Tensor {
+    let (cells, heads, len, head_dim) = q.size4().expect("attention q is (B, heads, S, d)");
+    let matmuls = q.device() == Device::Cpu
+        && q.kind() == Kind::BFloat16
+        && cells * heads * len * len <= max_scores;
+    if !matmuls {
+        return Tensor::scaled_dot_product_attention(q, k, v, bias, p, false, None, false);
+    }
+    let batch = cells * heads;
+    let q = (q * (head_dim as f64).powf(-0.5)).reshape([batch, len, head_dim]);
+    let k = k.reshape([batch, len, head_dim]);
+    let v = v.reshape([batch, len, head_dim]);
+    let mut scores = q.bmm(&k.transpose(1, 2)).view([cells, heads, len, len]);
+    if let Some(bias) = bias {
+        // In place: bmm keeps its inputs for the backward pass, not its
+        // output.
+        scores += bias.to_kind(Kind::BFloat16);
+    }
+    scores
+        .softmax(-1, Kind::BFloat16)
+        .dropout(p, p > 0.0)
+        .view([batch, len, len])
+        .bmm(&v)
+        .view([cells, heads, len, head_dim])
 }
 
 impl Parameters for MultiheadSelfAttention {

@@ -21,7 +21,10 @@ pub mod pooling;
 pub mod tokens;
 
 pub use embedding::GeneExpressionEmbedding;
-pub use encoder::{MultiheadSelfAttention, TransformerEncoder, TransformerEncoderLayer};
+pub use encoder::{
+    MATMUL_ATTENTION_MAX_SCORES, MultiheadSelfAttention, TransformerEncoder,
+    TransformerEncoderLayer, attend,
+};
 pub use heads::{BinPredictionHead, ExpressionPredictionHead, MaskedGenePredictionHead};
 pub use pooling::{cls_pool, mean_pool, pool};
 pub use tokens::{HeadOutputs, Tokens};

@@ -26,7 +26,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::encoder::{MultiheadSelfAttention, TransformerEncoder};
+use super::encoder::{MultiheadSelfAttention, TransformerEncoder, attend};
 use super::mask::attention_bias;
 
 /// The cost of one more attention group, in padded attention slots: below
@@ -299,18 +299,9 @@ impl MultiheadSelfAttention {
                 let qkv = slots
                     .view([g.cells, g.len, 3, self.num_heads, head_dim])
                     .permute([2, 0, 3, 1, 4]);
-                let out = Tensor::scaled_dot_product_attention(
-                    &qkv.get(0),
-                    &qkv.get(1),
-                    &qkv.get(2),
-                    bias.as_ref(),
-                    p,
-                    false,
-                    None,
-                    false,
-                )
-                .transpose(1, 2)
-                .reshape([g.cells * g.len, h]);
+                let out = attend(&qkv.get(0), &qkv.get(1), &qkv.get(2), bias.as_ref(), p)
+                    .transpose(1, 2)
+                    .reshape([g.cells * g.len, h]);
                 match &g.padding {
                     Some(pad) => out.index_select(0, &pad.real_slots),
                     None => out,
@@ -494,6 +485,73 @@ mod tests {
                 .double_value(&[])
                 > 0.0
         );
+    }
+
+    #[test]
+    fn bf16_attention_on_the_cpu_runs_as_matmuls_with_the_fused_kernels_values() {
+        use crate::components::encoder::attend_within;
+        tch::manual_seed(8);
+        let (cells, heads, len, d) = (3, 2, 7, 8);
+        let randn = || Tensor::randn([cells, heads, len, d], (Kind::Float, Device::Cpu));
+        let (q, k, v) = (randn(), randn(), randn());
+        let m = mask(&[7, 3, 5], len);
+        let real_queries = m.ne(0).view([cells, 1, len, 1]);
+        let fused = |q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor| {
+            Tensor::scaled_dot_product_attention(q, k, v, Some(bias), 0.0, false, None, false)
+        };
+        let bf16 = |t: &Tensor| t.to_kind(Kind::BFloat16).set_requires_grad(true);
+        for causal in [false, true] {
+            let bias = attention_bias(&m, causal, Kind::Float);
+            // float32: the fused kernel, bit for bit.
+            assert!(attend(&q, &k, &v, Some(&bias), 0.0).equal(&fused(&q, &k, &v, &bias)));
+            let (qb, kb, vb) = (bf16(&q), bf16(&k), bf16(&v));
+            let got = attend(&qb, &kb, &vb, Some(&bias), 0.0);
+            assert_eq!(got.kind(), Kind::BFloat16);
+            let off = |want: &Tensor| {
+                ((got.to_kind(Kind::Float) - want.to_kind(Kind::Float)) * &real_queries)
+                    .abs()
+                    .max()
+                    .double_value(&[])
+            };
+            let want = fused(&q, &k, &v, &bias);
+            let fused_bf16 = fused(&qb, &kb, &vb, &bias.to_kind(Kind::BFloat16));
+            assert!(off(&want) < 3e-2, "causal={causal}: {}", off(&want));
+            assert!(
+                off(&fused_bf16) < 3e-2,
+                "causal={causal}: {}",
+                off(&fused_bf16)
+            );
+            // Above the score limit: the fused kernel itself.
+            let above = attend_within(
+                &qb,
+                &kb,
+                &vb,
+                Some(&bias),
+                0.0,
+                cells * heads * len * len - 1,
+            );
+            assert!(above.equal(&fused_bf16));
+            // Gradients flow to q, k and v (float32 leaves through the casts).
+            let leaves: Vec<Tensor> = [&q, &k, &v]
+                .iter()
+                .map(|t| t.copy().set_requires_grad(true))
+                .collect();
+            let cast: Vec<Tensor> = leaves.iter().map(|t| t.to_kind(Kind::BFloat16)).collect();
+            let out = attend(&cast[0], &cast[1], &cast[2], Some(&bias), 0.0);
+            (out.to_kind(Kind::Float) * &real_queries)
+                .sum(Kind::Float)
+                .backward();
+            for leaf in &leaves {
+                let g = leaf.grad().abs().sum(Kind::Float).double_value(&[]);
+                assert!(g > 0.0 && g.is_finite());
+            }
+        }
+        // Dropout applies to the attention weights in training only.
+        let (qb, kb, vb) = (bf16(&q), bf16(&k), bf16(&v));
+        let a = attend(&qb, &kb, &vb, None, 0.5);
+        let b = attend(&qb, &kb, &vb, None, 0.5);
+        assert!(!a.equal(&b));
+        assert!(attend(&qb, &kb, &vb, None, 0.0).equal(&attend(&qb, &kb, &vb, None, 0.0)));
     }
 
     #[test]
