@@ -8,7 +8,46 @@ use forge_core::{Architecture, ForgeModel, ModelOutput};
 
 use forge_core::models::Geneformer as Model;
 
+use forge_core::config::ModelConfig;
+
 use crate::common::*;
+
+/// Copies `from`'s weights into `to` (same shapes).
+fn copy_weights(from: &Model, to: &Model) {
+    let weights = forge_core::state_dict::state_dict(from);
+    forge_core::state_dict::load_state_dict(to, &weights).unwrap();
+}
+
+/// With `key` set to the id of the first token of each cell, the mean
+/// leaves that token out: it equals the mean over the other real tokens.
+fn assert_special_tokens_left_out_of_the_mean(key: &str) {
+    let b = batch();
+    let first = b.input_ids().get(0).int64_value(&[0]);
+    let mean = ModelConfig {
+        pooling: forge_core::config::Pooling::Mean,
+        ..tiny_config(NAME)
+    };
+    let (_vs, plain) = build::<Model>(&mean);
+    let (_vs, special) = build::<Model>(&mean.clone().with_option(key, first));
+    copy_weights(&plain, &special);
+    let out = plain.forward(&b, false);
+    let hidden_all = tch::no_grad(|| plain.encode(&b));
+    let got = tch::no_grad(|| special.encode(&b));
+    // Cell 1 has no token `first` (or the result is checked the same way).
+    let keep = b
+        .attention_mask()
+        .ne(0)
+        .logical_and(&b.input_ids().ne(first));
+    assert!(out.embeddings.is_some());
+    let differs = (&got - &hidden_all).abs().max().double_value(&[]);
+    assert!(differs > 1e-6, "{key} changed nothing");
+    // Recompute from the encoder: the mean over `keep` of the same layer.
+    let x = plain.bert.embeddings.forward(&b, false);
+    let state = plain.bert.encoder.forward_layers(&x, 0..1, false);
+    let want = forge_core::components::mean_pool(&state.padded(), &keep);
+    let d = (&got - want).abs().max().double_value(&[]);
+    assert!(d < 1e-5, "{key}: {d}");
+}
 
 const NAME: &str = "geneformer";
 
@@ -67,17 +106,18 @@ fn from_config_builds_and_requires_vocab_size() {
 }
 
 #[test]
-fn gradients_reach_embedding_encoder_norm_and_head() {
+fn gradients_reach_embeddings_every_layer_and_the_tied_head() {
     let m = model();
     assert_gradients_reach(
         &m,
         &batch(),
         &[
-            "embedding.gene_embedding",
-            "embedding.expression_proj",
-            "encoder.layers.1",
-            "norm",
-            "head.decoder",
+            "bert.embeddings.word_embeddings",
+            "bert.embeddings.position_embeddings",
+            "bert.encoder.layer.0.attention.self.query",
+            "bert.encoder.layer.1.output.LayerNorm",
+            "cls.predictions.transform.dense",
+            "cls.predictions.bias",
         ],
     );
 }
@@ -121,7 +161,7 @@ fn example_config_loads_and_builds() {
     let (_vs, m) = build::<Model>(&model_config);
     assert_eq!(m.registry_name(), NAME);
     assert_eq!(m.emb_layer, -1);
-    assert_eq!(m.cls_token_id, None);
+    assert_eq!(m.cls_token_id, Some(3));
     assert_eq!(m.eos_token_id, None);
 }
 
@@ -133,6 +173,32 @@ fn option_emb_layer_follows_the_config() {
     let config = tiny_config(NAME).with_option("emb_layer", other);
     let (_vs, m) = build::<Model>(&config);
     assert_eq!(m.emb_layer, 0);
+    // -1 pools the output of layer 0 of 2, 0 that of layer 1: with the
+    // same weights, the embeddings differ.
+    let mean = ModelConfig {
+        pooling: forge_core::config::Pooling::Mean,
+        ..tiny_config(NAME)
+    };
+    let (_vs, a) = build::<Model>(&mean);
+    let (_vs, b) = build::<Model>(&mean.clone().with_option("emb_layer", 0));
+    copy_weights(&a, &b);
+    let batch = batch();
+    let d = (a.encode(&batch) - b.encode(&batch))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(d > 1e-4, "emb_layer changed nothing");
+    // Out of range: refused when the config loads.
+    for bad in [1, -3] {
+        let yaml = format!("model:\n  architecture: {NAME}\n  num_layers: 2\n  emb_layer: {bad}\n");
+        let err = forge_core::ForgeConfig::from_yaml_str(&yaml, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.emb_layer") && err.contains("-num_layers"),
+            "{err}"
+        );
+    }
 }
 
 /// `model.cls_token_id` reaches the model's `cls_token_id` field.
@@ -143,6 +209,8 @@ fn option_cls_token_id_follows_the_config() {
     let config = tiny_config(NAME).with_option("cls_token_id", other);
     let (_vs, m) = build::<Model>(&config);
     assert_eq!(m.cls_token_id, Some(1));
+    // The tokens with that id are left out of mean-pooled embeddings.
+    assert_special_tokens_left_out_of_the_mean("cls_token_id");
 }
 
 /// `model.eos_token_id` reaches the model's `eos_token_id` field.
@@ -153,4 +221,5 @@ fn option_eos_token_id_follows_the_config() {
     let config = tiny_config(NAME).with_option("eos_token_id", other);
     let (_vs, m) = build::<Model>(&config);
     assert_eq!(m.eos_token_id, Some(1));
+    assert_special_tokens_left_out_of_the_mean("eos_token_id");
 }
