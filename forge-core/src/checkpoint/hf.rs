@@ -297,10 +297,11 @@ pub fn read_hf_config(dir: &Path) -> Result<HfBertConfig> {
 }
 
 /// Loads a Hugging Face BERT masked-LM folder (`config.json`,
-/// `model.safetensors`) as a `geneformer` model on `device`. The folder
-/// has no gene vocabulary or tokenizer config (`vocab`,
-/// `tokenizer_config` are `None`); skipped keys and tensors are in
-/// `ignored_keys`.
+/// `model.safetensors`) as a `geneformer` model on `device`. Such a folder
+/// has no tokenizer config (`tokenizer_config` is `None`); `vocab` is
+/// forge's `gene_vocab.json` when the folder has one (put beside the two
+/// files so forge's tokenizers can map genes), else `None`. Skipped keys
+/// and tensors are in `ignored_keys`.
 pub fn load_hf_pretrained(dir: &Path, device: Device) -> Result<LoadedModel> {
     let HfBertConfig {
         model: config,
@@ -360,6 +361,7 @@ pub fn load_hf_pretrained(dir: &Path, device: Device) -> Result<LoadedModel> {
         }
         kept.push((name, t));
     }
+    let vocab = super::read_vocab(dir, config.require_vocab_size()?)?;
     let var_store = VarStore::new(device);
     let model = crate::registry::get(HF_BERT_MODEL, &var_store.root(), &config)?;
     load_state_dict(&*model, &kept)
@@ -369,7 +371,7 @@ pub fn load_hf_pretrained(dir: &Path, device: Device) -> Result<LoadedModel> {
         var_store,
         config,
         tokenizer_config: None,
-        vocab: None,
+        vocab,
         scmodelforge_version: None,
         ignored_keys,
     })

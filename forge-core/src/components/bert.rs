@@ -448,3 +448,113 @@ impl Parameters for BertLmPredictionHead {
         f(&join(prefix, "bias"), &self.bias);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::*;
+
+    fn settings() -> BertSettings {
+        BertSettings {
+            vocab_size: 30,
+            hidden: 16,
+            layers: 2,
+            heads: 4,
+            intermediate: 24,
+            max_positions: 12,
+            type_vocab_size: 2,
+            activation: Activation::Relu,
+            layer_norm_eps: 1e-12,
+            hidden_dropout: 0.0,
+            attention_dropout: 0.0,
+            initializer_range: 0.3,
+        }
+    }
+
+    /// Ragged cells, one of them all padding.
+    fn batch() -> Batch {
+        let lengths = Tensor::from_slice(&[9i64, 4, 0, 1]);
+        let mask = Tensor::arange(9, (Kind::Int64, Device::Cpu))
+            .unsqueeze(0)
+            .lt_tensor(&lengths.unsqueeze(1))
+            .to_kind(Kind::Int64);
+        let ids = Tensor::randint_low(2, 30, [4, 9], (Kind::Int64, Device::Cpu)) * &mask;
+        Batch::builder(ids, mask).build().unwrap()
+    }
+
+    #[test]
+    fn packed_layers_equal_the_padded_reference_at_real_tokens() {
+        tch::manual_seed(3);
+        let vs = VarStore::new(Device::Cpu);
+        let s = settings();
+        let emb = BertEmbeddings::new(&vs.root() / "embeddings", &s);
+        let enc = BertEncoder::new(&vs.root() / "encoder", &s);
+        let b = batch();
+        let x = emb.forward(&b, false);
+        let positions = Tensor::arange(9, (Kind::Int64, Device::Cpu))
+            .unsqueeze(0)
+            .expand([4, 9], false);
+        let x_padded = emb.embed(b.input_ids(), &positions, false);
+        let real = b.attention_mask().ne(0).unsqueeze(-1);
+        let d = ((x.padded() - &x_padded) * &real)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(d < 1e-6, "{d}");
+        let packed = enc.forward(&x, false).padded();
+        let padded = enc.forward_padded(&x_padded, b.attention_mask(), false);
+        let d = ((&packed - &padded) * &real).abs().max().double_value(&[]);
+        assert!(d < 1e-5, "{d}");
+        // forward_layers composes: 0..1 then 1..2 is 0..2.
+        let split = enc.forward_layers(&enc.forward_layers(&x, 0..1, false), 1..2, false);
+        assert!(split.rows.equal(&enc.forward(&x, false).rows));
+        // Post-norm: every real token's output is normalised (LayerNorm
+        // weight 1, bias 0 at init).
+        let std = enc
+            .forward(&x, false)
+            .rows
+            .std_dim(-1, false, false)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        assert!((std - 1.0).abs() < 1e-3, "{std}");
+    }
+
+    #[test]
+    fn the_head_decodes_with_the_word_embeddings_and_trains_them() {
+        tch::manual_seed(4);
+        let vs = VarStore::new(Device::Cpu);
+        let s = settings();
+        let emb = BertEmbeddings::new(&vs.root() / "embeddings", &s);
+        let head = BertLmPredictionHead::new(&vs.root() / "predictions", &s);
+        let h = Tensor::randn([5, 16], (Kind::Float, Device::Cpu));
+        let logits = head.forward(&h, &emb.word_embeddings.ws);
+        assert_eq!(logits.size(), [5, 30]);
+        let transformed = h.apply(&head.dense).relu().apply(&head.layer_norm);
+        let want = transformed.matmul(&emb.word_embeddings.ws.tr()) + &head.bias;
+        assert!((&logits - want).abs().max().double_value(&[]) < 1e-5);
+        logits.sum(Kind::Float).backward();
+        assert!(
+            emb.word_embeddings
+                .ws
+                .grad()
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[])
+                > 0.0
+        );
+        let mut names = Vec::new();
+        head.visit_parameters("cls.predictions", &mut |n, _| names.push(n.to_string()));
+        assert_eq!(
+            names,
+            [
+                "cls.predictions.transform.dense.weight",
+                "cls.predictions.transform.dense.bias",
+                "cls.predictions.transform.LayerNorm.weight",
+                "cls.predictions.transform.LayerNorm.bias",
+                "cls.predictions.bias",
+            ]
+        );
+    }
+}
