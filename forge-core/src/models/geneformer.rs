@@ -110,7 +110,7 @@ impl ModelOptions for GeneformerOptions {
                 ),
             );
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             c.fail(
                 "layer_norm_eps",
                 format!("must be > 0, got {}", self.layer_norm_eps),
@@ -122,7 +122,7 @@ impl ModelOptions for GeneformerOptions {
                 format!("must be at least 1, got {}", self.type_vocab_size),
             );
         }
-        if !(self.initializer_range >= 0.0) {
+        if self.initializer_range.is_nan() || self.initializer_range < 0.0 {
             c.fail(
                 "initializer_range",
                 format!("must be >= 0, got {}", self.initializer_range),
