@@ -15,7 +15,7 @@ set -euo pipefail
 TORCH_VERSION=2.13.0
 SCANPY_VERSION=1.11.5
 PBMC_SHA256=e71d41e737c941559b7c57c9243bdb3d2c889c2adfdf00e3422ac6b46783676f
-PY_PACKAGES=("torch==$TORCH_VERSION" "numpy" "safetensors" "anndata" "scipy" "omegaconf" "tensorboard")
+PY_PACKAGES=("torch==$TORCH_VERSION" "numpy" "safetensors" "anndata" "scipy" "omegaconf" "tensorboard" "transformers")
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/forge"

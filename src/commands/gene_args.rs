@@ -93,6 +93,9 @@ impl GeneArgs {
         device: Device,
     ) -> anyhow::Result<(LoadedModel, DataPipeline)> {
         let loaded = load_pretrained(dir, device)?;
+        for key in &loaded.ignored_keys {
+            eprintln!("warning: {}: skipped {key}", dir.display());
+        }
         let data = self.checkpoint_data(dir)?;
         let pipeline = checkpoint_pipeline(&loaded, dir, &data, &[cells.to_path_buf()])?;
         for cov in pipeline.coverage() {

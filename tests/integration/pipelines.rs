@@ -800,3 +800,115 @@ fn lightning_checkpoints_and_missing_vocabularies_are_named() {
         "{stderr}"
     );
 }
+
+/// `geneformer` through forge's own commands: train (masked-gene
+/// pretraining), embed, assess and finetune; then the trained model
+/// written in Hugging Face's BERT layout embeds the same through
+/// `forge embed --model <that folder>`.
+#[test]
+fn geneformer_trains_embeds_assesses_finetunes_and_reads_its_hf_layout() {
+    let dir = scratch("geneformer");
+    let data = dir.join("cells.h5ad");
+    // 24 genes: no cell is truncated, whatever the tokenizer's max_genes.
+    ok(&[
+        "synth",
+        "--cells",
+        "80",
+        "--genes",
+        "24",
+        "--types",
+        "3",
+        "--out",
+        s(&data),
+    ]);
+    let config = dir.join("geneformer.yaml");
+    let text = tiny_config(&data)
+        .replace("transformer_encoder", "geneformer")
+        .replace("max_epochs: 2", "max_epochs: 1")
+        .replace(
+            "  max_seq_len: 32\n",
+            "  max_seq_len: 32\n  activation: relu\n  use_expression_values: false\n  \
+             pooling: mean\n  cls_token_id: 3\n",
+        );
+    std::fs::write(&config, text).unwrap();
+    let run = dir.join("run");
+    ok(&["train", "--config", s(&config), "--out", s(&run)]);
+    let model = run.join("pretrained");
+    let npy = dir.join("emb.npy");
+    ok(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&npy),
+    ]);
+    assert_eq!(read_npy(&npy).len(), 80 * 16);
+    let report = dir.join("assess");
+    let table = ok(&[
+        "assess",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--label-key",
+        "cell_type",
+        "--out",
+        s(&report),
+    ]);
+    assert!(table.contains("linear probe"), "{table}");
+    let ft_config = dir.join("ft.yaml");
+    std::fs::write(
+        &ft_config,
+        format!(
+            "data:\n  paths: [{}]\n  num_workers: 1\ntraining:\n  batch_size: 16\n  \
+             max_epochs: 1\n  precision: 32-true\n  scheduler: null\n  val_split: 0.2\n\
+             finetune:\n  label_key: cell_type\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let ft = dir.join("ft");
+    ok(&[
+        "finetune",
+        "--config",
+        s(&ft_config),
+        "--checkpoint",
+        s(&model),
+        "--out",
+        s(&ft),
+    ]);
+    assert!(ft.join("pretrained/model.safetensors").is_file());
+
+    // The same model in Hugging Face's layout (config.json with BertConfig
+    // keys, model.safetensors with bert.* / cls.* names), with forge's
+    // gene vocabulary beside it, embeds the cells the same.
+    let loaded =
+        forge_core::checkpoint::load_pretrained(&model, forge_core::tch::Device::Cpu).unwrap();
+    let hf = dir.join("hf");
+    forge_core::checkpoint::hf::save_hf_pretrained(&*loaded.model, &loaded.config, &hf, false)
+        .unwrap();
+    std::fs::copy(model.join("gene_vocab.json"), hf.join("gene_vocab.json")).unwrap();
+    let config_json = std::fs::read_to_string(hf.join("config.json")).unwrap();
+    assert!(config_json.contains("\"BertForMaskedLM\""), "{config_json}");
+    let hf_npy = dir.join("emb_hf.npy");
+    ok(&[
+        "embed",
+        "--model",
+        s(&hf),
+        "--data",
+        s(&data),
+        "--config",
+        s(&config),
+        "--out",
+        s(&hf_npy),
+    ]);
+    let (a, b) = (read_npy(&npy), read_npy(&hf_npy));
+    let d = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(d < 1e-5, "HF layout embeds differently: {d}");
+}

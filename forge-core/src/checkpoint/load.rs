@@ -82,7 +82,14 @@ impl fmt::Debug for LoadedModel {
 /// did-you-mean), the vocabulary does not fit the model, or the weights
 /// have missing, unexpected or mis-shaped tensors (all listed; nothing is
 /// loaded then).
+///
+/// A Hugging Face BERT masked-LM folder (`config.json` with `model_type`
+/// `bert`, as Geneformer publishes) is read by
+/// [`super::hf::load_hf_pretrained`] instead.
 pub fn load_pretrained(dir: &Path, device: Device) -> Result<LoadedModel> {
+    if super::hf::is_hf_bert_folder(dir) {
+        return super::hf::load_hf_pretrained(dir, device);
+    }
     let config = read_config(dir)?;
     let vocab_size = config.model.vocab_size.ok_or_else(|| {
         ForgeError::checkpoint(

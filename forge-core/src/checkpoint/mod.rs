@@ -19,13 +19,20 @@
 //! [`ForgeError::Config`](crate::ForgeError::Config) for config values)
 //! names the file at fault and what was expected there.
 //!
+//! A Hugging Face BERT masked-LM folder (Geneformer's published models)
+//! loads through the same [`load_pretrained`] as a `geneformer` model; see
+//! [`hf`], which also writes that layout back.
+//!
 //! What this is not: training state (optimizer moments, step counters) is
 //! not part of a model checkpoint; the training pipeline keeps its own.
 
 mod card;
+pub mod hf;
 mod load;
 mod save;
 
+#[cfg(test)]
+mod hf_tests;
 #[cfg(test)]
 mod parity_tests;
 #[cfg(test)]

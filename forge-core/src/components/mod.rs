@@ -2,6 +2,8 @@
 //! (PyTorch) counterpart in architecture, initialisation and parameter
 //! names, so state dicts map one to one.
 //!
+//! - [`bert`]: Hugging Face's post-norm BERT (embeddings, layers, tied MLM
+//!   head) under its own parameter names, for published BERT checkpoints.
 //! - [`embedding::GeneExpressionEmbedding`]: gene + position (+ value) embedding.
 //! - [`heads`]: masked-gene, bin and expression prediction heads.
 //! - [`pooling`]: cls / mean pooling of hidden states into cell embeddings.
@@ -11,6 +13,7 @@
 //! - [`packed`]: the real tokens of a batch packed together, skipping padding.
 //! - [`tokens`]: [`Tokens`], the packed rows every component runs on.
 
+pub mod bert;
 pub mod embedding;
 pub mod encoder;
 pub mod heads;
@@ -20,6 +23,7 @@ pub mod packed;
 pub mod pooling;
 pub mod tokens;
 
+pub use bert::{BertEmbeddings, BertEncoder, BertLayer, BertLmPredictionHead, BertSettings};
 pub use embedding::GeneExpressionEmbedding;
 pub use encoder::{
     MATMUL_ATTENTION_MAX_SCORES, MultiheadSelfAttention, TransformerEncoder,

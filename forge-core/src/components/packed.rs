@@ -247,8 +247,8 @@ impl Packing {
     }
 
     /// The additive attention bias of every group (`None` where a group
-    /// needs none: no padding and not causal).
-    fn attention_biases(&self, causal: bool, kind: Kind) -> Vec<Option<Tensor>> {
+    /// needs none: no padding and not causal), for [`Packing::attend`].
+    pub fn attention_biases(&self, causal: bool, kind: Kind) -> Vec<Option<Tensor>> {
         self.groups
             .iter()
             .map(|g| match (&g.padding, causal) {
@@ -274,19 +274,44 @@ impl MultiheadSelfAttention {
         biases: &[Option<Tensor>],
         train: bool,
     ) -> Tensor {
-        let h = x.size()[1];
-        let head_dim = h / self.num_heads;
         let p = if train { self.dropout } else { 0.0 };
         let qkv = x.linear(&self.in_proj_weight, Some(&self.in_proj_bias));
-        let parts = match packing.groups.len() {
-            0 => return x.zeros_like(),
-            1 => vec![qkv],
+        packing
+            .attend(&qkv, biases, self.num_heads, p)
+            .apply(&self.out_proj)
+    }
+}
+
+impl Packing {
+    /// Scaled dot-product attention over packed rows: `qkv` (N,3H) holds
+    /// each row's query, key and value projections side by side (as
+    /// `nn.MultiheadAttention`'s packed input projection gives them), split
+    /// into `num_heads` heads; each attention group attends within its
+    /// cells. `biases` come from [`Packing::attention_biases`]; `dropout`
+    /// is the attention-weight dropout (0 outside training). Returns the
+    /// per-head outputs concatenated, (N,H), before any output projection.
+    ///
+    /// Any attention with separate q/k/v projections runs packed through
+    /// this (e.g. [`super::bert`]'s `query`/`key`/`value`: concatenate
+    /// their outputs).
+    pub fn attend(
+        &self,
+        qkv: &Tensor,
+        biases: &[Option<Tensor>],
+        num_heads: i64,
+        dropout: f64,
+    ) -> Tensor {
+        let h = qkv.size()[1] / 3;
+        let head_dim = h / num_heads;
+        let parts = match self.groups.len() {
+            0 => return qkv.narrow(1, 0, h).zeros_like(),
+            1 => vec![qkv.shallow_clone()],
             _ => {
-                let sizes: Vec<i64> = packing.groups.iter().map(|g| g.rows).collect();
+                let sizes: Vec<i64> = self.groups.iter().map(|g| g.rows).collect();
                 qkv.split_with_sizes(&sizes, 0)
             }
         };
-        let outputs: Vec<Tensor> = packing
+        let outputs: Vec<Tensor> = self
             .groups
             .iter()
             .zip(parts)
@@ -297,9 +322,9 @@ impl MultiheadSelfAttention {
                     None => rows,
                 };
                 let qkv = slots
-                    .view([g.cells, g.len, 3, self.num_heads, head_dim])
+                    .view([g.cells, g.len, 3, num_heads, head_dim])
                     .permute([2, 0, 3, 1, 4]);
-                let out = attend(&qkv.get(0), &qkv.get(1), &qkv.get(2), bias.as_ref(), p)
+                let out = attend(&qkv.get(0), &qkv.get(1), &qkv.get(2), bias.as_ref(), dropout)
                     .transpose(1, 2)
                     .reshape([g.cells * g.len, h]);
                 match &g.padding {
@@ -308,12 +333,11 @@ impl MultiheadSelfAttention {
                 }
             })
             .collect();
-        let out = if outputs.len() == 1 {
+        if outputs.len() == 1 {
             outputs.into_iter().next().expect("one group")
         } else {
             Tensor::cat(&outputs, 0)
-        };
-        out.apply(&self.out_proj)
+        }
     }
 }
 

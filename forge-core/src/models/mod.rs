@@ -9,12 +9,14 @@ pub mod loss;
 
 // forge-gen: model-modules begin
 pub mod autoregressive_transformer;
+pub mod geneformer;
 pub mod masked_autoencoder;
 pub mod transformer_encoder;
 // forge-gen: model-modules end
 
 // forge-gen: model-exports begin
 pub use autoregressive_transformer::AutoregressiveTransformer;
+pub use geneformer::Geneformer;
 pub use masked_autoencoder::MaskedAutoencoder;
 pub use transformer_encoder::TransformerEncoderModel;
 // forge-gen: model-exports end

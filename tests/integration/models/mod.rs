@@ -3,6 +3,7 @@
 
 // forge-gen: model-tests begin
 mod autoregressive_transformer;
+mod geneformer;
 mod masked_autoencoder;
 mod transformer_encoder;
 // forge-gen: model-tests end
