@@ -29,7 +29,7 @@ use forge_core::params::named_parameters;
 use forge_core::precision::LossScaler;
 use forge_core::tch::nn::VarStore;
 use forge_core::tch::{self, Device, Kind, Tensor};
-use forge_core::{Batch, ForgeModel};
+use forge_core::{Architecture, Batch, ForgeModel};
 use forge_dist::DistributedContext;
 use forge_train::train::optim::Optimizer;
 use forge_train::train::{DataParallel, SingleProcess, Strategy};

@@ -216,22 +216,27 @@ pub fn launch(n: usize) -> anyhow::Result<ExitCode> {
     }
     let mut statuses: Vec<Option<ExitStatus>> = vec![None; n];
     loop {
-        for rank in 0..n {
-            let Some(child) = children[rank].as_mut() else {
+        let mut failed = None;
+        for (rank, slot) in children.iter_mut().enumerate() {
+            let Some(child) = slot.as_mut() else {
                 continue;
             };
             if let Some(status) = child.try_wait().context("waiting for a rank")? {
-                children[rank] = None;
+                *slot = None;
                 statuses[rank] = Some(status);
                 if !status.success() && status.code() != Some(130) {
-                    let running = children.iter().filter(|c| c.is_some()).count();
-                    stop_all(&mut children);
-                    bail!(
-                        "rank {rank} of {n} failed ({status}); stopped the {running} other \
-                         rank(s) still running"
-                    );
+                    failed = Some((rank, status));
+                    break;
                 }
             }
+        }
+        if let Some((rank, status)) = failed {
+            let running = children.iter().filter(|c| c.is_some()).count();
+            stop_all(&mut children);
+            bail!(
+                "rank {rank} of {n} failed ({status}); stopped the {running} other rank(s) \
+                 still running"
+            );
         }
         if statuses.iter().all(Option::is_some) {
             break;

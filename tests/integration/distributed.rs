@@ -116,7 +116,11 @@ fn train_starts_two_cpu_ranks_rank_0_writes_and_one_process_resumes() {
         "{stdout}"
     );
     assert!(stdout.contains("1 epochs, 2 steps") || stdout.contains("0 epochs, 2 steps"));
-    for f in ["pretrained", "config.yaml", "checkpoints/last/trainer_state.json"] {
+    for f in [
+        "pretrained",
+        "config.yaml",
+        "checkpoints/last/trainer_state.json",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let state: serde_json::Value = serde_json::from_str(
