@@ -19,8 +19,7 @@
 //! Errors of the process group (a rank that died or hung, a timeout) come
 //! back as [`ForgeError::Distributed`], naming the ranks to blame.
 
-use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tch::{Device, Kind, Tensor};
 
@@ -52,7 +51,7 @@ use forge_dist::{DistError, DistributedContext};
 pub struct DataParallel {
     ctx: Arc<DistributedContext>,
     /// ZeRO-2's optimizer state slice; `None` for DDP.
-    zero: Option<RefCell<ZeroShard>>,
+    zero: Option<Mutex<ZeroShard>>,
 }
 
 /// One rank's slice of a ZeRO-2 optimizer.
@@ -100,7 +99,7 @@ impl DataParallel {
     /// ZeRO-2 instead of DDP: the optimizer state is sharded over the
     /// ranks (see the type's docs).
     pub fn with_sharded_optimizer(mut self) -> DataParallel {
-        self.zero = Some(RefCell::new(ZeroShard::default()));
+        self.zero = Some(Mutex::new(ZeroShard::default()));
         self
     }
 
@@ -391,9 +390,12 @@ impl Strategy for DataParallel {
         clip: f64,
     ) -> Result<Option<f64>> {
         match (&self.zero, self.ctx.world_size()) {
-            (Some(shard), 2..) => {
-                self.sharded_step(&mut shard.borrow_mut(), scaler, optimizers, clip)
-            }
+            (Some(shard), 2..) => self.sharded_step(
+                &mut shard.lock().unwrap_or_else(PoisonError::into_inner),
+                scaler,
+                optimizers,
+                clip,
+            ),
             _ => {
                 let grads: Vec<Tensor> = optimizers.iter().flat_map(|(o, _)| o.grads()).collect();
                 self.reduce_gradients(&grads)?;
@@ -405,7 +407,7 @@ impl Strategy for DataParallel {
     fn gather_optimizer_state(&self, optimizers: &mut [&mut Optimizer]) -> Result<()> {
         match &self.zero {
             Some(shard) if self.ctx.world_size() > 1 => {
-                let mut shard = shard.borrow_mut();
+                let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
                 if shard.layout.is_empty() {
                     return Ok(());
                 }
