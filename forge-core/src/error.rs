@@ -107,6 +107,11 @@ pub enum ForgeError {
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+
+    /// A process of a distributed run failed, or a collective with the
+    /// other ranks did (the message names the ranks).
+    #[error("distributed training: {0}")]
+    Distributed(String),
 }
 
 fn unknown_model_message(name: &str, available: &[String], suggestion: Option<&str>) -> String {

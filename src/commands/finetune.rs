@@ -12,12 +12,15 @@
 //! and the best `save_top_k` epochs), as in pretraining: `--resume-from`
 //! continues a run, and Ctrl-C stops at the next batch with a resumable
 //! checkpoint (exit code 130, no model written).
+//!
+//! Distributed as `forge train` (see [`super::distributed`]): each rank
+//! trains on its shard of the training cells and validates on all the
+//! validation cells; rank 0 alone writes checkpoints and the output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forge_core::ForgeConfig;
-use forge_core::runtime::RuntimeInfo;
 use forge_train::finetune::{JobOptions, run_job};
 use forge_train::train::StopReason;
 
@@ -42,6 +45,10 @@ pub struct Args {
     /// <out>-checkpoints/last (overrides training.resume_from).
     #[arg(long)]
     pub resume_from: Option<PathBuf>,
+    /// Where to train: `auto` (a GPU when there is one) or `cpu`; with
+    /// training.num_gpus above 1, `cpu` starts that many CPU processes.
+    #[arg(long, value_enum, default_value_t)]
+    pub accelerator: super::distributed::Accelerator,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -71,6 +78,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--checkpoint: {problem}");
     }
     super::train::check_resume_from(args.resume_from.as_deref())?;
+    let role = super::distributed::role(&cfg, args.accelerator)?;
+    if let super::distributed::Role::Launch(n) = role {
+        return super::distributed::launch(n);
+    }
     // The tokenizer comes from the checkpoint, so only the values are
     // checked here (NaN, inf, negatives under normalisation).
     let corpus = forge_data::Corpus::from_config(&cfg.data)?;
@@ -87,7 +98,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         )
         .join("finetuned")
     });
-    let device = RuntimeInfo::default_device();
+    let device = super::distributed::device(&role, args.accelerator)?;
     for note in forge_core::precision::check(
         cfg.training.precision,
         device,
@@ -106,8 +117,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             verbose: true,
             resume_from: args.resume_from.clone(),
             stop: Some(super::train::stop_flag()),
+            parallel: role.parallel(),
         },
     )?;
+    if !role.is_main() {
+        return Ok(if report.summary.stop == StopReason::Completed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(130)
+        });
+    }
     let resume_hint = format!(
         "{} (resume with --resume-from {})",
         report.checkpoints.display(),

@@ -3,6 +3,7 @@
 
 pub mod assess;
 pub mod config;
+pub mod distributed;
 pub mod doctor;
 pub mod embed;
 pub mod finetune;

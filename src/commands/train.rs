@@ -7,6 +7,12 @@
 //! `checkpoints/last` and the best `save_top_k` epochs, `config.yaml` (the
 //! resolved config) and `pretrained/` (a scModelForge checkpoint folder).
 //! Ctrl-C stops at the next batch with a resumable checkpoint.
+//!
+//! Distributed (see [`super::distributed`]): under torchrun or Slurm each
+//! process trains as its rank on its shard of the cells; with
+//! `training.num_gpus: N` above 1 and no launcher, this command starts N
+//! ranks itself. Rank 0 alone writes the logs, checkpoints, plot, resolved
+//! config and `pretrained/`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,7 +24,6 @@ use anyhow::Context;
 use forge_core::checkpoint::save_pretrained;
 use forge_core::config::TokenizerStrategy;
 use forge_core::precision;
-use forge_core::runtime::RuntimeInfo;
 use forge_core::tch::{self, nn::VarStore};
 use forge_core::{ForgeConfig, registry};
 use forge_data::checks::check_values;
@@ -46,6 +51,10 @@ pub struct Args {
     /// training.resume_from).
     #[arg(long)]
     pub resume_from: Option<PathBuf>,
+    /// Where to train: `auto` (a GPU when there is one) or `cpu`; with
+    /// training.num_gpus above 1, `cpu` starts that many CPU processes.
+    #[arg(long, value_enum, default_value_t)]
+    pub accelerator: super::distributed::Accelerator,
 }
 
 /// Set by Ctrl-C; the handler can only be installed once per process.
@@ -154,7 +163,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     check_resume_from(args.resume_from.as_deref())?;
-    if cfg.training.num_gpus.is_none() {
+    let role = super::distributed::role(&cfg, args.accelerator)?;
+    if let super::distributed::Role::Launch(n) = role {
+        return super::distributed::launch(n);
+    }
+    let main = role.is_main();
+    let parallel = role.parallel();
+    if cfg.training.num_gpus.is_none() && parallel.is_none() {
         let gpus = tch::Cuda::device_count();
         if gpus > 1 {
             eprintln!(
@@ -201,6 +216,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let (train_set, val_set) = pipeline.split(cfg.training.val_split, seed as u64)?;
     let mut loader_opts = LoaderOptions::from_config(&cfg)?;
+    // Each rank trains and validates on its shard (DistributedSampler).
+    loader_opts.shard = parallel.as_ref().map(|p| p.shard());
     // data.gene_selection and training.sampling shape training batches only.
     loader_opts.gene_selection = GeneSelection::from_config(&cfg.data.gene_selection, seed as u64)?;
     loader_opts.sampler =
@@ -241,7 +258,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {}: {warning}", args.config.display());
     }
 
-    let device = RuntimeInfo::default_device();
+    let device = super::distributed::device(&role, args.accelerator)?;
     for note in precision::check(
         cfg.training.precision,
         device,
@@ -256,7 +273,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         model.registry_name(),
         model.parameter_table()
     );
-    forge_core::atomic::write_file(&paths.resolved_config, cfg.to_yaml_string().as_bytes())?;
+    if main {
+        forge_core::atomic::write_file(&paths.resolved_config, cfg.to_yaml_string().as_bytes())?;
+    }
 
     // eval.benchmarks run after every `every_n_epochs` epochs on all the
     // training cells (scModelForge's AssessmentCallback); none when the
@@ -311,8 +330,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             assessment: assessment
                 .as_ref()
                 .map(|a| a as &dyn forge_train::train::EpochAssessment),
+            strategy: parallel
+                .as_deref()
+                .map(|p| p as &dyn forge_train::train::Strategy),
         },
     )?;
+    if !main {
+        return Ok(if summary.stop == StopReason::Interrupted {
+            ExitCode::from(130)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
 
     let curve: Vec<(&str, Vec<(f64, f64)>)> = ["train", "val"]
         .into_iter()

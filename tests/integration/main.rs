@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod compile_fail;
 mod derive;
+mod distributed;
 mod embed_parity;
 mod features;
 mod models;

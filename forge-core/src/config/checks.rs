@@ -301,27 +301,76 @@ pub(crate) fn check_model(m: &ModelConfig, section: &str, errors: &mut ConfigErr
     super::options::check_options(m, section, errors);
 }
 
+/// `training.strategy` values forge runs (any case): both mean DDP.
+pub const STRATEGIES: &[&str] = &["ddp", "auto"];
+
+/// `training.fsdp.sharding_strategy` values forge runs: `NO_SHARD` as DDP,
+/// `SHARD_GRAD_OP` as ZeRO-2.
+pub const SHARDING_STRATEGIES: &[&str] = &["NO_SHARD", "SHARD_GRAD_OP"];
+
+/// The `fsdp` block of a run on several devices (scModelForge uses it
+/// only then).
+fn check_fsdp(f: &super::schema::FsdpConfig, c: &mut Checker) {
+    let s = f.sharding_strategy.to_ascii_uppercase();
+    if !SHARDING_STRATEGIES.contains(&s.as_str()) {
+        let what = if s == "FULL_SHARD" || s == "HYBRID_SHARD" {
+            "is not supported: forge shards gradients and optimizer state (SHARD_GRAD_OP, \
+             ZeRO-2) or replicates everything (NO_SHARD, run as DDP), but never the \
+             parameters themselves"
+        } else {
+            "is not an FSDP sharding strategy (FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, \
+             HYBRID_SHARD)"
+        };
+        c.fail(
+            "fsdp.sharding_strategy",
+            format!(
+                "{} {what}; set sharding_strategy: SHARD_GRAD_OP or NO_SHARD",
+                quote(&f.sharding_strategy)
+            ),
+        );
+    }
+    if f.cpu_offload {
+        c.fail(
+            "fsdp.cpu_offload",
+            "true is not supported: forge keeps parameters, gradients and optimizer state on \
+             the training device; set cpu_offload: false"
+                .into(),
+        );
+    }
+    if f.activation_checkpointing {
+        c.fail(
+            "fsdp.activation_checkpointing",
+            "true is not supported: forge keeps the activations of every encoder layer for \
+             the backward pass; set activation_checkpointing: false"
+                .into(),
+        );
+    }
+}
+
 /// Checks the `training` section found at `section`.
 pub(crate) fn check_training(t: &TrainingConfig, section: &str, errors: &mut ConfigErrors) {
     let mut c = Checker::new(section, errors);
     c.at_least("batch_size", t.batch_size, 1);
     c.at_least("max_epochs", t.max_epochs, 1);
     c.at_least_opt("num_gpus", t.num_gpus, 0);
-    if let Some(n) = t.num_gpus
-        && n > 1
+    if !STRATEGIES
+        .iter()
+        .any(|s| t.strategy.eq_ignore_ascii_case(s))
     {
-        let with = if t.fsdp.is_some() {
-            "FSDP (training.fsdp)".to_string()
-        } else {
-            format!("strategy {}", quote(&t.strategy))
-        };
         c.fail(
-            "num_gpus",
+            "strategy",
             format!(
-                "{n} devices with {with} asks for distributed training, which forge does not \
-                 do yet: it trains on one device; set num_gpus: 1 (or null)"
+                "{} is not a strategy forge runs: data parallel training over several processes \
+                 is `ddp` (`auto` means the same); for sharded optimizer state use the fsdp \
+                 block with sharding_strategy: SHARD_GRAD_OP",
+                quote(&t.strategy)
             ),
         );
+    }
+    if let (Some(n), Some(f)) = (t.num_gpus, &t.fsdp)
+        && n > 1
+    {
+        check_fsdp(f, &mut c);
     }
     if !LOGGERS.iter().any(|l| t.logger.eq_ignore_ascii_case(l)) && !t.logger.trim().is_empty() {
         c.fail(
@@ -496,12 +545,24 @@ pub(crate) fn config_warnings(config: &ForgeConfig, warnings: &mut ConfigErrors)
             );
         }
     }
-    if config.training.fsdp.is_some() && config.training.num_gpus.is_none_or(|n| n <= 1) {
-        warnings.push(
+    match &config.training.fsdp {
+        Some(_) if config.training.num_gpus.is_none_or(|n| n <= 1) => warnings.push(
             "training.fsdp",
-            "set but not used: scModelForge applies FSDP only with more than one device, and \
-             forge trains on one",
-        );
+            "set but not used: scModelForge applies FSDP only with more than one device \
+             (num_gpus above 1), and this run has one",
+        ),
+        Some(f) if f.min_num_params != super::schema::FsdpConfig::default().min_num_params => {
+            warnings.push(
+                "training.fsdp.min_num_params",
+                format!(
+                    "{} is not used: forge treats the whole model as one flat unit (NO_SHARD \
+                     replicates it, SHARD_GRAD_OP shards the optimizer state of all its \
+                     parameters), so there is no size-based wrapping",
+                    f.min_num_params
+                ),
+            )
+        }
+        _ => {}
     }
 }
 

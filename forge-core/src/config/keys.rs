@@ -18,7 +18,7 @@ pub enum KeyStatus {
     /// Any value other than the default is refused with an error naming
     /// the key, the value and what forge offers instead.
     Refused,
-    /// Some values are honoured, others refused (e.g. `num_gpus` above 1).
+    /// Some values are honoured, others refused (e.g. `strategy: deepspeed`).
     PartlyRefused,
     /// A value other than the default gives a one-line `warning:` (the key
     /// is not used, and going on is harmless).
@@ -110,7 +110,7 @@ pub const SPECIAL_KEYS: &[SpecialKey] = &[
         "{anon: true}",
     ),
     special("data.cloud.cache_dir", KeyStatus::Refused, "/tmp/cache"),
-    special("training.num_gpus", KeyStatus::PartlyRefused, "4"),
+    special("training.strategy", KeyStatus::PartlyRefused, "deepspeed"),
     special("training.logger", KeyStatus::PartlyRefused, "mlflow"),
     special(
         "training.resume_from",

@@ -42,6 +42,11 @@ pub struct JobOptions {
     /// Set (e.g. by Ctrl-C) to stop at the next batch, leaving a resumable
     /// checkpoint and no output folder.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Data parallel training over the ranks of a distributed launch;
+    /// `None` trains in this process alone. Every rank trains on its shard
+    /// of the training cells and validates on all the validation cells;
+    /// only rank 0 writes the checkpoints and the output folder.
+    pub parallel: Option<Arc<crate::train::DataParallel>>,
 }
 
 /// The checkpoint folder of a fine-tuning job writing to `out`:
@@ -207,6 +212,9 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
     }
     let mut train_opts = LoaderOptions::from_config(cfg)?;
     train_opts.mask = false;
+    let main = opts.parallel.as_ref().is_none_or(|p| p.is_main());
+    let val_base = train_opts.clone();
+    train_opts.shard = opts.parallel.as_ref().map(|p| p.shard());
     let train_loader = pipeline.subset(&split.train)?.loader(train_opts.clone())?;
     let val_loader = if split.val.is_empty() {
         None
@@ -214,7 +222,7 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
         let val_opts = LoaderOptions {
             batch_size: cfg.eval.batch_size.max(1) as usize,
             shuffle: false,
-            ..train_opts.clone()
+            ..val_base
         };
         Some(pipeline.subset(&split.val)?.loader(val_opts)?)
     };
@@ -260,7 +268,7 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
         .resume_from
         .clone()
         .or_else(|| cfg.training.resume_from.as_ref().map(PathBuf::from));
-    if resume_from.is_none() {
+    if resume_from.is_none() && main {
         fresh_checkpoints(&checkpoints, opts.force)?;
     }
     let logs = checkpoints.join("logs");
@@ -279,6 +287,10 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
             resume_from,
             max_steps: None,
             stop: opts.stop.as_deref(),
+            strategy: opts
+                .parallel
+                .as_deref()
+                .map(|p| p as &dyn crate::train::Strategy),
         },
     )?;
     let report = |summary: FinetuneSummary| JobReport {
@@ -293,7 +305,7 @@ pub fn run_job(cfg: &ForgeConfig, opts: &JobOptions) -> Result<JobReport> {
         lora_adapted: ft.lora.as_ref().map_or(0, |l| l.adapted().len()),
         trained_parameters: (head_params, backbone_params),
     };
-    if summary.stop != StopReason::Completed {
+    if summary.stop != StopReason::Completed || !main {
         return Ok(report(summary));
     }
 

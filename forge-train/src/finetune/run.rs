@@ -14,7 +14,8 @@ use super::metrics::{EpochMetrics, FinetuneLog, StepMetrics};
 use crate::train::TrainCheckpoints;
 use crate::train::checkpoints::{read_optimizer, read_tensors, read_weights, write_tensors};
 use crate::train::fit::{
-    Console, EpochEnd, Epochs, FitOptions, SingleProcess, StopReason, Task, TrainWindow, fit,
+    Console, EpochEnd, Epochs, FitOptions, SingleProcess, StopReason, Strategy, Task, TrainWindow,
+    fit,
 };
 use crate::train::optim::Optimizer;
 use crate::train::run::{MODEL_FILE, OPTIMIZER_FILE};
@@ -199,6 +200,10 @@ pub struct FinetuneOptions<'a> {
     /// Set (e.g. by Ctrl-C) to stop at the next batch with a resumable
     /// checkpoint.
     pub stop: Option<&'a AtomicBool>,
+    /// How training is spread over processes; `None` is one process. With
+    /// several, `train` must be this rank's shard (validation is not
+    /// sharded).
+    pub strategy: Option<&'a dyn Strategy>,
 }
 
 /// What a fine-tuning run did.
@@ -282,11 +287,12 @@ impl Task for Finetuning<'_> {
         &item.0
     }
 
-    fn start(&mut self) -> Result<()> {
+    fn start(&mut self, writes: bool) -> Result<()> {
         self.log = self
             .opts
             .log_dir
             .as_ref()
+            .filter(|_| writes)
             .map(|d| FinetuneLog::open(d, self.opts.training))
             .transpose()?;
         self.ft.merge();
@@ -350,7 +356,25 @@ impl Task for Finetuning<'_> {
         }
     }
 
-    fn validate(&mut self, _epoch: usize) -> Result<Option<f64>> {
+    fn parameters(&self) -> Vec<Tensor> {
+        let mut all = named_parameters(self.ft.backbone.as_ref());
+        all.extend(self.ft.head_parameters());
+        if let Some(l) = &self.ft.lora {
+            all.extend(l.trainable());
+        }
+        all.into_iter().map(|(_, t)| t).collect()
+    }
+
+    fn all_optimizers(&mut self) -> Vec<&mut Optimizer> {
+        let mut all = vec![&mut self.head_opt];
+        all.extend(self.backbone_opt.as_mut());
+        all
+    }
+
+    /// Every process validates all the validation cells (accuracy and F1
+    /// need every prediction), so the result is the same on each and
+    /// nothing is summed.
+    fn validate(&mut self, _epoch: usize, _strategy: &dyn Strategy) -> Result<Option<f64>> {
         self.eval = match self.val {
             Some(v) if v.n_cells() > 0 => Some(evaluate(self.ft, self.targets, v, self.opts)?),
             _ => None,
@@ -497,7 +521,7 @@ pub fn finetune(
             max_steps: opts.max_steps,
             max_duration: None,
             stop: opts.stop,
-            strategy: &SingleProcess,
+            strategy: opts.strategy.unwrap_or(&SingleProcess),
         },
     )?;
     // Leave the backbone as it was loaded (with LoRA, its weights merged).

@@ -167,6 +167,7 @@ fn options<'a>(t: &'a TrainingConfig, f: &'a FinetuneConfig) -> FinetuneOptions<
         resume_from: None,
         max_steps: None,
         stop: None,
+        strategy: None,
     }
 }
 
@@ -635,6 +636,7 @@ fn job(fx: &Fixture, ckpt: &Path, out: &str, config_path: Option<PathBuf>) -> Jo
         verbose: false,
         resume_from: None,
         stop: None,
+        parallel: None,
     }
 }
 

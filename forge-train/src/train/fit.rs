@@ -25,10 +25,16 @@
 //!    and the best `save_top_k` epochs by validation loss
 //!    ([`super::checkpoints::TrainCheckpoints::end_epoch`]).
 //!
-//! A [`Strategy`] says how training is spread over processes. Today there
-//! is one process ([`SingleProcess`]); distributed data parallel plugs in
-//! here: it all-reduces the gradients of a finished accumulation window
-//! before they are clipped, and only its rank 0 writes checkpoints.
+//! A [`Strategy`] says how training is spread over processes: one process
+//! ([`SingleProcess`]) or data parallel over ranks
+//! ([`super::parallel::DataParallel`]: DDP and ZeRO-2). With several ranks
+//! the loop (on every rank alike) broadcasts rank 0's parameters before the
+//! first batch, lets the strategy reduce the gradients of a finished
+//! accumulation window (or step a sharded optimizer), sums the train and
+//! validation losses over the ranks before they are recorded, and agrees
+//! on stopping (Ctrl-C or `max_duration` on any rank stops all of them at
+//! the same batch). Only rank 0 writes records, logs and checkpoints; the
+//! others still take part in every collective.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,15 +64,56 @@ pub enum StopReason {
 }
 
 /// How training is spread over processes: the place where distributed
-/// data parallel plugs into the loop.
+/// data parallel plugs into the loop. Every method that talks to the other
+/// processes is called on every rank at the same point of the loop.
 pub trait Strategy: std::fmt::Debug {
     /// Called once per optimizer step, after the last backward pass of an
     /// accumulation window and before the gradients are unscaled and
     /// clipped, with every gradient the step will apply. Data parallel
     /// training averages them over the processes here.
     fn reduce_gradients(&self, grads: &[Tensor]) -> Result<()>;
-    /// Whether this process writes checkpoints (data parallel: rank 0).
+
+    /// Whether this process writes records, logs and checkpoints (data
+    /// parallel: rank 0).
     fn saves_checkpoints(&self) -> bool;
+
+    /// Processes taking part.
+    fn world_size(&self) -> usize {
+        1
+    }
+
+    /// Makes every process start from rank 0's `params` (before the first
+    /// batch).
+    fn broadcast_parameters(&self, _params: &[Tensor]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Sums `values` element-wise over the processes (losses, counts).
+    fn sum(&self, values: &[f64]) -> Result<Vec<f64>> {
+        Ok(values.to_vec())
+    }
+
+    /// One optimizer step at the end of an accumulation window: by default
+    /// [`Strategy::reduce_gradients`], then the ordinary step
+    /// ([`optimizer_step`]). A sharded optimizer (ZeRO-2) replaces it.
+    /// Returns the gradient norm before clipping (`None`: step skipped).
+    fn optimizer_step(
+        &self,
+        scaler: &mut LossScaler,
+        optimizers: &mut [(&mut Optimizer, f64)],
+        clip: f64,
+    ) -> Result<Option<f64>> {
+        let grads: Vec<Tensor> = optimizers.iter().flat_map(|(o, _)| o.grads()).collect();
+        self.reduce_gradients(&grads)?;
+        Ok(optimizer_step(scaler, optimizers, clip))
+    }
+
+    /// Called on every process before a checkpoint is written (by rank 0),
+    /// with the optimizers it holds: a sharded optimizer gathers its state
+    /// into them here.
+    fn gather_optimizer_state(&self, _optimizers: &mut [&mut Optimizer]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One process, one device: nothing to reduce, and it saves.
@@ -142,9 +189,10 @@ pub(crate) trait Task {
     /// The model inputs of `item` (cell counts, error messages).
     fn batch(item: &Self::Item) -> &Batch;
 
-    /// Called once, after a resumed state is read and before the first
-    /// batch (opens the metrics log).
-    fn start(&mut self) -> Result<()>;
+    /// Called once on every process, after a resumed state is read and
+    /// before the first batch; `writes` (rank 0 only) opens the metrics
+    /// log.
+    fn start(&mut self, writes: bool) -> Result<()>;
 
     /// Called before the first batch of `epoch` (fine-tuning: freezing).
     fn begin_epoch(&mut self, epoch: usize) -> Result<()>;
@@ -167,9 +215,18 @@ pub(crate) trait Task {
     /// A train record is due.
     fn log_train(&mut self, window: &TrainWindow, console: &Console) -> Result<()>;
 
+    /// Every parameter of the model (rank 0's are broadcast to the other
+    /// processes before training).
+    fn parameters(&self) -> Vec<Tensor>;
+
+    /// Every optimizer the task holds, stepping or not (a sharded
+    /// optimizer gathers its state into them before a checkpoint).
+    fn all_optimizers(&mut self) -> Vec<&mut Optimizer>;
+
     /// Validation after `epoch`; the loss ranks the epoch checkpoints.
-    /// `None` when there is nothing to validate on.
-    fn validate(&mut self, epoch: usize) -> Result<Option<f64>>;
+    /// `None` when there is nothing to validate on. Runs on every process;
+    /// `strategy` sums what the processes validated.
+    fn validate(&mut self, epoch: usize, strategy: &dyn Strategy) -> Result<Option<f64>>;
 
     /// The epoch's records, after validation.
     fn end_epoch(&mut self, end: &EpochEnd, console: &Console) -> Result<()>;
@@ -248,18 +305,6 @@ impl Sums {
         self.batches += 1;
         self.cells += cells;
     }
-
-    fn mean_loss(&self) -> f64 {
-        self.loss / self.batches.max(1) as f64
-    }
-
-    fn cells_per_s(&self) -> f64 {
-        let secs = self
-            .started
-            .map_or(0.0, |s| s.elapsed().as_secs_f64())
-            .max(1e-9);
-        self.cells as f64 / secs
-    }
 }
 
 /// Runs `task` over `data` for `training.max_epochs` epochs (see the
@@ -281,9 +326,9 @@ pub(crate) fn fit<T: Task>(
         Some(dir) => checkpoints::load(dir, &mut |d| task.read_checkpoint(d))?,
         None => ResumeState::default(),
     };
-    let saving = opts
-        .checkpoints
-        .filter(|_| opts.strategy.saves_checkpoints());
+    let strategy = opts.strategy;
+    let main = strategy.saves_checkpoints();
+    let saving = opts.checkpoints.filter(|_| main);
     if let (Some(dir), Some(ckpt)) = (opts.resume_from, saving)
         && ckpt.is_last(dir)
     {
@@ -296,10 +341,11 @@ pub(crate) fn fit<T: Task>(
             );
         }
     }
-    task.start()?;
+    task.start(main)?;
+    strategy.broadcast_parameters(&task.parameters())?;
     let console = Console {
-        bar: opts.progress_bar.then(|| progress_bar(data.len())),
-        verbose: opts.verbose,
+        bar: (main && opts.progress_bar).then(|| progress_bar(data.len())),
+        verbose: main && opts.verbose,
     };
     let run_start = Instant::now();
     let mut run_cells = 0usize;
@@ -346,30 +392,39 @@ pub(crate) fn fit<T: Task>(
                 pending = 0;
                 task.gradients_ready();
                 let mut optimizers = task.optimizers(state.step);
-                let grads: Vec<Tensor> = optimizers.iter().flat_map(|(o, _)| o.grads()).collect();
-                opts.strategy.reduce_gradients(&grads)?;
-                let norm = optimizer_step(&mut scaler, &mut optimizers, cfg.gradient_clip);
+                let norm =
+                    strategy.optimizer_step(&mut scaler, &mut optimizers, cfg.gradient_clip)?;
                 task.after_step();
                 last_grad_norm = norm.or(last_grad_norm);
                 state.step += 1;
                 if state.step % log_every == 0 {
-                    let w = flush(&mut window, &state, epoch, last_grad_norm);
-                    task.log_train(&w, &console)?;
+                    let w = flush(&mut window, &state, epoch, last_grad_norm, strategy)?;
+                    if main {
+                        task.log_train(&w, &console)?;
+                    }
                 }
             }
             if let Some(pb) = &console.bar {
                 pb.set_position(state.batch_in_epoch as u64);
             }
-            let limit = if opts.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            let mut interrupted = opts.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+            let mut timed_out = opts.max_duration.is_some_and(|d| run_start.elapsed() >= d);
+            if strategy.world_size() > 1 && (opts.stop.is_some() || opts.max_duration.is_some()) {
+                // Any rank's Ctrl-C or clock stops every rank at this batch.
+                let any = strategy.sum(&[f64::from(interrupted), f64::from(timed_out)])?;
+                (interrupted, timed_out) = (any[0] > 0.0, any[1] > 0.0);
+            }
+            let limit = if interrupted {
                 Some(StopReason::Interrupted)
             } else if opts.max_steps.is_some_and(|m| state.step >= m) {
                 Some(StopReason::StepLimit)
-            } else if opts.max_duration.is_some_and(|d| run_start.elapsed() >= d) {
+            } else if timed_out {
                 Some(StopReason::TimeLimit)
             } else {
                 None
             };
             if let Some(reason) = limit {
+                strategy.gather_optimizer_state(&mut task.all_optimizers())?;
                 if let Some(ckpt) = saving {
                     // The gradients of an unfinished accumulation window are
                     // not saved: the checkpoint resumes at the window's
@@ -384,25 +439,34 @@ pub(crate) fn fit<T: Task>(
             }
         }
         if window.batches > 0 {
-            let w = flush(&mut window, &state, epoch, last_grad_norm);
-            task.log_train(&w, &console)?;
+            let w = flush(&mut window, &state, epoch, last_grad_norm, strategy)?;
+            if main {
+                task.log_train(&w, &console)?;
+            }
         }
-        let train_cells_per_s =
-            this_epoch.cells as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+        let epoch_secs = epoch_start.elapsed().as_secs_f64().max(1e-9);
+        let totals = strategy.sum(&[
+            this_epoch.loss,
+            this_epoch.batches as f64,
+            this_epoch.cells as f64,
+        ])?;
         state.epoch = epoch + 1;
         state.batch_in_epoch = 0;
-        let val_loss = task.validate(epoch)?;
+        let val_loss = task.validate(epoch, strategy)?;
         if val_loss.is_some() {
             state.last_val_loss = val_loss;
         }
         let end = EpochEnd {
             epoch,
             step: state.step,
-            train_loss: this_epoch.mean_loss(),
-            cells_per_s: train_cells_per_s,
+            train_loss: totals[0] / totals[1].max(1.0),
+            cells_per_s: totals[2] / epoch_secs,
             started: epoch_start,
         };
-        task.end_epoch(&end, &console)?;
+        if main {
+            task.end_epoch(&end, &console)?;
+        }
+        strategy.gather_optimizer_state(&mut task.all_optimizers())?;
         if let Some(ckpt) = saving {
             ckpt.end_epoch(
                 &|dir| task.write_checkpoint(dir),
@@ -424,19 +488,27 @@ pub(crate) fn fit<T: Task>(
     })
 }
 
-/// The train record of the window, which starts anew.
+/// The train record of the window, which starts anew: its loss is the
+/// mean over the batches of every process, its throughput that of all of
+/// them.
 fn flush(
     window: &mut Sums,
     state: &ResumeState,
     epoch: usize,
     grad_norm: Option<f64>,
-) -> TrainWindow {
+    strategy: &dyn Strategy,
+) -> Result<TrainWindow> {
     let w = std::mem::take(window);
-    TrainWindow {
+    let secs = w
+        .started
+        .map_or(0.0, |s| s.elapsed().as_secs_f64())
+        .max(1e-9);
+    let t = strategy.sum(&[w.loss, w.batches as f64, w.cells as f64])?;
+    Ok(TrainWindow {
         step: state.step,
         epoch,
-        loss: w.mean_loss(),
+        loss: t[0] / t[1].max(1.0),
         grad_norm,
-        cells_per_s: w.cells_per_s(),
-    }
+        cells_per_s: t[2] / secs,
+    })
 }

@@ -14,6 +14,7 @@ pub(crate) mod checkpoints;
 pub mod fit;
 pub(crate) mod metrics;
 pub mod optim;
+pub mod parallel;
 pub(crate) mod run;
 pub mod schedule;
 pub(crate) mod step;
@@ -22,6 +23,7 @@ pub mod tensorboard;
 pub use checkpoints::{ResumeState, TrainCheckpoints};
 pub use fit::{SingleProcess, StopReason, Strategy};
 pub use metrics::{AssessmentMetric, LoggerKind, MetricsLog, StepMetrics};
+pub use parallel::DataParallel;
 pub use run::{TrainOptions, TrainSummary, train};
 
 use forge_core::batch::Batch;

@@ -26,6 +26,62 @@ pub fn decays(name: &str, param: &Tensor) -> bool {
     !(name.ends_with("bias") || is_norm || param.dim() < 2)
 }
 
+/// The update of one parameter (or a slice of one: the rule is
+/// element-wise, which lets a sharded optimizer step a slice with exactly
+/// the arithmetic of [`Optimizer::step`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rule {
+    pub kind: OptimizerName,
+    pub weight_decay: f64,
+    /// Whether this parameter decays ([`decays`]).
+    pub decay: bool,
+    pub lr: f64,
+    /// The update's number (1 for the first).
+    pub step: i64,
+}
+
+impl Rule {
+    /// Updates `p` in place from `grad`, creating the moments at the first
+    /// Adam update. Call without gradient tracking.
+    pub fn apply(
+        &self,
+        p: &mut Tensor,
+        grad: Tensor,
+        exp_avg: &mut Option<Tensor>,
+        exp_avg_sq: &mut Option<Tensor>,
+    ) {
+        let (b1, b2) = BETAS;
+        let (kind, wd, lr) = (self.kind, self.weight_decay, self.lr);
+        let t = self.step as f64;
+        match kind {
+            OptimizerName::Sgd => {
+                if wd > 0.0 && self.decay {
+                    let _ = p.g_add_(&(&*p * (-lr * wd)));
+                }
+                let _ = p.g_add_(&(grad * (-lr)));
+            }
+            OptimizerName::Adam | OptimizerName::Adamw => {
+                let grad = if kind == OptimizerName::Adam && wd > 0.0 && self.decay {
+                    grad + &*p * wd
+                } else {
+                    grad
+                };
+                if kind == OptimizerName::Adamw && wd > 0.0 && self.decay {
+                    let _ = p.g_mul_scalar_(1.0 - lr * wd);
+                }
+                let m = exp_avg.get_or_insert_with(|| p.zeros_like());
+                let v = exp_avg_sq.get_or_insert_with(|| p.zeros_like());
+                let _ = m.g_mul_scalar_(b1).g_add_(&(&grad * (1.0 - b1)));
+                let _ = v.g_mul_scalar_(b2).g_add_(&(grad.square() * (1.0 - b2)));
+                let bias1 = 1.0 - b1.powf(t);
+                let bias2 = 1.0 - b2.powf(t);
+                let denom = (&*v / bias2).sqrt() + EPS;
+                let _ = p.g_add_(&(&*m / denom * (-lr / bias1)));
+            }
+        }
+    }
+}
+
 /// One parameter under optimization.
 #[derive(Debug)]
 struct Slot {
@@ -98,11 +154,59 @@ impl Optimizer {
             .collect()
     }
 
+    /// Which update rule and weight decay this optimizer applies.
+    pub(crate) fn rule(&self) -> (OptimizerName, f64) {
+        (self.kind, self.weight_decay)
+    }
+
+    /// The parameters with a defined gradient, in order: name, parameter,
+    /// gradient and whether it decays (a sharded optimizer steps them).
+    pub(crate) fn with_grads(&self) -> Vec<(String, Tensor, Tensor, bool)> {
+        self.slots
+            .iter()
+            .filter_map(|s| {
+                let g = s.param.grad();
+                g.defined()
+                    .then(|| (s.name.clone(), s.param.shallow_clone(), g, s.decay))
+            })
+            .collect()
+    }
+
+    /// Takes the moment estimates of parameter `name` out of this
+    /// optimizer, when it has any (a sharded optimizer keeps its slice).
+    pub(crate) fn take_moments(&mut self, name: &str) -> Option<(Tensor, Tensor)> {
+        let s = self.slots.iter_mut().find(|s| s.name == name)?;
+        match (s.exp_avg.take(), s.exp_avg_sq.take()) {
+            (Some(m), Some(v)) => Some((m, v)),
+            _ => None,
+        }
+    }
+
+    /// Whether this optimizer holds parameter `name`.
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.slots.iter().any(|s| s.name == name)
+    }
+
+    /// Replaces the moment estimates of parameter `name` (shaped as it).
+    pub(crate) fn set_moments(&mut self, name: &str, m: Tensor, v: Tensor) {
+        if let Some(s) = self.slots.iter_mut().find(|s| s.name == name) {
+            let shape = s.param.size();
+            s.exp_avg = Some(m.view(shape.as_slice()));
+            s.exp_avg_sq = Some(v.view(shape.as_slice()));
+        }
+    }
+
+    /// Counts one update taken elsewhere (a sharded step) and returns the
+    /// new count.
+    pub(crate) fn count_step(&mut self) -> i64 {
+        self.step += 1;
+        self.step
+    }
+
     /// One update at learning rate `lr`.
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
-        let t = self.step as f64;
-        let (b1, b2) = BETAS;
+        let t = self.step;
         let (kind, wd) = (self.kind, self.weight_decay);
         tch::no_grad(|| {
             for slot in &mut self.slots {
@@ -110,33 +214,19 @@ impl Optimizer {
                 if !grad.defined() {
                     continue;
                 }
-                let p = &mut slot.param;
-                match kind {
-                    OptimizerName::Sgd => {
-                        if wd > 0.0 && slot.decay {
-                            let _ = p.g_add_(&(&*p * (-lr * wd)));
-                        }
-                        let _ = p.g_add_(&(grad * (-lr)));
-                    }
-                    OptimizerName::Adam | OptimizerName::Adamw => {
-                        let grad = if kind == OptimizerName::Adam && wd > 0.0 && slot.decay {
-                            grad + &*p * wd
-                        } else {
-                            grad
-                        };
-                        if kind == OptimizerName::Adamw && wd > 0.0 && slot.decay {
-                            let _ = p.g_mul_scalar_(1.0 - lr * wd);
-                        }
-                        let m = slot.exp_avg.get_or_insert_with(|| p.zeros_like());
-                        let v = slot.exp_avg_sq.get_or_insert_with(|| p.zeros_like());
-                        let _ = m.g_mul_scalar_(b1).g_add_(&(&grad * (1.0 - b1)));
-                        let _ = v.g_mul_scalar_(b2).g_add_(&(grad.square() * (1.0 - b2)));
-                        let bias1 = 1.0 - b1.powf(t);
-                        let bias2 = 1.0 - b2.powf(t);
-                        let denom = (&*v / bias2).sqrt() + EPS;
-                        let _ = p.g_add_(&(&*m / denom * (-lr / bias1)));
-                    }
-                }
+                let rule = Rule {
+                    kind,
+                    weight_decay: wd,
+                    decay: slot.decay,
+                    lr,
+                    step: t,
+                };
+                rule.apply(
+                    &mut slot.param,
+                    grad,
+                    &mut slot.exp_avg,
+                    &mut slot.exp_avg_sq,
+                );
             }
         });
     }

@@ -9,7 +9,8 @@ use tch::{Device, Kind, Tensor};
 use super::BatchSource;
 use super::checkpoints::{TrainCheckpoints, read_optimizer, read_weights, write_tensors};
 use super::fit::{
-    Console, EpochEnd, Epochs, FitOptions, SingleProcess, StopReason, Task, TrainWindow, fit,
+    Console, EpochEnd, Epochs, FitOptions, SingleProcess, StopReason, Strategy, Task, TrainWindow,
+    fit,
 };
 use super::metrics::{MetricsLog, StepMetrics};
 use super::optim::Optimizer;
@@ -47,6 +48,9 @@ pub struct TrainOptions<'a> {
     /// Benchmarks to run after each epoch (`eval.benchmarks`); their
     /// metrics go into the metrics log.
     pub assessment: Option<&'a dyn super::EpochAssessment>,
+    /// How training is spread over processes; `None` is one process. With
+    /// several, `train_data` and `val_data` must be this rank's shard.
+    pub strategy: Option<&'a dyn Strategy>,
 }
 
 /// What a training run did.
@@ -113,7 +117,10 @@ impl Task for Pretraining<'_> {
         item
     }
 
-    fn start(&mut self) -> Result<()> {
+    fn start(&mut self, writes: bool) -> Result<()> {
+        if !writes {
+            return Ok(());
+        }
         let log = MetricsLog::open(self.log_dir, self.training)?;
         if let Some(warning) = log.logger().warning(self.training) {
             eprintln!("{warning}");
@@ -152,9 +159,26 @@ impl Task for Pretraining<'_> {
         self.record(m, console)
     }
 
-    fn validate(&mut self, _epoch: usize) -> Result<Option<f64>> {
+    fn parameters(&self) -> Vec<Tensor> {
+        named_parameters(self.model)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    fn all_optimizers(&mut self) -> Vec<&mut Optimizer> {
+        vec![&mut self.optimizer]
+    }
+
+    fn validate(&mut self, _epoch: usize, strategy: &dyn Strategy) -> Result<Option<f64>> {
         let val = match self.val_data {
-            Some(v) => validate(self.model, v, self.device, self.training.precision)?,
+            Some(v) => validate(
+                self.model,
+                v,
+                self.device,
+                self.training.precision,
+                strategy,
+            )?,
             None => None,
         };
         self.last_val = val.map(|(loss, _)| loss);
@@ -262,7 +286,7 @@ pub fn train(
             max_steps: opts.max_steps,
             max_duration: opts.max_duration,
             stop: opts.stop,
-            strategy: &SingleProcess,
+            strategy: opts.strategy.unwrap_or(&SingleProcess),
         },
     )?;
     Ok(TrainSummary {
@@ -275,8 +299,10 @@ pub fn train(
     })
 }
 
-/// Mean validation loss (weighted by cells) and throughput, or `None` when
-/// the model gives no loss on these batches. Takes the model's loss path
+/// Mean validation loss (weighted by cells, summed over the processes of
+/// `strategy`, each validating its shard) and throughput (of all of them),
+/// or `None` when the model gives no loss on these batches. Takes the
+/// model's loss path
 /// (`eval_loss`: packed, heads at labelled positions only for the reference
 /// models) in evaluation mode, without gradients. Always the batches of epoch 0,
 /// so every epoch is judged on the same masked cells.
@@ -285,6 +311,7 @@ fn validate(
     data: &dyn BatchSource,
     device: Device,
     precision: Precision,
+    strategy: &dyn Strategy,
 ) -> Result<Option<(f64, f64)>> {
     let start = Instant::now();
     let (mut sum, mut cells) = (0.0, 0usize);
@@ -297,13 +324,12 @@ fn validate(
             cells += n;
         }
     }
-    if cells == 0 {
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    let t = strategy.sum(&[sum, cells as f64])?;
+    if t[1] == 0.0 {
         return Ok(None);
     }
-    Ok(Some((
-        sum / cells as f64,
-        cells as f64 / start.elapsed().as_secs_f64().max(1e-9),
-    )))
+    Ok(Some((t[0] / t[1], t[1] / secs)))
 }
 
 /// The terminal line of a record.

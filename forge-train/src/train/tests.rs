@@ -115,6 +115,7 @@ fn options<'a>(cfg: &'a TrainingConfig, dir: &std::path::Path) -> TrainOptions<'
         max_duration: None,
         stop: None,
         assessment: None,
+        strategy: None,
     }
 }
 
