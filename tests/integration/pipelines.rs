@@ -855,9 +855,14 @@ training:
     let model = run.join("pretrained");
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
-    // The model's vocabulary is the token dictionary's (4 specials + 32
-    // genes here), and the tokenizer settings travel with it.
-    assert_eq!(saved["model_config"]["vocab_size"], 36, "{saved}");
+    // The model's vocabulary is the token dictionary's (largest id + 1, as
+    // the fixture script records), and the tokenizer settings travel with it.
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f("geneformer_pipeline.json")).unwrap()).unwrap();
+    assert_eq!(
+        saved["model_config"]["vocab_size"], expected["v2"]["vocab_size"],
+        "{saved}"
+    );
     assert_eq!(saved["tokenizer_config"]["strategy"], "geneformer");
     assert_eq!(saved["tokenizer_config"]["geneformer_version"], "v2");
 
