@@ -131,6 +131,15 @@ impl DataPipeline {
     /// [`DataPipeline::geneformer`]'s.
     pub fn from_config(cfg: &ForgeConfig) -> Result<DataPipeline, DataError> {
         if cfg.tokenizer.strategy == TokenizerStrategy::Geneformer {
+            let p = &cfg.data.preprocessing;
+            if p.normalize.is_some() || p.log1p {
+                return Err(DataError::setting(
+                    "data.preprocessing",
+                    "must be off with tokenizer.strategy: geneformer, which tokenizes raw counts \
+                     and normalises them itself (count / n_counts * 10000 / gene median); set \
+                     data.preprocessing.normalize: null and data.preprocessing.log1p: false",
+                ));
+            }
             return DataPipeline::geneformer(
                 &cfg.data,
                 &cfg.tokenizer,

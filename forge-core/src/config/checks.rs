@@ -286,8 +286,9 @@ pub fn geneformer_dict_path_problem(path: &str) -> Option<String> {
 
 /// The `tokenizer` keys of `strategy: geneformer` and what they ask of
 /// other keys: read only under that strategy, both dictionaries and the
-/// version required, and no preprocessing (Geneformer normalises raw
-/// counts itself).
+/// version required. (That `data.preprocessing` is off is checked where
+/// cells are read for training, `forge_data::DataPipeline::from_config`:
+/// a checkpoint's config holds no data section of its own.)
 fn check_geneformer(config: &ForgeConfig, errors: &mut ConfigErrors) {
     let t = &config.tokenizer;
     let mut c = Checker::new("tokenizer", errors);
@@ -380,17 +381,7 @@ fn check_geneformer(config: &ForgeConfig, errors: &mut ConfigErrors) {
             ),
         );
     }
-    let p = &config.data.preprocessing;
     let mut d = Checker::new("data", &mut *c.errors);
-    if p.normalize.is_some() || p.log1p {
-        d.fail(
-            "preprocessing",
-            "must be off with tokenizer.strategy: geneformer, which tokenizes raw counts and \
-             normalises them itself (count / n_counts * 10000 / gene median); set \
-             data.preprocessing.normalize: null and data.preprocessing.log1p: false"
-                .to_string(),
-        );
-    }
     if let Some(v) = &config.data.gene_vocab
         && is_vocab_path(v)
     {
