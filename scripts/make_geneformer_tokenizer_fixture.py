@@ -108,3 +108,102 @@ for name, d in [("geneformer_medians.pkl", medians), ("geneformer_tokens_v1.pkl"
     with open(os.path.join(OUT, name), "wb") as f:
         pickle.dump(d, f)
 print(stats)
+
+
+# ---------------------------------------------------------------------------
+# The pipeline fixture (forge-data's `tokenizer.strategy: geneformer`): a tiny
+# counts .h5ad, dictionaries as Geneformer ships them (pickle protocol 4 with
+# NumPy scalar values: numpy.int16 token ids except <pad>/<mask>,
+# numpy.float64 medians) and the same dictionaries as JSON, plus the tokens
+# and scaled values of every cell from the plain Python rule above.
+# Its own generator, so the fixtures written above do not change.
+import anndata
+import pandas as pd
+import scipy.sparse as sp
+
+prng = np.random.default_rng(2020)
+P_GENES, P_CELLS = 40, 12
+ens = [f"ENSG{900000 + i:011d}" for i in range(P_GENES)]
+ens[30] = ens[4]  # a duplicate id: summed into the first column's gene
+symbols = [f"GENE{i}" for i in range(P_GENES)]
+p_medians = {g: float(prng.lognormal(0.0, 0.6)) for i, g in enumerate(ens) if i % 11 != 3}
+p_genes_kept = [g for i, g in enumerate(dict.fromkeys(ens)) if i % 9 != 5]
+p_tok_v1 = {"<pad>": 0, "<mask>": 1}
+p_tok_v2 = {"<pad>": 0, "<mask>": 1, "<cls>": 2, "<eos>": 3}
+for j, g in enumerate(p_genes_kept):
+    p_tok_v1[g] = 2 + j
+    p_tok_v2[g] = 4 + j
+p_counts = np.zeros((P_CELLS, P_GENES), dtype=np.float32)
+for c in range(P_CELLS):
+    mu = prng.lognormal(-0.5, 1.2, P_GENES) * prng.choice([0.5, 2.0, 6.0])
+    p_counts[c] = prng.negative_binomial(2, 2 / (2 + mu))
+# Cell 5 expresses only genes outside the token dictionary: no gene token.
+outside = [i for i, g in enumerate(ens) if g not in p_tok_v1 or g not in p_medians]
+p_counts[5] = 0
+p_counts[5, outside[:2]] = [3, 1]
+# n_counts in obs (Geneformer reads it when present): the row sum plus
+# counts of genes not in the file, as after a gene filter.
+n_counts = p_counts.sum(axis=1).astype(np.float64) + prng.integers(0, 50, P_CELLS)
+
+
+def p_reference(row, total, tokens, input_size, special):
+    slots = []
+    for g in ens:
+        if g in tokens and g in p_medians and g not in slots:
+            slots.append(g)
+    summed = {g: 0.0 for g in slots}
+    for i, g in enumerate(ens):
+        if g in summed:
+            summed[g] += float(row[i])
+    scaled = [(summed[g] / total * 10000 / p_medians[g], tokens[g]) for g in slots if summed[g] != 0]
+    scaled = sorted(scaled, key=lambda s: -s[0])  # stable: ties in column order
+    ranked = scaled[: input_size - 2] if special else scaled[:input_size]
+    ids = [t for _, t in ranked]
+    vals = [v for v, _ in ranked]
+    if special:
+        ids = [tokens["<cls>"]] + ids + [tokens["<eos>"]]
+        vals = [0.0] + vals + [0.0]
+    return ids, vals
+
+
+pipe = {"n_counts": n_counts.tolist()}
+for key, tokens, size, special in [("v1", p_tok_v1, 16, False), ("v2", p_tok_v2, 12, True)]:
+    res = [p_reference(p_counts[c], n_counts[c], tokens, size, special) for c in range(P_CELLS)]
+    pipe[key] = {
+        "input_size": size,
+        "vocab_size": max(tokens.values()) + 1,
+        "input_ids": [r[0] for r in res],
+        "values": [r[1] for r in res],
+    }
+    assert any(len(r[0]) == size for r in res) and any(len(r[0]) < size for r in res)
+with open(os.path.join(OUT, "geneformer_pipeline.json"), "w") as f:
+    json.dump(pipe, f, indent=0)
+
+adata = anndata.AnnData(
+    X=sp.csr_matrix(p_counts),
+    obs=pd.DataFrame(
+        {
+            "n_counts": n_counts,
+            "cell_type": pd.Categorical(["T" if c % 2 else "B" for c in range(P_CELLS)]),
+        },
+        index=[f"cell{c}" for c in range(P_CELLS)],
+    ),
+    var=pd.DataFrame({"ensembl_id": ens}, index=symbols),
+)
+adata.write_h5ad(os.path.join(OUT, "geneformer_pipeline.h5ad"))
+
+
+def np_scalars(d, kind):
+    # As Geneformer's files: numpy.int16 ids (plain <pad>/<mask>), numpy.float64 medians.
+    if kind == "int":
+        return {k: (v if k in ("<pad>", "<mask>") else np.int16(v)) for k, v in d.items()}
+    return {k: np.float64(v) for k, v in d.items()}
+
+
+for name, d, kind in [("medians", p_medians, "float"), ("tokens_v1", p_tok_v1, "int"),
+                      ("tokens_v2", p_tok_v2, "int")]:
+    with open(os.path.join(OUT, f"geneformer_pipeline_{name}.pkl"), "wb") as f:
+        pickle.dump(np_scalars(d, kind), f, protocol=4)
+    with open(os.path.join(OUT, f"geneformer_pipeline_{name}.json"), "w") as f:
+        json.dump(d, f)
+print("pipeline fixture:", {k: len(v["input_ids"]) for k, v in pipe.items() if k != "n_counts"})

@@ -306,24 +306,60 @@ impl GeneformerTokenizer {
             .iter()
             .zip(&genes.slots)
             .filter(|(x, _)| **x != 0.0)
-            .map(|(&x, &(token, median))| (x / total * TARGET_SUM / median, token))
+            .map(|(&x, &(token, median))| (scaled(x, total, median), token))
             .collect();
-        // Stable: equal values keep column order (see the module docs).
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let body = match self.special {
-            Some(_) => self.input_size - 2,
-            None => self.input_size,
-        };
-        let mut out = Vec::with_capacity(ranked.len().min(body) + 2);
+        rank(&mut ranked, self.input_size, self.special.is_some());
+        let mut out = Vec::with_capacity(ranked.len() + 2);
         if let Some((cls, _)) = self.special {
             out.push(cls);
         }
-        out.extend(ranked.iter().take(body).map(|&(_, t)| t));
+        out.extend(ranked.iter().map(|&(_, t)| t));
         if let Some((_, eos)) = self.special {
             out.push(eos);
         }
         Ok(out)
     }
+
+    /// The median of `gene`, when the median dictionary has it.
+    pub fn median(&self, gene: &str) -> Option<f64> {
+        self.medians.get(gene).copied()
+    }
+
+    /// The gene-median dictionary.
+    pub fn medians(&self) -> &HashMap<String, f64> {
+        &self.medians
+    }
+
+    /// The token dictionary (special keys included).
+    pub fn tokens(&self) -> &HashMap<String, i64> {
+        &self.tokens
+    }
+
+    /// `(<cls>, <eos>)` ids when the version frames cells with them.
+    pub fn special_ids(&self) -> Option<(i64, i64)> {
+        self.special
+    }
+}
+
+/// One gene's median-scaled value: `count / n_counts * 10_000 / median`,
+/// in `f64`, left to right (as Geneformer and the Python reference).
+#[inline]
+pub(crate) fn scaled(count: f64, n_counts: f64, median: f64) -> f64 {
+    count / n_counts * TARGET_SUM / median
+}
+
+/// Ranks `(scaled value, token)` pairs descending (stable: equal values
+/// keep their order, see the module docs) and keeps those a cell of
+/// `input_size` tokens has room for, two fewer when `<cls>`/`<eos>` frame
+/// it. Every tokenizing path goes through this.
+pub(crate) fn rank(scored: &mut Vec<(f64, i64)>, input_size: usize, special: bool) {
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let body = if special {
+        input_size.saturating_sub(2)
+    } else {
+        input_size
+    };
+    scored.truncate(body);
 }
 
 #[cfg(test)]

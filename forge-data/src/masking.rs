@@ -2,7 +2,9 @@
 //! reproducible.
 //!
 //! For one tokenized cell:
-//! - maskable positions are every token that is not CLS or PAD;
+//! - maskable positions are every token that is not CLS or PAD (forge's
+//!   ids; with Geneformer's dictionary, not `<pad>`, `<cls>`, `<eos>`:
+//!   [`SpecialIds`]);
 //! - `n = max(1, round(n_maskable * mask_ratio))` of them are chosen
 //!   uniformly at random without replacement (`round` is Python's: halves
 //!   to even); a cell with no maskable token is left unmasked;
@@ -11,7 +13,8 @@
 //!   false;
 //! - each chosen token independently becomes MASK with probability
 //!   `1 - random_replace_ratio - keep_ratio`, a random gene id (uniform over
-//!   `4..vocab_size`, never a special token) with probability
+//!   `4..vocab_size`, never a special token; Geneformer: from its first
+//!   gene id) with probability
 //!   `random_replace_ratio`, and stays as it is with probability
 //!   `keep_ratio`;
 //! - values and bin ids are not touched.
@@ -41,6 +44,35 @@ pub struct MaskedCell {
     pub masked: Vec<bool>,
 }
 
+/// The token ids masking treats specially.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecialIds {
+    /// What a chosen token becomes (MASK).
+    pub mask: i64,
+    /// Ids never chosen (CLS and PAD; Geneformer's `<pad>`, `<cls>`,
+    /// `<eos>`).
+    pub never_masked: Vec<i64>,
+    /// Random replacements are drawn from `first_gene..vocab_size`.
+    pub first_gene: i64,
+}
+
+impl SpecialIds {
+    /// forge's own ids ([`special`]).
+    pub fn forge() -> SpecialIds {
+        SpecialIds {
+            mask: special::MASK,
+            never_masked: vec![special::CLS, special::PAD],
+            first_gene: special::FIRST_GENE_ID,
+        }
+    }
+}
+
+impl Default for SpecialIds {
+    fn default() -> Self {
+        SpecialIds::forge()
+    }
+}
+
 /// Masking settings, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Masking {
@@ -52,6 +84,8 @@ pub struct Masking {
     pub keep_ratio: f64,
     /// Vocabulary size (random replacements are drawn from `4..vocab_size`).
     pub vocab_size: i64,
+    /// The mask token and the tokens never masked.
+    pub special: SpecialIds,
 }
 
 impl Masking {
@@ -84,6 +118,7 @@ impl Masking {
             random_replace_ratio: cfg.random_replace_ratio,
             keep_ratio: cfg.keep_ratio,
             vocab_size: vocab_size as i64,
+            special: SpecialIds::forge(),
         })
     }
 
@@ -124,7 +159,7 @@ impl Masking {
         scratch.clear();
         scratch.extend(
             (0..input_ids.len() as u32)
-                .filter(|&i| !matches!(input_ids[i as usize], special::CLS | special::PAD)),
+                .filter(|&i| !self.special.never_masked.contains(&input_ids[i as usize])),
         );
         let n_maskable = scratch.len();
         if n_maskable == 0 {
@@ -139,7 +174,8 @@ impl Masking {
         }
         let p_mask = 1.0 - self.random_replace_ratio - self.keep_ratio;
         let p_random = p_mask + self.random_replace_ratio;
-        let n_genes = self.vocab_size - special::FIRST_GENE_ID;
+        let first_gene = self.special.first_gene;
+        let n_genes = self.vocab_size - first_gene;
         for &pos in &scratch[..n] {
             let pos = pos as usize;
             // Each position is chosen once: it still holds the cell's id.
@@ -147,9 +183,9 @@ impl Masking {
             masked[pos] = true;
             let r: f64 = rng.r#gen();
             if r < p_mask {
-                input_ids[pos] = special::MASK;
+                input_ids[pos] = self.special.mask;
             } else if r < p_random && n_genes > 0 {
-                input_ids[pos] = special::FIRST_GENE_ID + rng.gen_range(0..n_genes);
+                input_ids[pos] = first_gene + rng.gen_range(0..n_genes);
             }
         }
     }

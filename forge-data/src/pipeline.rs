@@ -18,13 +18,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use forge_core::config::ForgeConfig;
+use forge_core::config::{ForgeConfig, TokenizerStrategy};
 
 use super::corpus::{Corpus, PreparedRow, TaskLabels};
 use super::genes::{Coverage, GeneMatchOptions};
 use super::masking::Masking;
 use super::seed::mix;
 use super::tokenize::{TokenizedCell, Tokenizer};
+
+mod geneformer;
 use super::{DataError, GeneVocab};
 
 /// Cells sampled to fit quantile bin edges.
@@ -39,6 +41,10 @@ pub(crate) struct Inner {
     pub masking: Option<Masking>,
     pub labels: Option<TaskLabels>,
     pub coverage: Vec<Coverage>,
+    /// Each corpus cell's total count (`geneformer`'s `n_counts`).
+    pub cell_totals: Option<Vec<f64>>,
+    /// See [`DataPipeline::warnings`].
+    pub warnings: Vec<String>,
 }
 
 /// Files, vocabulary, tokenizer and masking: everything needed to turn
@@ -108,6 +114,8 @@ impl DataPipeline {
                 masking,
                 labels: None,
                 coverage,
+                cell_totals: None,
+                warnings: Vec::new(),
             }),
         })
     }
@@ -118,7 +126,26 @@ impl DataPipeline {
     /// [`ForgeConfig::gene_vocab_file`]; a name builds it from the data),
     /// matched and coverage-checked per `data.min_gene_coverage` and
     /// `data.case_insensitive_genes`.
+    ///
+    /// With `tokenizer.strategy: geneformer` the pipeline is
+    /// [`DataPipeline::geneformer`]'s.
     pub fn from_config(cfg: &ForgeConfig) -> Result<DataPipeline, DataError> {
+        if cfg.tokenizer.strategy == TokenizerStrategy::Geneformer {
+            let p = &cfg.data.preprocessing;
+            if p.normalize.is_some() || p.log1p {
+                return Err(DataError::setting(
+                    "data.preprocessing",
+                    "must be off with tokenizer.strategy: geneformer, which tokenizes raw counts \
+                     and normalises them itself (count / n_counts * 10000 / gene median); set \
+                     data.preprocessing.normalize: null and data.preprocessing.log1p: false",
+                ));
+            }
+            return DataPipeline::geneformer(
+                &cfg.data,
+                &cfg.tokenizer,
+                Some(&cfg.tokenizer.masking),
+            );
+        }
         let corpus = Corpus::from_config(&cfg.data)?;
         let vocab = match cfg.gene_vocab_file() {
             Some(p) => Some(GeneVocab::load(PathBuf::from(p))?),
@@ -248,10 +275,31 @@ impl DataPipeline {
         let (cols, vals) = chunk.row(0);
         let mut row = PreparedRow::default();
         c.prepare(file, cols, vals, &mut row);
-        Ok(self
-            .inner
-            .tokenizer
-            .tokenize(&row.genes, &row.values, &self.inner.gene_ids))
+        let mut out = TokenizedCell::default();
+        self.inner.tokenizer.tokenize_cell_into(
+            &row.genes,
+            &row.values,
+            &self.inner.gene_ids,
+            self.cell_total(cell),
+            &mut out,
+            &mut Vec::new(),
+        );
+        Ok(out)
+    }
+
+    /// The total count corpus cell `cell` is normalised by under
+    /// `geneformer` (its `n_counts`); `None` for the other strategies.
+    pub fn cell_total(&self, cell: usize) -> Option<f64> {
+        self.inner
+            .cell_totals
+            .as_ref()
+            .and_then(|t| t.get(cell).copied())
+    }
+
+    /// Notes on the data found while building the pipeline, each worth a
+    /// `warning:` line (so far: `geneformer` on non-integer counts).
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
     }
 }
 

@@ -32,11 +32,19 @@
 //! no expressed gene therefore tokenises to `[CLS]` alone under
 //! `rank_value` (or to an empty sequence without CLS; collation pads it).
 //!
+//! `geneformer` (a forge extension) is Geneformer's own median-scaled rank
+//! of raw counts ([`super::geneformer_tokenize`]), with Geneformer's token
+//! ids: [`Strategy::Geneformer`]. It needs the corpus (each gene's median,
+//! each cell's `n_counts`), so [`super::DataPipeline`] builds it
+//! ([`super::DataPipeline::geneformer`]), not [`Tokenizer::from_config`].
+//!
 //! `gene_embedding` (pretrained gene embeddings) is not implemented and is
 //! refused by [`Tokenizer::from_config`].
 //!
 //! What this module is not: no masking ([`super::masking`]), no padding
 //! ([`super::collate`](mod@super::collate)), no preprocessing ([`super::preprocess`]).
+
+use std::sync::Arc;
 
 use forge_core::batch::special;
 use forge_core::config::{BinningMethod, TokenizerConfig, TokenizerStrategy};
@@ -158,6 +166,20 @@ pub enum Strategy {
         /// Apply `log1p` to the values.
         log1p: bool,
     },
+    /// Geneformer's median-scaled rank of raw counts.
+    Geneformer(GeneformerRank),
+}
+
+/// [`Strategy::Geneformer`]'s settings over one corpus's genes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneformerRank {
+    /// Per corpus gene, its median over Geneformer's corpus; 0 for a gene
+    /// without one (never tokenized).
+    pub medians: Arc<Vec<f64>>,
+    /// `(<cls>, <eos>)` when the version frames cells with them (V2).
+    pub special: Option<(i64, i64)>,
+    /// Most tokens per cell, the special tokens included.
+    pub input_size: usize,
 }
 
 /// Turns cells into token sequences.
@@ -218,11 +240,18 @@ impl Tokenizer {
             TokenizerStrategy::ContinuousProjection => {
                 Strategy::ContinuousProjection { log1p: false }
             }
+            TokenizerStrategy::Geneformer => {
+                return Err(DataError::setting(
+                    "tokenizer.strategy",
+                    "`geneformer` needs the corpus (gene medians, cell totals): build the \
+                     pipeline with DataPipeline::geneformer",
+                ));
+            }
             TokenizerStrategy::GeneEmbedding => {
                 return Err(DataError::setting(
                     "tokenizer.strategy",
                     "`gene_embedding` (pretrained gene embeddings) is not supported by forge; \
-                     accepted: rank_value, binned_expression, continuous_projection",
+                     accepted: rank_value, binned_expression, continuous_projection, geneformer",
                 ));
             }
         };
@@ -279,6 +308,22 @@ impl Tokenizer {
         out: &mut TokenizedCell,
         scratch: &mut Vec<u64>,
     ) {
+        self.tokenize_cell_into(genes, values, gene_ids, None, out, scratch);
+    }
+
+    /// [`Tokenizer::tokenize_into`] with the cell's total count, which
+    /// `geneformer` divides by (Geneformer's `n_counts`: `obs["n_counts"]`,
+    /// else the sum of the file's whole row); `None` uses the sum of
+    /// `values`. The other strategies do not read it.
+    pub fn tokenize_cell_into(
+        &self,
+        genes: &[u32],
+        values: &[f32],
+        gene_ids: &[i64],
+        total: Option<f64>,
+        out: &mut TokenizedCell,
+        scratch: &mut Vec<u64>,
+    ) {
         self.start(out);
         let budget = self.gene_budget();
         let n = genes.len().min(values.len());
@@ -305,7 +350,48 @@ impl Tokenizer {
                     out.values.push(if *log1p { v.ln_1p() } else { v });
                 });
             }
+            Strategy::Geneformer(gf) => geneformer_into(gf, genes, values, gene_ids, total, out),
         }
+    }
+}
+
+/// Geneformer's rule on one cell of raw counts over the corpus genes: each
+/// gene with a count > 0 and a median is scaled (`count / total * 10_000 /
+/// median`), ranked by [`super::geneformer_tokenize`]'s one rule, framed
+/// with `<cls>`/`<eos>` when the version has them. `values` gets each
+/// token's scaled value (0 for `<cls>`/`<eos>`).
+fn geneformer_into(
+    gf: &GeneformerRank,
+    genes: &[u32],
+    values: &[f32],
+    gene_ids: &[i64],
+    total: Option<f64>,
+    out: &mut TokenizedCell,
+) {
+    out.clear(false);
+    let n = genes.len().min(values.len());
+    let total = total.unwrap_or_else(|| values[..n].iter().map(|&v| f64::from(v)).sum());
+    let mut scored: Vec<(f64, i64)> = Vec::with_capacity(n);
+    for (&g, &v) in genes[..n].iter().zip(&values[..n]) {
+        let g = g as usize;
+        let median = gf.medians.get(g).copied().unwrap_or(0.0);
+        if v > 0.0 && median > 0.0 && g < gene_ids.len() {
+            let x = super::geneformer_tokenize::scaled(f64::from(v), total, median);
+            scored.push((x, gene_ids[g]));
+        }
+    }
+    super::geneformer_tokenize::rank(&mut scored, gf.input_size, gf.special.is_some());
+    if let Some((cls, _)) = gf.special {
+        out.ids.push(cls);
+        out.values.push(0.0);
+    }
+    for &(x, id) in &scored {
+        out.ids.push(id);
+        out.values.push(x as f32);
+    }
+    if let Some((_, eos)) = gf.special {
+        out.ids.push(eos);
+        out.values.push(0.0);
     }
 }
 

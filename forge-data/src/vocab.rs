@@ -114,6 +114,50 @@ impl GeneVocab {
         Ok(GeneVocab { genes, index, size })
     }
 
+    /// The vocabulary of a Geneformer token dictionary (Ensembl id -> token
+    /// id, as read from its `.pkl`/`.json`): its genes keep their ids,
+    /// whatever they are (Geneformer's V1 genes start at 2, after `<pad>`
+    /// 0 and `<mask>` 1); the special keys (`<pad>`, `<mask>`, `<cls>`,
+    /// `<eos>`) are not genes. The size is the largest id of any entry + 1.
+    /// Negative or shared ids are refused, naming `origin`.
+    pub fn from_token_dictionary(
+        tokens: &HashMap<String, i64>,
+        origin: &Path,
+    ) -> Result<GeneVocab, DataError> {
+        let bad = |detail: String| DataError::Vocab {
+            path: origin.to_path_buf(),
+            detail,
+        };
+        let specials = crate::geneformer_tokenize::SPECIAL_KEYS;
+        let mut genes: Vec<(String, i64)> = Vec::with_capacity(tokens.len());
+        let mut size = 0usize;
+        for (name, &id) in tokens {
+            if id < 0 {
+                return Err(bad(format!(
+                    "`{name}` has id {id}; token ids are not negative"
+                )));
+            }
+            size = size.max(id as usize + 1);
+            if !specials.contains(&name.as_str()) {
+                genes.push((name.clone(), id));
+            }
+        }
+        let mut all: Vec<(&str, i64)> = tokens.iter().map(|(k, &v)| (k.as_str(), v)).collect();
+        all.sort_by_key(|&(k, v)| (v, k));
+        if let Some(w) = all.windows(2).find(|w| w[0].1 == w[1].1) {
+            return Err(bad(format!(
+                "`{}` and `{}` share id {}; every token needs its own id",
+                w[0].0, w[1].0, w[0].1
+            )));
+        }
+        if genes.is_empty() {
+            return Err(bad("the token dictionary holds no genes".into()));
+        }
+        genes.sort_by_key(|g| g.1);
+        let index = genes.iter().cloned().collect();
+        Ok(GeneVocab { genes, index, size })
+    }
+
     /// Loads scModelForge's `gene_vocab.json` (see the module docs).
     pub fn load(path: impl AsRef<Path>) -> Result<GeneVocab, DataError> {
         let path = path.as_ref();

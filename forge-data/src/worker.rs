@@ -81,10 +81,15 @@ impl Worker {
         let inner = &ctx.inner;
         slot.cell = cell;
         slot.stored = genes.len();
-        inner.tokenizer.tokenize_into(
+        let total = inner
+            .cell_totals
+            .as_ref()
+            .and_then(|t| t.get(cell).copied());
+        inner.tokenizer.tokenize_cell_into(
             genes,
             values,
             &inner.gene_ids,
+            total,
             &mut slot.tokens,
             &mut self.keys,
         );

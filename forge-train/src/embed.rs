@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 use forge_core::checkpoint::LoadedModel;
-use forge_core::config::{DataConfig, ForgeConfig, PreprocessingConfig};
+use forge_core::config::{DataConfig, ForgeConfig, PreprocessingConfig, TokenizerStrategy};
 use forge_core::error::{ForgeError, Result};
 use forge_core::model::ForgeModel;
 use forge_data::{Corpus, DataPipeline, GeneMatchOptions, GeneVocab, LoaderOptions, Tokenizer};
@@ -76,6 +76,32 @@ pub fn checkpoint_pipeline(
         paths: paths.iter().map(|p| p.display().to_string()).collect(),
         ..data.clone()
     };
+    let tokenizer_config = loaded.tokenizer_config.clone().unwrap_or_default();
+    if tokenizer_config.strategy == TokenizerStrategy::Geneformer {
+        // Geneformer's token dictionary is the vocabulary: the cells are
+        // tokenized from the dictionaries the tokenizer config names, and
+        // must fit the model's embedding table.
+        let pipeline = DataPipeline::geneformer(&data, &tokenizer_config, None)?;
+        for w in pipeline.warnings() {
+            eprintln!("warning: {w}");
+        }
+        let size = pipeline.vocab().len() as i64;
+        if let Some(model_size) = loaded.config.vocab_size
+            && model_size != size
+        {
+            return Err(ForgeError::checkpoint(
+                dir.join("config.json"),
+                format!(
+                    "the model's vocab_size is {model_size}, but tokenizer.token_dictionary ({}) \
+                     holds ids up to {}: the dictionary is not the one the model was trained \
+                     with",
+                    tokenizer_config.token_dictionary.as_deref().unwrap_or(""),
+                    size - 1
+                ),
+            ));
+        }
+        return Ok(pipeline);
+    }
     let corpus = Corpus::from_config(&data)?;
     let pairs = loaded.vocab.clone().ok_or_else(|| {
         ForgeError::checkpoint(
@@ -84,7 +110,6 @@ pub fn checkpoint_pipeline(
         )
     })?;
     let vocab = GeneVocab::from_pairs(pairs, &dir.join("gene_vocab.json"))?;
-    let tokenizer_config = loaded.tokenizer_config.clone().unwrap_or_default();
     let tokenizer = Tokenizer::from_config(&tokenizer_config, || corpus.sample_values(10_000))?;
     Ok(DataPipeline::new(
         corpus,

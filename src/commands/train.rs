@@ -205,14 +205,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let vocab_size = pipeline.vocab().len() as i64;
     cfg.model.vocab_size = Some(vocab_size);
-    if cfg.tokenizer.max_genes > cfg.model.max_seq_len {
+    let geneformer = cfg.tokenizer.strategy == TokenizerStrategy::Geneformer;
+    // The most tokens a cell gets (geneformer: its model input size).
+    let (len_key, longest) = if geneformer {
+        (
+            "tokenizer.model_input_size",
+            pipeline.tokenizer().max_genes as i64,
+        )
+    } else {
+        ("tokenizer.max_genes", cfg.tokenizer.max_genes)
+    };
+    if longest > cfg.model.max_seq_len {
         anyhow::bail!(
-            "{}: tokenizer.max_genes ({}) exceeds model.max_seq_len ({}): cells would be longer \
-             than the position embedding; lower tokenizer.max_genes or raise model.max_seq_len",
+            "{}: {len_key} ({longest}) exceeds model.max_seq_len ({}): cells would be longer \
+             than the position embedding; lower {len_key} or raise model.max_seq_len",
             args.config.display(),
-            cfg.tokenizer.max_genes,
             cfg.model.max_seq_len
         );
+    }
+    for warning in pipeline.warnings() {
+        eprintln!("warning: {warning}");
     }
     let (train_set, val_set) = pipeline.split(cfg.training.val_split, seed as u64)?;
     let mut loader_opts = LoaderOptions::from_config(&cfg)?;
@@ -355,11 +367,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             (split, points)
         })
         .collect();
+    // Under geneformer the vocabulary is the token dictionary the
+    // tokenizer config names (its ids start below 4, which gene_vocab.json
+    // cannot hold): the checkpoint lists no genes of its own.
+    let saved_vocab: &[(String, i64)] = if geneformer {
+        &[]
+    } else {
+        pipeline.vocab().entries()
+    };
     save_pretrained(
         model.as_ref(),
         &cfg.model,
         &cfg.tokenizer,
-        pipeline.vocab().entries(),
+        saved_vocab,
         &paths.pretrained,
         true,
     )?;

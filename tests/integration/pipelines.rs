@@ -914,3 +914,135 @@ fn geneformer_trains_embeds_assesses_finetunes_and_reads_its_hf_layout() {
         .fold(0f32, f32::max);
     assert!(d < 1e-5, "HF layout embeds differently: {d}");
 }
+
+/// `tokenizer.strategy: geneformer` end to end: `forge train` on raw
+/// counts with Geneformer's dictionaries (pickles of NumPy scalars, as
+/// Geneformer ships them), then `forge embed`, `forge finetune` and
+/// `forge assess` on the checkpoint, which tokenize the cells again from the
+/// dictionaries its tokenizer config names. The architecture is forge's
+/// transformer_encoder (the model of Geneformer itself is tested with its
+/// own files).
+#[test]
+fn geneformer_tokenizer_train_embed_finetune_assess() {
+    let dir = scratch("geneformer_tokenizer");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("forge-core/tests/fixtures/data");
+    let f = |name: &str| fixtures.join(name).display().to_string();
+    let data = f("geneformer_pipeline.h5ad");
+    let config = dir.join("gf.yaml");
+    let text = format!(
+        "data:
+  paths: [{data}]
+  gene_key: ensembl_id
+  num_workers: 1
+  preprocessing: {{normalize: null, log1p: false}}
+tokenizer:
+  strategy: geneformer
+  geneformer_version: v2
+  model_input_size: 12
+  token_dictionary: {}
+  gene_median_dictionary: {}
+model:
+  architecture: transformer_encoder
+  hidden_dim: 16
+  num_layers: 1
+  num_heads: 2
+  ffn_dim: 32
+  dropout: 0.0
+  max_seq_len: 12
+  pooling: mean
+training:
+  batch_size: 4
+  max_epochs: 2
+  seed: 1
+  precision: 32-true
+  optimizer: {{name: adamw, lr: 1.0e-3}}
+  scheduler: null
+  log_every_n_steps: 1
+  val_split: 0.25
+",
+        f("geneformer_pipeline_tokens_v2.pkl"),
+        f("geneformer_pipeline_medians.pkl"),
+    );
+    std::fs::write(&config, &text).unwrap();
+    let run = dir.join("run");
+    ok(&["train", "--config", s(&config), "--out", s(&run)]);
+    let model = run.join("pretrained");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    // The model's vocabulary is the token dictionary's (largest id + 1, as
+    // the fixture script records), and the tokenizer settings travel with it.
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f("geneformer_pipeline.json")).unwrap()).unwrap();
+    assert_eq!(
+        saved["model_config"]["vocab_size"], expected["v2"]["vocab_size"],
+        "{saved}"
+    );
+    assert_eq!(saved["tokenizer_config"]["strategy"], "geneformer");
+    assert_eq!(saved["tokenizer_config"]["geneformer_version"], "v2");
+
+    let npy = dir.join("emb.npy");
+    ok(&[
+        "embed",
+        "--model",
+        s(&model),
+        "--data",
+        &data,
+        "--out",
+        s(&npy),
+    ]);
+    let bytes = std::fs::read(&npy).unwrap();
+    let header = String::from_utf8_lossy(&bytes[..128]);
+    assert!(header.contains("(12, 16)"), "{header}");
+
+    let ft = dir.join("ft.yaml");
+    std::fs::write(
+        &ft,
+        format!(
+            "data:\n  paths: [{data}]\n  gene_key: ensembl_id\n  num_workers: 1\ntraining:\n  \
+             batch_size: 4\n  max_epochs: 1\n  precision: 32-true\n  scheduler: null\n  \
+             val_split: 0.25\nfinetune:\n  label_key: cell_type\n"
+        ),
+    )
+    .unwrap();
+    let ft_out = dir.join("ft");
+    ok(&[
+        "finetune",
+        "--config",
+        s(&ft),
+        "--checkpoint",
+        s(&model),
+        "--out",
+        s(&ft_out),
+    ]);
+    assert!(ft_out.join("head.safetensors").is_file());
+
+    let report = dir.join("report");
+    ok(&[
+        "assess",
+        "--model",
+        s(&model),
+        "--data",
+        &data,
+        "--label-key",
+        "cell_type",
+        "--out",
+        s(&report),
+    ]);
+
+    // A scaled X is refused with what to do.
+    let scaled = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pbmc68k_reduced.h5ad");
+    if scaled.is_file() {
+        let bad = dir.join("bad.yaml");
+        std::fs::write(
+            &bad,
+            text.replace(&data, s(&scaled))
+                .replace("  gene_key: ensembl_id\n", ""),
+        )
+        .unwrap();
+        let err = refused(&["train", "--config", s(&bad), "--out", s(&dir.join("bad"))]);
+        assert!(
+            err.contains("raw counts") && err.contains("data.use_raw"),
+            "{err}"
+        );
+    }
+}

@@ -121,11 +121,22 @@ pub(super) fn model_card(
     line(String::new());
     line("## Tokenizer".into());
     line(String::new());
+    let geneformer = tokenizer.strategy == TokenizerStrategy::Geneformer;
+    let most = match (geneformer, tokenizer.model_input_size) {
+        (true, Some(n)) => n,
+        (true, None) => match tokenizer.geneformer_version {
+            Some(crate::config::GeneformerSeries::V2) => 4096,
+            _ => 2048,
+        },
+        (false, _) => tokenizer.max_genes,
+    };
     line(format!(
         "Cells were tokenized with `{}`: at most {} tokens per cell{}{}.",
         tokenizer.strategy,
-        tokenizer.max_genes,
-        if tokenizer.prepend_cls {
+        most,
+        if geneformer {
+            ""
+        } else if tokenizer.prepend_cls {
             ", a CLS token first"
         } else {
             ""
@@ -138,10 +149,22 @@ pub(super) fn model_card(
             _ => String::new(),
         }
     ));
-    line(format!(
-        "Token ids: 0 PAD, 1 UNK, 2 MASK, 3 CLS; genes from {FIRST_GENE_ID} as listed in \
-         `{VOCAB_FILE}`."
-    ));
+    if geneformer {
+        line(format!(
+            "Token ids: Geneformer's token dictionary `{}` (`<pad>` 0, `<mask>` 1), medians \
+             from `{}`, version {}; `{VOCAB_FILE}` lists no genes.",
+            tokenizer.token_dictionary.as_deref().unwrap_or("?"),
+            tokenizer.gene_median_dictionary.as_deref().unwrap_or("?"),
+            tokenizer
+                .geneformer_version
+                .map_or("?".to_string(), |v| v.to_string())
+        ));
+    } else {
+        line(format!(
+            "Token ids: 0 PAD, 1 UNK, 2 MASK, 3 CLS; genes from {FIRST_GENE_ID} as listed in \
+             `{VOCAB_FILE}`."
+        ));
+    }
 
     line(String::new());
     line("## Files".into());

@@ -8,7 +8,7 @@
 //! unregistered architecture is refused by the registry when the model is
 //! built. These checks do not touch the file system.
 
-use super::enums::{DataSource, GeneSelectionStrategy};
+use super::enums::{DataSource, GeneSelectionStrategy, GeneformerSeries, TokenizerStrategy};
 use super::error::ConfigErrors;
 use super::schema::{
     CensusConfig, CloudStorageConfig, DataConfig, EvalConfig, FinetuneConfig, ForgeConfig,
@@ -144,6 +144,7 @@ impl<'a> Checker<'a> {
 pub(crate) fn check_config(config: &ForgeConfig, errors: &mut ConfigErrors) {
     check_data(&config.data, "data", errors);
     check_tokenizer(&config.tokenizer, "tokenizer", errors);
+    check_geneformer(config, errors);
     check_model(&config.model, "model", errors);
     check_training(&config.training, "training", errors);
     check_eval(&config.eval, "eval", errors);
@@ -258,6 +259,138 @@ pub(crate) fn check_tokenizer(t: &TokenizerConfig, section: &str, errors: &mut C
                 "random_replace_ratio ({}) + keep_ratio ({}) must not exceed 1 (the rest of \
                  the chosen tokens become MASK), got {sum}",
                 m.random_replace_ratio, m.keep_ratio
+            ),
+        );
+    }
+}
+
+/// File name endings a Geneformer dictionary may have.
+pub const GENEFORMER_DICT_EXTENSIONS: &[&str] = &["pkl", "pickle", "json"];
+
+/// Why `path` cannot name a Geneformer dictionary file, judged by its name
+/// alone (the content is checked when the file is read).
+pub fn geneformer_dict_path_problem(path: &str) -> Option<String> {
+    let ext = std::path::Path::new(path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext {
+        Some(e) if GENEFORMER_DICT_EXTENSIONS.contains(&e.as_str()) => None,
+        _ => Some(format!(
+            "{}: not a dictionary file forge reads; accepted: a Python pickle (.pkl, .pickle; \
+             plain data and NumPy scalars only) or a JSON object (.json)",
+            quote(path)
+        )),
+    }
+}
+
+/// The `tokenizer` keys of `strategy: geneformer` and what they ask of
+/// other keys: read only under that strategy, both dictionaries and the
+/// version required. (That `data.preprocessing` is off is checked where
+/// cells are read for training, `forge_data::DataPipeline::from_config`:
+/// a checkpoint's config holds no data section of its own.)
+fn check_geneformer(config: &ForgeConfig, errors: &mut ConfigErrors) {
+    let t = &config.tokenizer;
+    let mut c = Checker::new("tokenizer", errors);
+    if t.strategy != TokenizerStrategy::Geneformer {
+        let set = [
+            ("token_dictionary", t.token_dictionary.is_some()),
+            ("gene_median_dictionary", t.gene_median_dictionary.is_some()),
+            ("geneformer_version", t.geneformer_version.is_some()),
+            ("model_input_size", t.model_input_size.is_some()),
+        ];
+        for (key, is_set) in set {
+            if is_set {
+                c.fail(
+                    key,
+                    format!(
+                        "is read only with tokenizer.strategy: geneformer (the strategy is {}); \
+                         remove it or set strategy: geneformer",
+                        t.strategy
+                    ),
+                );
+            }
+        }
+        return;
+    }
+    for (key, value) in [
+        ("token_dictionary", &t.token_dictionary),
+        ("gene_median_dictionary", &t.gene_median_dictionary),
+    ] {
+        match value {
+            None => c.fail(
+                key,
+                "must be set with tokenizer.strategy: geneformer (a .pkl or .json file of \
+                 Geneformer's dictionaries)"
+                    .to_string(),
+            ),
+            Some(p) => {
+                if let Some(problem) = geneformer_dict_path_problem(p) {
+                    c.fail(key, problem);
+                }
+            }
+        }
+    }
+    let Some(version) = t.geneformer_version else {
+        c.fail(
+            "geneformer_version",
+            "must be set with tokenizer.strategy: geneformer; accepted values: v1 (30M series: \
+             no special tokens, input size 2048), v2 (95M series: <cls> and <eos>, input size \
+             4096)"
+                .to_string(),
+        );
+        return;
+    };
+    let (default_size, min) = match version {
+        GeneformerSeries::V1 => (2048, 1),
+        GeneformerSeries::V2 => (4096, 2),
+    };
+    c.at_least_opt("model_input_size", t.model_input_size, min);
+    let size = t.model_input_size.unwrap_or(default_size);
+    let default_max_genes = TokenizerConfig::default().max_genes;
+    if t.max_genes != default_max_genes && t.max_genes != size {
+        c.fail(
+            "max_genes",
+            format!(
+                "is {} but tokenizer.strategy: geneformer truncates cells to \
+                 tokenizer.model_input_size ({size}); set model_input_size instead, and leave \
+                 max_genes out (or equal to it)",
+                t.max_genes
+            ),
+        );
+    }
+    if !t.prepend_cls {
+        c.fail(
+            "prepend_cls",
+            format!(
+                "is not read with tokenizer.strategy: geneformer: geneformer_version decides the \
+                 special tokens (v1: none, v2: <cls> first and <eos> last; this config says {version}); \
+                 remove prepend_cls"
+            ),
+        );
+    }
+    if let Some(v) = &t.gene_vocab
+        && is_vocab_path(v)
+    {
+        c.fail(
+            "gene_vocab",
+            format!(
+                "is {}, but with tokenizer.strategy: geneformer the vocabulary is \
+                 tokenizer.token_dictionary; remove gene_vocab",
+                quote(v)
+            ),
+        );
+    }
+    let mut d = Checker::new("data", &mut *c.errors);
+    if let Some(v) = &config.data.gene_vocab
+        && is_vocab_path(v)
+    {
+        d.fail(
+            "gene_vocab",
+            format!(
+                "is the file {}, but with tokenizer.strategy: geneformer the vocabulary is \
+                 tokenizer.token_dictionary; remove data.gene_vocab",
+                quote(v)
             ),
         );
     }

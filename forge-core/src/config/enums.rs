@@ -200,6 +200,21 @@ config_enum! {
         ContinuousProjection = "continuous_projection",
         /// Genes with pretrained gene embeddings (`tokenizer.embedding_path`).
         GeneEmbedding = "gene_embedding",
+        /// Geneformer's own median-scaled rank of raw counts, with its token
+        /// and gene-median dictionaries (forge extension; see
+        /// `tokenizer.token_dictionary`).
+        Geneformer = "geneformer",
+    }
+}
+
+config_enum! {
+    /// The published Geneformer series whose tokenization is followed
+    /// (`tokenizer.geneformer_version`).
+    pub enum GeneformerSeries {
+        /// The 30M series: no special tokens, input size 2048.
+        V1 = "v1",
+        /// The 95M series: `<cls>` first, `<eos>` last, input size 4096.
+        V2 = "v2",
     }
 }
 

@@ -56,9 +56,9 @@ pub mod value;
 pub mod yaml;
 
 pub use enums::{
-    Activation, BinningMethod, DataSource, FinetuneTask, GeneSelectionStrategy, LoraBias,
-    Normalize, OptimizerName, Pooling, Precision, PretrainingTask, SamplingStrategy, SchedulerName,
-    TokenizerStrategy,
+    Activation, BinningMethod, DataSource, FinetuneTask, GeneSelectionStrategy, GeneformerSeries,
+    LoraBias, Normalize, OptimizerName, Pooling, Precision, PretrainingTask, SamplingStrategy,
+    SchedulerName, TokenizerStrategy,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use schema::{

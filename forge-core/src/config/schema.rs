@@ -15,9 +15,9 @@
 use serde_json::{Map, Value};
 
 use super::enums::{
-    Activation, BinningMethod, DataSource, FinetuneTask, GeneSelectionStrategy, LoraBias,
-    Normalize, OptimizerName, Pooling, Precision, PretrainingTask, SamplingStrategy, SchedulerName,
-    TokenizerStrategy,
+    Activation, BinningMethod, DataSource, FinetuneTask, GeneSelectionStrategy, GeneformerSeries,
+    LoraBias, Normalize, OptimizerName, Pooling, Precision, PretrainingTask, SamplingStrategy,
+    SchedulerName, TokenizerStrategy,
 };
 use super::error::{ConfigError, ConfigErrors};
 use super::section::config_section;
@@ -233,6 +233,21 @@ config_section! {
         embedding_path: Option<String> = None,
         /// Width of the pretrained gene embeddings (`gene_embedding`).
         embedding_dim: i64 = 200,
+        /// Geneformer's token dictionary, Ensembl id -> token id
+        /// (`geneformer` only; forge extension): a `.pkl` (Python pickle of
+        /// plain data, NumPy scalar values accepted) or `.json` file. It is
+        /// the vocabulary: `<pad>` must be 0 and `<mask>` present.
+        token_dictionary: Option<String> = None,
+        /// Geneformer's gene-median dictionary, Ensembl id -> median
+        /// (`geneformer` only; forge extension): `.pkl` or `.json`.
+        gene_median_dictionary: Option<String> = None,
+        /// Which published Geneformer series is followed, `v1` (30M: no
+        /// special tokens, input 2048) or `v2` (95M: `<cls>` + `<eos>`,
+        /// input 4096) (`geneformer` only, required there; forge extension).
+        geneformer_version: Option<GeneformerSeries> = None,
+        /// Most tokens per cell, special tokens included (`geneformer` only;
+        /// forge extension); `null` uses the version's input size.
+        model_input_size: Option<i64> = None,
         /// Masking for pretraining.
         masking: MaskingConfig = MaskingConfig::default(),
     }
