@@ -36,7 +36,7 @@
 //! refused by [`Tokenizer::from_config`].
 //!
 //! What this module is not: no masking ([`super::masking`]), no padding
-//! ([`super::collate`](mod@super::collate)), no preprocessing ([`super::preprocess`]).
+//! (the `collate` module), no preprocessing ([`super::preprocess`]).
 
 use forge_core::batch::special;
 use forge_core::config::{BinningMethod, TokenizerConfig, TokenizerStrategy};
