@@ -68,3 +68,17 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The message of `r`'s error, after checking that `r` failed with a
+/// message holding each of `needles`.
+#[track_caller]
+pub fn fails<T, E: std::fmt::Display>(r: Result<T, E>, needles: &[&str]) -> String {
+    let Err(e) = r else {
+        panic!("expected an error holding {needles:?}, got a success");
+    };
+    let msg = e.to_string();
+    for n in needles {
+        assert!(msg.contains(n), "lacks {n:?}: {msg}");
+    }
+    msg
+}
