@@ -25,6 +25,19 @@ pub fn pbmc_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/pbmc68k_reduced.h5ad")
 }
 
+/// `path` when it exists; otherwise `None`, with a note that the test is
+/// skipped (what scripts/setup.sh fetches or installs may be missing).
+pub fn if_present(path: PathBuf) -> Option<PathBuf> {
+    if !path.exists() {
+        eprintln!(
+            "skipping: {} not found (run scripts/setup.sh)",
+            path.display()
+        );
+        return None;
+    }
+    Some(path)
+}
+
 /// The elements of a JSON array, each read by `f`.
 pub fn array<T>(v: &Value, f: impl Fn(&Value) -> T) -> Vec<T> {
     v.as_array().expect("array").iter().map(f).collect()

@@ -22,7 +22,7 @@ use super::*;
 use forge_core::batch::special;
 use forge_core::config::{MaskingConfig, PreprocessingConfig};
 
-use super::test_util::{Scratch, f32s, fails, i64s, pbmc_path, strings};
+use super::test_util::{Scratch, f32s, fails, i64s, if_present, pbmc_path, strings};
 
 fn fixture(name: &str) -> PathBuf {
     super::test_util::fixture("data", name)
@@ -537,13 +537,7 @@ fn streaming_loader_sees_every_cell_once_and_is_reproducible() {
     for (_, b) in &e0 {
         check_batch(b, 64);
     }
-    let three = ds
-        .loader(LoaderOptions {
-            num_workers: 3,
-            ..opts.clone()
-        })
-        .unwrap();
-    assert!(same_batches(&e0, &collect(three.epoch(0))));
+    // Other thread counts: streaming_batches_do_not_depend_on_threads_or_prefetch.
     // Streaming and in-memory mask a cell the same way in the same epoch.
     let mem = ds
         .loader(LoaderOptions {
@@ -1037,14 +1031,9 @@ fn embeddings_are_added_to_a_copy() {
 
 #[test]
 fn embeddings_on_the_old_layout_keep_the_old_obsm() {
-    let pbmc = pbmc_path();
-    if !pbmc.exists() {
-        eprintln!(
-            "skipping: {} not found (run scripts/setup.sh)",
-            pbmc.display()
-        );
+    let Some(pbmc) = if_present(pbmc_path()) else {
         return;
-    }
+    };
     let dir = Scratch::new("embed-old");
     let out = dir.path("pbmc_forge.h5ad");
     let emb: Vec<f32> = (0..700 * 3).map(|i| i as f32).collect();
@@ -1139,14 +1128,9 @@ fn synthetic_data_is_sparse_counts_with_learnable_types() {
 #[test]
 fn anndata_reads_what_forge_writes() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        eprintln!(
-            "skipping: {} not found (run scripts/setup.sh)",
-            python.display()
-        );
+    let Some(python) = if_present(root.join(".venv/bin/python")) else {
         return;
-    }
+    };
     let dir = Scratch::new("interop");
     let synth = dir.path("synth.h5ad");
     write_synthetic(&synth, 40, 30, 3, 2).unwrap();

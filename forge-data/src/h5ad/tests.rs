@@ -14,7 +14,7 @@ use super::*;
 
 const TOL: f64 = 1e-5;
 
-use crate::test_util::{Scratch, array, f64s, fails, i64s, pbmc_path, strings};
+use crate::test_util::{Scratch, array, f64s, fails, i64s, if_present, pbmc_path, strings};
 
 fn fixture(name: &str) -> PathBuf {
     crate::test_util::fixture("h5ad", name)
@@ -424,14 +424,9 @@ fn structural_errors_name_the_object() {
 
 #[test]
 fn pbmc68k_reduced_matches_anndata() {
-    let path = pbmc_path();
-    if !path.exists() {
-        eprintln!(
-            "skipping: {} not found (run scripts/setup.sh)",
-            path.display()
-        );
+    let Some(path) = if_present(pbmc_path()) else {
         return;
-    }
+    };
     let all = expected();
     let want = &all["pbmc68k_reduced"];
     let f = H5ad::open(&path).unwrap_or_else(|e| panic!("{e}"));
