@@ -19,89 +19,6 @@ use std::borrow::Borrow;
 use super::DataError;
 use super::tokenize::TokenizedCell;
 
-/// One cell ready for collation.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CellTokens {
-    /// Input ids (after masking, when masked).
-    pub ids: Vec<i64>,
-    /// Values.
-    pub values: Vec<f32>,
-    /// Bin ids, when the tokenizer bins.
-    pub bin_ids: Option<Vec<i64>>,
-    /// Labels (-100 where not masked), when masked.
-    pub labels: Option<Vec<i64>>,
-    /// Masked positions, when masked.
-    pub masked: Option<Vec<bool>>,
-    /// The cell's task label (fine-tuning).
-    pub task_label: Option<i64>,
-}
-
-impl CellTokens {
-    /// Number of tokens.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// Whether the cell has no token.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
-
-/// Pads `cells` into a [`Batch`] on the CPU. Optional keys are included
-/// when the first cell has them; a cell lacking a key another has is an
-/// error.
-pub fn collate(cells: &[CellTokens]) -> Result<Batch, DataError> {
-    let Some(first) = cells.first() else {
-        return Err(DataError::Loader("cannot collate an empty batch".into()));
-    };
-    let has_labels = first.labels.is_some();
-    let has_task = first.task_label.is_some();
-    let same_len = |n: Option<usize>, c: &CellTokens| n.is_none_or(|n| n == c.ids.len());
-    for (i, c) in cells.iter().enumerate() {
-        if c.bin_ids.is_some() != first.bin_ids.is_some()
-            || c.labels.is_some() != has_labels
-            || c.masked.is_some() != has_labels
-            || c.task_label.is_some() != has_task
-            || !same_len(Some(c.values.len()), c)
-            || !same_len(c.labels.as_ref().map(Vec::len), c)
-            || !same_len(c.masked.as_ref().map(Vec::len), c)
-            || !same_len(c.bin_ids.as_ref().map(Vec::len), c)
-        {
-            return Err(DataError::Loader(format!(
-                "cell {i} of the batch does not carry the same keys as cell 0, or its keys \
-                 differ in length"
-            )));
-        }
-    }
-    let tokens: Vec<TokenizedCell> = cells
-        .iter()
-        .map(|c| TokenizedCell {
-            ids: c.ids.clone(),
-            values: c.values.clone(),
-            bin_ids: c.bin_ids.clone(),
-        })
-        .collect();
-    let task: Option<Vec<i64>> = has_task.then(|| {
-        cells
-            .iter()
-            .map(|c| c.task_label.unwrap_or(special::IGNORE_INDEX))
-            .collect()
-    });
-    let mut copy_mask = |i: usize, _: &mut [i64], labels: &mut [i64], masked: &mut [bool]| {
-        labels.copy_from_slice(cells[i].labels.as_deref().unwrap_or_default());
-        masked.copy_from_slice(cells[i].masked.as_deref().unwrap_or_default());
-    };
-    // The ids are the cells' own (masked, when masked): the mask step
-    // only copies their labels and masked positions.
-    collate_tokens(
-        &tokens,
-        task.as_deref(),
-        has_labels.then_some(&mut copy_mask as &mut MaskRow<'_>),
-        &mut CollateBuffers::default(),
-    )
-}
-
 /// What [`collate_tokens`] calls to mask row `i` in place: its `input_ids`
 /// row (holding the cell's unmasked ids), then its `labels` and
 /// `masked_positions` rows, all as long as the cell, to write.
@@ -259,15 +176,28 @@ mod tests {
     use super::*;
     use tch::Kind;
 
-    fn cell(ids: &[i64], masked: bool) -> CellTokens {
-        CellTokens {
+    fn cell(ids: &[i64]) -> TokenizedCell {
+        TokenizedCell {
             ids: ids.to_vec(),
             values: ids.iter().map(|&i| i as f32 / 10.0).collect(),
             bin_ids: Some(ids.iter().map(|&i| i % 3).collect()),
-            labels: masked.then(|| ids.iter().map(|&i| if i == 5 { 5 } else { -100 }).collect()),
-            masked: masked.then(|| ids.iter().map(|&i| i == 5).collect()),
-            task_label: Some(ids.len() as i64),
         }
+    }
+
+    /// Collates `cells`, masking every token 5 when `mask` (its label is 5).
+    fn collate(
+        cells: &[TokenizedCell],
+        task: Option<&[i64]>,
+        mask: bool,
+    ) -> Result<Batch, DataError> {
+        let mut fives = |_: usize, ids: &mut [i64], labels: &mut [i64], masked: &mut [bool]| {
+            for k in 0..ids.len() {
+                masked[k] = ids[k] == 5;
+                labels[k] = if masked[k] { 5 } else { -100 };
+            }
+        };
+        let mask = mask.then_some(&mut fives as &mut MaskRow<'_>);
+        collate_tokens(cells, task, mask, &mut CollateBuffers::default())
     }
 
     fn rows<T: tch::kind::Element + Copy>(t: &Tensor) -> Vec<Vec<T>> {
@@ -304,7 +234,7 @@ mod tests {
 
     #[test]
     fn pads_every_key_with_its_own_value() {
-        let batch = collate(&[cell(&[3, 5, 6], true), cell(&[3], true)]).unwrap();
+        let batch = collate(&[cell(&[3, 5, 6]), cell(&[3])], Some(&[3, 1]), true).unwrap();
         assert_eq!((batch.batch_size(), batch.seq_len()), (2, 3));
         assert_eq!(
             rows::<i64>(batch.input_ids()),
@@ -339,11 +269,14 @@ mod tests {
 
     #[test]
     fn empty_cells_become_one_pad_column_and_mixed_keys_are_refused() {
-        let batch = collate(&[CellTokens::default(), CellTokens::default()]).unwrap();
+        let empty = TokenizedCell::default();
+        let batch = collate(&[empty.clone(), empty.clone()], None, false).unwrap();
         assert_eq!((batch.batch_size(), batch.seq_len()), (2, 1));
         assert!(batch.labels().is_none() && batch.bin_ids().is_none());
-        let err = collate(&[cell(&[3], true), cell(&[3], false)]).unwrap_err();
-        assert!(err.to_string().contains("cell 1"), "{err}");
-        assert!(collate(&[]).is_err());
+        assert!(batch.task_labels().is_none());
+        let err = collate(&[cell(&[3]), empty], None, false).unwrap_err();
+        assert!(err.to_string().contains("same keys"), "{err}");
+        assert!(collate(&[cell(&[3])], Some(&[1, 2]), false).is_err());
+        assert!(collate(&[], None, false).is_err());
     }
 }

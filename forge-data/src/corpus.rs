@@ -309,7 +309,7 @@ impl Corpus {
         let f = &self.files[file];
         out.genes.clear();
         out.values.clear();
-        let total = row_total(vals);
+        let total: f64 = vals.iter().map(|&v| f64::from(v)).sum();
         let mut sorted = true;
         let mut prev = 0u32;
         let n = cols.len().min(vals.len());
@@ -534,41 +534,6 @@ impl Corpus {
 
 fn file_entry(h5: H5ad, col_gene: Vec<u32>) -> CorpusFile {
     CorpusFile { h5, col_gene }
-}
-
-/// The sum of a stored row in `f64`, in order: `vals.iter().sum()` exactly.
-/// Whole numbers of magnitude up to 2^32 (counts), fewer than 2^20 of
-/// them, sum exactly in `f64` in any order, so such rows are summed four
-/// lanes at a time; other rows are summed one value after the other.
-fn row_total(vals: &[f32]) -> f64 {
-    if vals.len() < (1 << 20) {
-        let mut lanes = [0f64; 4];
-        let mut whole = true;
-        let mut quads = vals.chunks_exact(4);
-        for q in quads.by_ref() {
-            for (l, &v) in lanes.iter_mut().zip(q) {
-                whole &= is_count(v);
-                *l += f64::from(v);
-            }
-        }
-        for &v in quads.remainder() {
-            whole &= is_count(v);
-            lanes[0] += f64::from(v);
-        }
-        if whole {
-            return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-        }
-    }
-    vals.iter().map(|&v| f64::from(v)).sum()
-}
-
-/// Whether `v` is a whole number of magnitude at most 2^32 (NaN is not).
-/// A cast rather than `trunc`, which is a libm call without SSE4.1: a
-/// non-whole `v` is below 2^23, so its truncation converts back exactly and
-/// differs from it.
-#[inline]
-fn is_count(v: f32) -> bool {
-    v.abs() <= 4_294_967_296.0 && (v as i64) as f32 == v
 }
 
 /// Sorts a row by gene and sums entries of the same gene.

@@ -181,11 +181,8 @@ mod tests {
         let mut cfg = GeneSelectionConfig::default();
         assert_eq!(GeneSelection::from_config(&cfg, 0).unwrap(), None);
         cfg.strategy = GeneSelectionStrategy::MostExpressed;
-        let err = GeneSelection::from_config(&cfg, 0).unwrap_err().to_string();
-        assert!(
-            err.contains("data.gene_selection.n_genes") && err.contains("null"),
-            "{err}"
-        );
+        let unset = GeneSelection::from_config(&cfg, 0);
+        crate::test_util::fails(unset, &["data.gene_selection.n_genes", "null"]);
         cfg.n_genes = Some(64);
         assert_eq!(
             GeneSelection::from_config(&cfg, 0)

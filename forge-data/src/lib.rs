@@ -10,7 +10,7 @@
 //! - [`corpus`]: several files as one sequence of cells over shared genes,
 //!   preprocessed ([`preprocess`]: library size, log1p); [`hvg`]: the HVG
 //!   selection of `forge preprocess`.
-//! - [`tokenize`], [`masking`], [`collate`](mod@collate): the three tokenizers,
+//! - [`tokenize`], [`masking`] and collation: the three tokenizers,
 //!   masking, padding, exactly as scModelForge defines them.
 //! - [`DataPipeline`] and train/validation [`CellDataset`]s; [`loader`]: the
 //!   threaded, prefetching [`DataLoader`] (in memory or streaming).
@@ -42,7 +42,7 @@
 //! [`Batch`]: forge_core::batch::Batch
 
 pub mod checks;
-pub mod collate;
+mod collate;
 pub mod corpus;
 pub mod gene_selection;
 pub mod geneformer_tokenize;
@@ -69,7 +69,6 @@ mod test_util;
 #[cfg(test)]
 mod tests;
 
-pub use collate::{CellTokens, collate};
 pub use corpus::{Corpus, CorpusOptions, PreparedRow, TaskLabels};
 pub use genes::{Coverage, FileIdKind, GeneMatchOptions, IdKind, IdSummary, check_coverage};
 pub use h5ad::write::write_embeddings;

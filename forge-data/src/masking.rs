@@ -194,6 +194,7 @@ impl Masking {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::fails;
 
     fn masking() -> Masking {
         Masking::from_config(&MaskingConfig::default(), 100).unwrap()
@@ -264,13 +265,11 @@ mod tests {
             random_replace_ratio: 0.6,
             ..MaskingConfig::default()
         };
-        let err = Masking::from_config(&cfg, 10).unwrap_err().to_string();
-        assert!(err.contains("tokenizer.masking"), "{err}");
+        fails(Masking::from_config(&cfg, 10), &["tokenizer.masking"]);
         let cfg = MaskingConfig {
             mask_ratio: 1.5,
             ..MaskingConfig::default()
         };
-        let err = Masking::from_config(&cfg, 10).unwrap_err().to_string();
-        assert!(err.contains("mask_ratio") && err.contains("1.5"), "{err}");
+        fails(Masking::from_config(&cfg, 10), &["mask_ratio", "1.5"]);
     }
 }

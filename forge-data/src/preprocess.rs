@@ -48,49 +48,14 @@ impl Preprocessing {
         }
     }
 
-    /// The factor the values of a cell whose stored row sums to `total` are
-    /// multiplied by: `None` without normalisation or for an empty cell.
-    pub fn scale(&self, total: f64) -> Option<f32> {
-        match self.target_sum {
-            Some(t) if total > 0.0 => Some((t / total) as f32),
-            _ => None,
-        }
-    }
-
-    /// One stored value `x` after preprocessing, for a cell of [`scale`].
-    ///
-    /// [`scale`]: Preprocessing::scale
-    #[inline]
-    pub fn value(&self, x: f32, scale: Option<f32>) -> f32 {
-        let x = scale.map_or(x, |s| x * s);
-        if self.log1p { ln_1p(x) } else { x }
-    }
-
     /// Preprocesses a cell's stored values in place; `total` is the sum of
-    /// the cell's whole row in the file.
+    /// the cell's whole row in the file (an empty cell is not scaled).
     pub fn apply(&self, values: &mut [f32], total: f64) {
-        let scale = self.scale(total);
-        match (scale, self.log1p) {
-            (Some(_), true) => {
-                // Counts are mostly small integers: compute each distinct
-                // one once per cell.
-                let mut lut = [f32::NAN; 64];
-                for v in values.iter_mut() {
-                    let x = *v;
-                    let c = x as usize;
-                    if c < 64 && c as f32 == x {
-                        if lut[c].is_nan() {
-                            lut[c] = self.value(x, scale);
-                        }
-                        *v = lut[c];
-                    } else {
-                        *v = self.value(x, scale);
-                    }
-                }
-            }
-            (Some(s), false) => values.iter_mut().for_each(|v| *v *= s),
-            (None, true) => values.iter_mut().for_each(|v| *v = ln_1p(*v)),
-            (None, false) => {}
+        let scale = self.target_sum.filter(|_| total > 0.0);
+        let scale = scale.map(|t| (t / total) as f32);
+        for v in values {
+            let x = scale.map_or(*v, |s| *v * s);
+            *v = if self.log1p { ln_1p(x) } else { x };
         }
     }
 }
@@ -99,8 +64,7 @@ impl Preprocessing {
 /// than libm's `log1pf`, and as accurate once rounded to `f32`: `1 + x` is
 /// exact in `f64` for every `f32` x >= 2^-29); tiny values go through
 /// `ln_1p`.
-#[inline]
-pub fn ln_1p(x: f32) -> f32 {
+fn ln_1p(x: f32) -> f32 {
     if x.abs() < 1e-4 || x.is_nan() {
         x.ln_1p()
     } else {

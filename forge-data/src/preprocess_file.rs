@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use hdf5_pure::{AttrValue, File};
 
 use super::corpus::{Corpus, CorpusOptions};
-use super::h5ad::write::{encoding, vstr};
+use super::h5ad::write::{tag, vstr};
 use super::hvg::{HvgStats, HvgTable};
 use super::{DataError, H5ad};
 use forge_core::config::DataConfig;
@@ -179,9 +179,7 @@ fn rewrite(
         }
     }
     root.create_group_with("X", |g| {
-        for (k, v) in encoding("csr_matrix", "0.1.0") {
-            g.set_attr(k, v);
-        }
+        tag!(g, "csr_matrix", "0.1.0");
         g.set_attr(
             "shape",
             AttrValue::I64Array(vec![x.n_rows as i64, x.n_cols as i64]),
@@ -213,9 +211,7 @@ fn rewrite(
         None => Vec::new(),
     };
     root.create_group_with("var", |g| {
-        for (k, v) in encoding("dataframe", "0.2.0") {
-            g.set_attr(k, v);
-        }
+        tag!(g, "dataframe", "0.2.0");
         g.set_attr("_index", vstr("_index"));
         g.set_attr(
             "column-order",
@@ -225,25 +221,19 @@ fn rewrite(
     .map_err(|e| err("var", e))?;
     root.create_dataset("var/_index", |b| {
         b.with_vlen_strings(names);
-        for (k, v) in encoding("string-array", "0.2.0") {
-            b.set_attr(k, v);
-        }
+        tag!(b, "string-array", "0.2.0");
     })
     .map_err(|e| err("var/_index", e))?;
     for (name, values) in &columns {
         root.create_dataset(&format!("var/{name}"), |b| {
             b.with_f64_data(values);
-            for (k, v) in encoding("array", "0.2.0") {
-                b.set_attr(k, v);
-            }
+            tag!(b, "array", "0.2.0");
         })
         .map_err(|e| err(&format!("var/{name}"), e))?;
     }
     for name in ["layers", "varm", "varp"] {
         root.create_group_with(name, |g| {
-            for (k, v) in encoding("dict", "0.1.0") {
-                g.set_attr(k, v);
-            }
+            tag!(g, "dict", "0.1.0");
         })
         .map_err(|e| err(name, e))?;
     }

@@ -38,7 +38,7 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::DataError;
-use super::h5ad::write::{encoding, vstr};
+use super::h5ad::write::{tag, vstr};
 use super::seed::{cell_rng, mix};
 
 /// How genes are named in the var index.
@@ -386,18 +386,14 @@ fn write_file(
         .collect();
 
     let mut b = FileBuilder::new();
-    for (k, v) in encoding("anndata", "0.1.0") {
-        b.set_attr(k, v);
-    }
+    tag!(b, "anndata", "0.1.0");
     // obs
     let cell_names: Vec<String> = (0..n).map(|i| format!("cell_{i}")).collect();
     let refs: Vec<&str> = cell_names.iter().map(String::as_str).collect();
     let mut obs = b.create_group("obs");
     dataframe_attrs(&mut obs, &["cell_type", "batch"]);
     let idx = obs.create_dataset("_index").with_vlen_strings(&refs);
-    for (k, v) in encoding("string-array", "0.2.0") {
-        idx.set_attr(k, v);
-    }
+    tag!(idx, "string-array", "0.2.0");
     categorical(&mut obs, "cell_type", "type", opts.n_types, &types);
     categorical(&mut obs, "batch", "batch", opts.n_batches, &batches);
     b.add_group(obs.finish());
@@ -421,16 +417,12 @@ fn write_file(
     ] {
         let r: Vec<&str> = values.iter().map(String::as_str).collect();
         let d = var.create_dataset(name).with_vlen_strings(&r);
-        for (k, v) in encoding("string-array", "0.2.0") {
-            d.set_attr(k, v);
-        }
+        tag!(d, "string-array", "0.2.0");
     }
     b.add_group(var.finish());
     // X: empty, growable CSR
     let mut x = b.create_group("X");
-    for (k, v) in encoding("csr_matrix", "0.1.0") {
-        x.set_attr(k, v);
-    }
+    tag!(x, "csr_matrix", "0.1.0");
     x.set_attr(
         "shape",
         AttrValue::I64Array(vec![n as i64, opts.n_genes as i64]),
@@ -452,9 +444,7 @@ fn write_file(
     b.add_group(x.finish());
     for g in ["obsm", "varm", "obsp", "varp", "layers", "uns"] {
         let mut grp = b.create_group(g);
-        for (k, v) in encoding("dict", "0.1.0") {
-            grp.set_attr(k, v);
-        }
+        tag!(grp, "dict", "0.1.0");
         b.add_group(grp.finish());
     }
     b.write(tmp).map_err(|e| err("cannot create the file", e))?;
@@ -496,9 +486,7 @@ fn write_file(
 }
 
 fn dataframe_attrs(g: &mut hdf5_pure::GroupBuilder, columns: &[&str]) {
-    for (k, v) in encoding("dataframe", "0.2.0") {
-        g.set_attr(k, v);
-    }
+    tag!(g, "dataframe", "0.2.0");
     g.set_attr("_index", vstr("_index"));
     g.set_attr(
         "column-order",
@@ -514,20 +502,14 @@ fn categorical(
     codes: &[i32],
 ) {
     let mut g = parent.create_group(name);
-    for (k, v) in encoding("categorical", "0.2.0") {
-        g.set_attr(k, v);
-    }
+    tag!(g, "categorical", "0.2.0");
     g.set_attr("ordered", AttrValue::U8(0));
     let cats: Vec<String> = (0..n_categories).map(|i| format!("{prefix}_{i}")).collect();
     let refs: Vec<&str> = cats.iter().map(String::as_str).collect();
     let c = g.create_dataset("categories").with_vlen_strings(&refs);
-    for (k, v) in encoding("string-array", "0.2.0") {
-        c.set_attr(k, v);
-    }
+    tag!(c, "string-array", "0.2.0");
     let d = g.create_dataset("codes").with_i32_data(codes);
-    for (k, v) in encoding("array", "0.2.0") {
-        d.set_attr(k, v);
-    }
+    tag!(d, "array", "0.2.0");
     parent.add_group(g.finish());
 }
 

@@ -25,6 +25,19 @@ pub fn pbmc_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/pbmc68k_reduced.h5ad")
 }
 
+/// `path` when it exists; otherwise `None`, with a note that the test is
+/// skipped (what scripts/setup.sh fetches or installs may be missing).
+pub fn if_present(path: PathBuf) -> Option<PathBuf> {
+    if !path.exists() {
+        eprintln!(
+            "skipping: {} not found (run scripts/setup.sh)",
+            path.display()
+        );
+        return None;
+    }
+    Some(path)
+}
+
 /// The elements of a JSON array, each read by `f`.
 pub fn array<T>(v: &Value, f: impl Fn(&Value) -> T) -> Vec<T> {
     v.as_array().expect("array").iter().map(f).collect()
@@ -67,4 +80,18 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The message of `r`'s error, after checking that `r` failed with a
+/// message holding each of `needles`.
+#[track_caller]
+pub fn fails<T, E: std::fmt::Display>(r: Result<T, E>, needles: &[&str]) -> String {
+    let Err(e) = r else {
+        panic!("expected an error holding {needles:?}, got a success");
+    };
+    let msg = e.to_string();
+    for n in needles {
+        assert!(msg.contains(n), "lacks {n:?}: {msg}");
+    }
+    msg
 }

@@ -42,7 +42,7 @@
 //! refused by [`Tokenizer::from_config`].
 //!
 //! What this module is not: no masking ([`super::masking`]), no padding
-//! ([`super::collate`](mod@super::collate)), no preprocessing ([`super::preprocess`]).
+//! (the `collate` module), no preprocessing ([`super::preprocess`]).
 
 use std::sync::Arc;
 

@@ -279,10 +279,7 @@ fn kind_of(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tmp(name: &str) -> std::path::PathBuf {
-        std::env::temp_dir().join(format!("forge-vocab-{}-{name}", std::process::id()))
-    }
+    use crate::test_util::{Scratch, fails};
 
     #[test]
     fn built_in_order_of_first_appearance() {
@@ -300,26 +297,25 @@ mod tests {
     #[test]
     fn save_load_round_trip_is_genes_only() {
         let v = GeneVocab::from_genes(["A", "B", "C"]);
-        let p = tmp("rt.json");
+        let dir = Scratch::new("vocab-rt");
+        let p = dir.path("rt.json");
         v.save(&p).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let json: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json, serde_json::json!({"A": 4, "B": 5, "C": 6}));
-        let back = GeneVocab::load(&p).unwrap();
-        std::fs::remove_file(&p).ok();
-        assert_eq!(back, v);
+        assert_eq!(GeneVocab::load(&p).unwrap(), v);
     }
 
     #[test]
     fn specials_in_the_file_are_skipped_and_gaps_kept() {
-        let p = tmp("sp.json");
+        let dir = Scratch::new("vocab-sp");
+        let p = dir.path("sp.json");
         std::fs::write(
             &p,
             r#"{"<pad>": 0, "<unk>": 1, "[MASK]": 2, "<cls>": 3, "G1": 4, "G2": 9}"#,
         )
         .unwrap();
         let v = GeneVocab::load(&p).unwrap();
-        std::fs::remove_file(&p).ok();
         assert_eq!(v.n_genes(), 2);
         assert_eq!(v.len(), 10);
         assert_eq!(v.id("G2"), 9);
@@ -335,16 +331,12 @@ mod tests {
             ("dup", r#"{"G1": 4, "G2": 4}"#, "share id 4"),
             ("empty", "{}", "holds no genes"),
         ];
+        let dir = Scratch::new("vocab-bad");
         for (name, text, needle) in cases {
-            let p = tmp(name);
+            let p = dir.path(name);
             std::fs::write(&p, text).unwrap();
-            let err = GeneVocab::load(&p).unwrap_err().to_string();
-            std::fs::remove_file(&p).ok();
-            assert!(err.contains(needle) && err.contains(name), "{name}: {err}");
+            fails(GeneVocab::load(&p), &[needle, name]);
         }
-        let err = GeneVocab::load(tmp("missing.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("missing.json"), "{err}");
+        fails(GeneVocab::load(dir.path("missing.json")), &["missing.json"]);
     }
 }

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use hdf5_pure::{
-    AttrValue, CharacterSet, CompoundMember, Dataset, Datatype, DatatypeByteOrder, FormatError,
-    Group, StringPadding,
+    AttrValue, CharacterSet, CompoundMember, Dataset, Datatype, DatatypeByteOrder,
+    FileAccessProperties, FormatError, Group, MetadataCacheConfig, StringPadding,
 };
 
 use super::error::{DataError, Result};
@@ -135,8 +135,8 @@ impl std::fmt::Debug for Hdf {
 
 impl Hdf {
     /// Opens `path` for streaming reads (metadata and data are fetched on
-    /// demand, small reads through a block cache: [`super::source`]; the
-    /// file is never buffered whole).
+    /// demand through positioned reads, [`super::source`]; the file is never
+    /// buffered whole).
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let io = |source| DataError::Io {
             path: path.to_path_buf(),
@@ -168,15 +168,23 @@ impl Hdf {
             }
             Err(e) => return Err(io(e)),
         }
-        let source = super::source::CachedFile::new(handle, meta.len());
-        let file = hdf5_pure::File::from_source(source).map_err(|e| match e {
-            hdf5_pure::Error::Io(source) => io(source),
-            other => DataError::Corrupt {
-                path: path.to_path_buf(),
-                object: "/".into(),
-                detail: format!("cannot parse the HDF5 superblock or root group ({other})"),
-            },
-        })?;
+        let source = super::source::PositionedFile {
+            file: handle,
+            len: meta.len(),
+        };
+        // hdf5-pure caches the small metadata reads (2 MiB at most); dataset
+        // payloads go straight to the file.
+        let cache = MetadataCacheConfig::new(2 << 20);
+        let props = FileAccessProperties::new().with_metadata_cache(cache);
+        let file =
+            hdf5_pure::File::from_source_with_options(source, props).map_err(|e| match e {
+                hdf5_pure::Error::Io(source) => io(source),
+                other => DataError::Corrupt {
+                    path: path.to_path_buf(),
+                    object: "/".into(),
+                    detail: format!("cannot parse the HDF5 superblock or root group ({other})"),
+                },
+            })?;
         let eof = file.superblock().eof_address;
         if eof > meta.len() {
             return Err(DataError::Corrupt {

@@ -148,23 +148,13 @@ impl MatrixSource {
             }
             pos += len;
         }
-        // Counting sort by row; stable, so columns stay ascending.
-        let mut indptr = vec![0usize; n + 1];
-        for &(r, _, _) in &entries {
-            indptr[r as usize + 1] += 1;
-        }
-        for i in 0..n {
-            indptr[i + 1] += indptr[i];
-        }
-        let mut next = indptr.clone();
-        let mut indices = vec![0u32; entries.len()];
-        let mut data = vec![0f32; entries.len()];
-        for (r, c, v) in entries {
-            let slot = &mut next[r as usize];
-            indices[*slot] = c;
-            data[*slot] = v;
-            *slot += 1;
-        }
+        // A stable sort by row keeps each row's columns ascending.
+        entries.sort_by_key(|e| e.0);
+        let indptr = (0..=n)
+            .map(|r| entries.partition_point(|e| (e.0 as usize) < r))
+            .collect();
+        let indices = entries.iter().map(|e| e.1).collect();
+        let data = entries.iter().map(|e| e.2).collect();
         Ok(CellChunk {
             start,
             n_vars: n_cols,

@@ -13,7 +13,7 @@
 //! as X, sparse arrays are consistent) and refuses files with no cells.
 //!
 //! Expression is then read a block of cells at a time with
-//! [`H5ad::cell_rows`] (or the iterator [`H5ad::chunks`]), as a CSR
+//! [`H5ad::cell_rows`], as a CSR
 //! [`CellChunk`]. Only the rows asked for are read from disk (a row window of
 //! a dense `X`, the `indptr`-delimited slice of a CSR matrix's `data` and
 //! `indices`), so memory is bounded by the block, not the file. The file is
@@ -235,23 +235,6 @@ impl Column {
             }
             _ => None,
         }
-    }
-
-    /// For a categorical column, the number of rows in each category (in
-    /// category order) and the number of missing rows.
-    pub fn category_counts(&self) -> Option<(Vec<usize>, usize)> {
-        let Column::Categorical { codes, categories } = self else {
-            return None;
-        };
-        let mut counts = vec![0usize; categories.len()];
-        let mut missing = 0;
-        for &c in codes {
-            match usize::try_from(c).ok().and_then(|c| counts.get_mut(c)) {
-                Some(n) => *n += 1,
-                None => missing += 1,
-            }
-        }
-        Some((counts, missing))
     }
 }
 
@@ -500,18 +483,6 @@ impl H5ad {
         self.matrix(which)?.rows(&self.hdf, start, end)
     }
 
-    /// Iterates over all cells of `X` or `raw` in blocks of `cells_per_chunk`
-    /// (the last block may be shorter).
-    pub fn chunks(&self, which: Matrix, cells_per_chunk: usize) -> Result<Chunks<'_>> {
-        self.matrix(which)?;
-        Ok(Chunks {
-            file: self,
-            which,
-            next: 0,
-            step: cells_per_chunk.max(1),
-        })
-    }
-
     /// Value statistics of `X` or `raw` over every entry (zeros included),
     /// computed in one streaming pass.
     pub fn stats(&self, which: Matrix) -> Result<ValueStats> {
@@ -650,29 +621,4 @@ fn open_raw(h: &Hdf, n_obs: usize) -> Result<Option<RawPart>> {
         return Ok(Some(RawPart { matrix, var }));
     }
     Ok(None)
-}
-
-/// Iterator over blocks of cells; see [`H5ad::chunks`].
-#[derive(Debug)]
-pub struct Chunks<'a> {
-    file: &'a H5ad,
-    which: Matrix,
-    next: usize,
-    step: usize,
-}
-
-impl Iterator for Chunks<'_> {
-    type Item = Result<CellChunk>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let n = self.file.n_obs();
-        if self.next >= n {
-            return None;
-        }
-        let end = n.min(self.next.saturating_add(self.step));
-        let out = self.file.cell_rows(self.which, self.next, end);
-        // Stop after an error rather than failing on every later block.
-        self.next = if out.is_ok() { end } else { n };
-        Some(out)
-    }
 }

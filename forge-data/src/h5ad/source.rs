@@ -1,13 +1,7 @@
 //! The byte source `hdf5-pure` reads an `.h5ad` file through: positioned
-//! reads, with small reads served from a cache of recently read blocks.
-//!
-//! Opening a file parses many small pieces of metadata, and reading a
-//! string column (the obs names of every cell) visits global-heap objects of
-//! a few bytes each, one after the other. `hdf5-pure`'s own file source
-//! turns each into a seek and a read system call under a lock; here a small
-//! read fetches the 64 KiB block around it once, and the next reads nearby
-//! are memory copies. Large reads (dataset payloads) go straight to the
-//! file. The cache holds at most [`MAX_BLOCKS`] blocks (2 MiB).
+//! reads of one open file, which threads share without a common cursor.
+//! Small metadata reads are cached by `hdf5-pure` itself (its metadata
+//! cache, turned on in [`super::hdf::Hdf::open`]).
 //!
 //! Positioned reads are what reading a file in ranges needs, locally or,
 //! later, remotely. They are Unix's `pread` and Windows' `seek_read`
@@ -15,79 +9,17 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::Mutex;
 
 use hdf5_pure::{FormatError, Source};
 
-/// Bytes per cached block.
-const BLOCK: u64 = 64 << 10;
-
-/// Blocks kept; the least recently used one goes first.
-const MAX_BLOCKS: usize = 32;
-
-/// Reads of at least this many bytes bypass the cache.
-const DIRECT_READ: usize = 16 << 10;
-
-/// A file read by positioned reads, small reads through a block cache.
+/// A file read by positioned reads.
 #[derive(Debug)]
-pub(crate) struct CachedFile {
-    file: File,
-    len: u64,
-    blocks: Mutex<Blocks>,
+pub(crate) struct PositionedFile {
+    pub(crate) file: File,
+    pub(crate) len: u64,
 }
 
-#[derive(Debug, Default)]
-struct Blocks {
-    /// (block index, bytes, last use).
-    entries: Vec<(u64, Box<[u8]>, u64)>,
-    tick: u64,
-}
-
-impl CachedFile {
-    /// Reads `file` (opened for reading), `len` bytes long.
-    pub(crate) fn new(file: File, len: u64) -> CachedFile {
-        CachedFile {
-            file,
-            len,
-            blocks: Mutex::default(),
-        }
-    }
-
-    /// Copies from block `index` (read on a miss) the bytes at `within..`
-    /// into `out`, returning how many were copied.
-    fn copy_from_block(&self, index: u64, within: usize, out: &mut [u8]) -> io::Result<usize> {
-        let mut blocks = self
-            .blocks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        blocks.tick += 1;
-        let tick = blocks.tick;
-        let slot = match blocks.entries.iter().position(|e| e.0 == index) {
-            Some(i) => i,
-            None => {
-                let start = index * BLOCK;
-                let size = BLOCK.min(self.len - start) as usize;
-                let mut bytes = vec![0u8; size].into_boxed_slice();
-                read_exact_at(&self.file, &mut bytes, start)?;
-                if blocks.entries.len() == MAX_BLOCKS {
-                    let oldest = (0..MAX_BLOCKS)
-                        .min_by_key(|&i| blocks.entries[i].2)
-                        .unwrap_or(0);
-                    blocks.entries.swap_remove(oldest);
-                }
-                blocks.entries.push((index, bytes, tick));
-                blocks.entries.len() - 1
-            }
-        };
-        let entry = &mut blocks.entries[slot];
-        entry.2 = tick;
-        let n = out.len().min(entry.1.len() - within);
-        out[..n].copy_from_slice(&entry.1[within..within + n]);
-        Ok(n)
-    }
-}
-
-impl Source for CachedFile {
+impl Source for PositionedFile {
     fn len(&self) -> u64 {
         self.len
     }
@@ -105,21 +37,7 @@ impl Source for CachedFile {
                 available: usize::try_from(self.len).unwrap_or(usize::MAX),
             });
         }
-        let failed = |e: io::Error| FormatError::Source(e.to_string());
-        if buf.len() >= DIRECT_READ {
-            return read_exact_at(&self.file, buf, offset).map_err(failed);
-        }
-        let mut at = offset;
-        let mut rest = buf;
-        while !rest.is_empty() {
-            let within = (at % BLOCK) as usize;
-            let n = self
-                .copy_from_block(at / BLOCK, within, rest)
-                .map_err(failed)?;
-            rest = &mut rest[n..];
-            at += n as u64;
-        }
-        Ok(())
+        read_exact_at(&self.file, buf, offset).map_err(|e| FormatError::Source(e.to_string()))
     }
 }
 
@@ -154,7 +72,7 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result
 #[cfg(not(any(unix, windows)))]
 fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
-    static LOCK: Mutex<()> = Mutex::new(());
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _held = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -167,21 +85,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_agree_with_the_file_across_blocks_and_evictions() {
-        let path = std::env::temp_dir().join(format!("forge-source-{}", std::process::id()));
-        let bytes: Vec<u8> = (0..(BLOCK as usize * 40 + 123))
-            .map(|i| (i * 7 + i / 251) as u8)
-            .collect();
+    fn reads_agree_with_the_file_and_stop_at_its_end() {
+        let dir = crate::test_util::Scratch::new("source");
+        let path = dir.path("bytes");
+        let bytes: Vec<u8> = (0..300_000).map(|i| (i * 7 + i / 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let f = CachedFile::new(File::open(&path).unwrap(), bytes.len() as u64);
+        let f = PositionedFile {
+            file: File::open(&path).unwrap(),
+            len: bytes.len() as u64,
+        };
         assert_eq!(f.len(), bytes.len() as u64);
-        let mut state = 12345u64;
-        for _ in 0..3000 {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let len = (state >> 40) as usize % (DIRECT_READ + 100);
-            let at = (state >> 8) as usize % (bytes.len() - len);
+        for (at, len) in [(0, 10), (65_530, 20), (123_457, 100_000), (299_990, 10)] {
             let mut buf = vec![0u8; len];
             f.read_at(at as u64, &mut buf).unwrap();
             assert_eq!(buf, &bytes[at..at + len], "{at}+{len}");
@@ -189,6 +103,5 @@ mod tests {
         let mut buf = [0u8; 8];
         assert!(f.read_at(bytes.len() as u64 - 4, &mut buf).is_err());
         assert!(f.read_at(u64::MAX - 2, &mut buf).is_err());
-        std::fs::remove_file(&path).ok();
     }
 }

@@ -26,13 +26,15 @@ pub(crate) fn vstr(s: &str) -> AttrValue {
     AttrValue::VarLenString(s.to_string())
 }
 
-/// `encoding-type` and `encoding-version` attributes.
-pub(crate) fn encoding(kind: &str, version: &str) -> [(&'static str, AttrValue); 2] {
-    [
-        ("encoding-type", vstr(kind)),
-        ("encoding-version", vstr(version)),
-    ]
+/// Gives an object being built (a group or dataset builder of `hdf5-pure`)
+/// anndata's `encoding-type` and `encoding-version` attributes.
+macro_rules! tag {
+    ($builder:expr, $kind:expr, $version:expr) => {
+        $builder.set_attr("encoding-type", $crate::h5ad::write::vstr($kind));
+        $builder.set_attr("encoding-version", $crate::h5ad::write::vstr($version));
+    };
 }
+pub(crate) use tag;
 
 fn write_err(path: &Path, what: &str, e: impl std::fmt::Display) -> DataError {
     DataError::Write {
@@ -110,9 +112,7 @@ fn add_obsm(
         let old = decode_compound_obsm(&f, output, n_obs)?;
         root.delete("obsm").map_err(edit)?;
         root.create_group_with("obsm", |g| {
-            for (k, v) in encoding("dict", "0.1.0") {
-                g.set_attr(k, v);
-            }
+            tag!(g, "dict", "0.1.0");
         })
         .map_err(edit)?;
         for field in old.into_iter().filter(|fl| fl.name != key) {
@@ -125,9 +125,7 @@ fn add_obsm(
                 if field.width > 0 {
                     b.with_shape(&[n_obs as u64, field.width as u64]);
                 }
-                for (k, v) in encoding("array", "0.2.0") {
-                    b.set_attr(k, v);
-                }
+                tag!(b, "array", "0.2.0");
             })
             .map_err(edit)?;
         }
@@ -137,18 +135,14 @@ fn add_obsm(
         }
     } else {
         root.create_group_with("obsm", |g| {
-            for (k, v) in encoding("dict", "0.1.0") {
-                g.set_attr(k, v);
-            }
+            tag!(g, "dict", "0.1.0");
         })
         .map_err(edit)?;
     }
     root.create_dataset(&format!("obsm/{key}"), |b| {
         b.with_f32_data(embeddings)
             .with_shape(&[n_obs as u64, dim as u64]);
-        for (k, v) in encoding("array", "0.2.0") {
-            b.set_attr(k, v);
-        }
+        tag!(b, "array", "0.2.0");
     })
     .map_err(edit)?;
     f.commit()
@@ -214,37 +208,39 @@ fn decode_compound_obsm(f: &File, output: &Path, n_obs: usize) -> Result<Vec<Fie
         if off + per * fsize as usize > record {
             return Err(bad(format!("field `{}` lies outside its record", m.name)));
         }
+        // The field's `per` values of each record, as `size`-byte slices.
+        let fields = |size: usize| {
+            let raw = &raw;
+            (0..n_obs).flat_map(move |r| {
+                let start = r * record + off;
+                raw[start..start + per * size].chunks_exact(size)
+            })
+        };
         let values = match fsize {
-            4 => {
-                let mut v = Vec::with_capacity(n_obs * per);
-                for r in 0..n_obs {
-                    for j in 0..per {
-                        let at = r * record + off + 4 * j;
-                        let b: [u8; 4] = raw[at..at + 4].try_into().unwrap_or([0; 4]);
-                        v.push(if big {
+            4 => Values::F32(
+                fields(4)
+                    .map(|b| {
+                        let b = b.try_into().unwrap_or([0; 4]);
+                        if big {
                             f32::from_be_bytes(b)
                         } else {
                             f32::from_le_bytes(b)
-                        });
-                    }
-                }
-                Values::F32(v)
-            }
-            8 => {
-                let mut v = Vec::with_capacity(n_obs * per);
-                for r in 0..n_obs {
-                    for j in 0..per {
-                        let at = r * record + off + 8 * j;
-                        let b: [u8; 8] = raw[at..at + 8].try_into().unwrap_or([0; 8]);
-                        v.push(if big {
+                        }
+                    })
+                    .collect(),
+            ),
+            8 => Values::F64(
+                fields(8)
+                    .map(|b| {
+                        let b = b.try_into().unwrap_or([0; 8]);
+                        if big {
                             f64::from_be_bytes(b)
                         } else {
                             f64::from_le_bytes(b)
-                        });
-                    }
-                }
-                Values::F64(v)
-            }
+                        }
+                    })
+                    .collect(),
+            ),
             s => return Err(bad(format!("field `{}` has {s}-byte floats", m.name))),
         };
         out.push(Field {
