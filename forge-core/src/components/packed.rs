@@ -324,9 +324,15 @@ impl Packing {
                 let qkv = slots
                     .view([g.cells, g.len, 3, num_heads, head_dim])
                     .permute([2, 0, 3, 1, 4]);
-                let out = attend(&qkv.get(0), &qkv.get(1), &qkv.get(2), bias.as_ref(), dropout)
-                    .transpose(1, 2)
-                    .reshape([g.cells * g.len, h]);
+                let out = attend(
+                    &qkv.get(0),
+                    &qkv.get(1),
+                    &qkv.get(2),
+                    bias.as_ref(),
+                    dropout,
+                )
+                .transpose(1, 2)
+                .reshape([g.cells * g.len, h]);
                 match &g.padding {
                     Some(pad) => out.index_select(0, &pad.real_slots),
                     None => out,
