@@ -164,6 +164,7 @@ fn models_lists_what_the_binary_links() {
         stdout.lines().collect::<Vec<_>>(),
         [
             "autoregressive_transformer",
+            "geneformer",
             "masked_autoencoder",
             "transformer_encoder"
         ],

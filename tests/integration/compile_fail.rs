@@ -104,7 +104,13 @@ fn normalize(text: &str) -> String {
     let mut out = Vec::new();
     let mut skipping = false;
     for line in text.lines() {
-        if line.starts_with("help: the following other types implement trait") {
+        // rustc lists the implementing types as a `help:` block or, when
+        // the list is short, as a `= help:` note; either grows with every
+        // model.
+        if line
+            .trim_start_matches([' ', '='])
+            .starts_with("help: the following other types implement trait")
+        {
             skipping = true;
             continue;
         }

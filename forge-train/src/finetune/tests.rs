@@ -593,7 +593,7 @@ fn regression_reports_mse() {
     );
     let log = std::fs::read_to_string(s.log_path.unwrap()).unwrap();
     assert_eq!(log.lines().count(), 3, "header and two epochs:\n{log}");
-    assert!(log.starts_with("epoch,step,train_loss,val_loss,accuracy,f1_macro,mse"));
+    assert!(log.starts_with("epoch,step,split,train_loss,val_loss,accuracy,f1_macro,mse"));
 }
 
 /// Writes a tiny random checkpoint for `fx` and a config file; returns
