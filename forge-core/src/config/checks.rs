@@ -840,6 +840,21 @@ mod tests {
             !text.contains("decoder_layers"),
             "default values pass: {text}"
         );
+        // A model warns about a shared key it accepts but cannot use.
+        let mut gf = ForgeConfig::default();
+        gf.model.architecture = "geneformer".into();
+        let mut warnings = ConfigErrors::new("<test>");
+        config_warnings(&gf, &mut warnings);
+        let text = warnings.to_string();
+        assert!(
+            text.contains("model.use_expression_values: is true")
+                && text.contains("geneformer has no expression-value input"),
+            "{text}"
+        );
+        gf.model.use_expression_values = false;
+        let mut warnings = ConfigErrors::new("<test>");
+        config_warnings(&gf, &mut warnings);
+        assert!(warnings.is_empty(), "{warnings}");
         // Keys no model declares are refused for every architecture.
         fails("model.hiden_dim", "did you mean \"hidden_dim\"?", |c| {
             c.model.options.insert("hiden_dim".into(), 2.into());

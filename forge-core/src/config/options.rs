@@ -93,6 +93,14 @@ pub trait ModelOptions:
     fn check(&self, model: &ModelConfig, checks: &mut OptionChecks<'_>) {
         let _ = (model, checks);
     }
+
+    /// The model's warnings about its section: a shared key (or an option)
+    /// whose value it accepts but cannot use, said in one line each with
+    /// [`OptionChecks::warn`] rather than passed without a word. Runs when
+    /// the config loads, after the checks passed.
+    fn warnings(&self, model: &ModelConfig, warnings: &mut OptionChecks<'_>) {
+        let _ = (model, warnings);
+    }
 }
 
 /// Where [`ModelOptions::check`] records problems: under `model.KEY`.
@@ -107,6 +115,11 @@ impl OptionChecks<'_> {
     pub fn fail(&mut self, key: &str, message: impl Into<String>) {
         self.errors
             .push(join_path(self.section, key), message.into());
+    }
+
+    /// Records a warning about `key` (in [`ModelOptions::warnings`]).
+    pub fn warn(&mut self, key: &str, message: impl Into<String>) {
+        self.fail(key, message);
     }
 }
 
@@ -140,6 +153,8 @@ pub struct OptionsInfo {
     pub resolve: fn(&ModelConfig, &str, &mut ConfigErrors) -> Option<Map<String, Value>>,
     /// The defaults, as JSON.
     pub defaults: fn() -> Map<String, Value>,
+    /// Adds the model's warnings about a model section (under `section`).
+    pub warnings: fn(&ModelConfig, &str, &mut ConfigErrors),
 }
 
 impl OptionsInfo {
@@ -149,6 +164,7 @@ impl OptionsInfo {
             keys: O::KEYS,
             resolve: resolve::<O>,
             defaults: defaults::<O>,
+            warnings: warnings::<O>,
         }
     }
 }
@@ -157,6 +173,21 @@ fn as_map(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(map) => map,
         _ => Map::new(),
+    }
+}
+
+fn warnings<O: ModelOptions>(model: &ModelConfig, section: &str, warnings: &mut ConfigErrors) {
+    let mut scratch = ConfigErrors::new("model config");
+    if let Some(options) = read_into::<O>(model, section, &mut scratch)
+        && scratch.is_empty()
+    {
+        options.warnings(
+            model,
+            &mut OptionChecks {
+                section,
+                errors: warnings,
+            },
+        );
     }
 }
 
@@ -274,6 +305,9 @@ pub(crate) fn option_warnings(model: &ModelConfig, section: &str, warnings: &mut
                 ),
             );
         }
+    }
+    if let Some(info) = crate::registry::options_of(&model.architecture) {
+        (info.warnings)(model, section, warnings);
     }
 }
 

@@ -23,8 +23,9 @@
 //! [`crate::checkpoint::hf`] reads and writes such folders.
 //!
 //! There is no expression-value input: Geneformer encodes expression in
-//! the rank order of the tokens, so `batch.values` and
-//! `model.use_expression_values` play no part.
+//! the rank order of the tokens, so `batch.values` plays no part, and a
+//! config with `model.use_expression_values: true` (scModelForge's
+//! default) gets a warning.
 //!
 //! Cell embeddings follow Geneformer's `EmbExtractor` (`get_embs`):
 //! - the layer: `hidden_states[num_layers + emb_layer]` (Hugging Face's
@@ -99,6 +100,16 @@ impl GeneformerOptions {
 }
 
 impl ModelOptions for GeneformerOptions {
+    fn warnings(&self, model: &ModelConfig, w: &mut OptionChecks<'_>) {
+        if model.use_expression_values {
+            w.warn(
+                "use_expression_values",
+                "is true (scModelForge's default), but geneformer has no expression-value \
+                 input: the order of the tokens carries expression; set it to false",
+            );
+        }
+    }
+
     fn check(&self, model: &ModelConfig, c: &mut OptionChecks<'_>) {
         if !(-model.num_layers..=0).contains(&self.emb_layer) {
             c.fail(
