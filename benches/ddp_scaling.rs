@@ -28,42 +28,16 @@ use forge_core::models::TransformerEncoderModel;
 use forge_core::params::named_parameters;
 use forge_core::precision::LossScaler;
 use forge_core::tch::nn::VarStore;
-use forge_core::tch::{self, Device, Kind, Tensor};
+use forge_core::tch::{self, Device};
 use forge_core::{Architecture, Batch, ForgeModel};
 use forge_dist::DistributedContext;
 use forge_train::train::optim::Optimizer;
 use forge_train::train::{DataParallel, SingleProcess, Strategy};
 
-const VOCAB: i64 = 20_000;
-const HIDDEN: i64 = 256;
-const LAYERS: i64 = 4;
-const HEADS: i64 = 8;
-const CELLS: i64 = 16;
-const MIN_LEN: i64 = 128;
-const MAX_LEN: i64 = 512;
-const MASK_RATIO: f64 = 0.15;
-const LR: f64 = 1e-4;
-const RANK_VAR: &str = "FORGE_BENCH_DDP_RANK";
+mod common;
+use common::{CELLS, HEADS, HIDDEN, LAYERS, LR, MAX_LEN, MIN_LEN, VOCAB, load_average, make_batch};
 
-/// Batch `seed`: `CELLS` cells, uniform lengths in `MIN_LEN..=MAX_LEN`.
-fn batch(seed: i64) -> Batch {
-    tch::manual_seed(seed);
-    let lens = Tensor::randint_low(MIN_LEN, MAX_LEN + 1, [CELLS], (Kind::Int64, Device::Cpu));
-    let pos = Tensor::arange(MAX_LEN, (Kind::Int64, Device::Cpu)).unsqueeze(0);
-    let mask = pos.lt_tensor(&lens.unsqueeze(1)).to_kind(Kind::Int64);
-    let genes = Tensor::randint_low(4, VOCAB, [CELLS, MAX_LEN], (Kind::Int64, Device::Cpu));
-    let masked = Tensor::rand([CELLS, MAX_LEN], (Kind::Float, Device::Cpu))
-        .lt(MASK_RATIO)
-        .logical_and(&mask.to_kind(Kind::Bool));
-    let labels = genes.masked_fill(&masked.logical_not(), -100);
-    let ids = genes.masked_fill(&masked, 2) * &mask;
-    let values = Tensor::rand([CELLS, MAX_LEN], (Kind::Float, Device::Cpu)) * &mask;
-    Batch::builder(ids, mask)
-        .values(values)
-        .labels(labels)
-        .build()
-        .expect("a valid batch")
-}
+const RANK_VAR: &str = "FORGE_BENCH_DDP_RANK";
 
 fn model(vs: &VarStore) -> TransformerEncoderModel {
     let config = ModelConfig {
@@ -86,7 +60,9 @@ fn run(strategy: &dyn Strategy, rank: i64, iters: usize, sync: &dyn Fn()) -> f64
     let m = model(&vs);
     let mut opt = Optimizer::new(&OptimizerConfig::default(), named_parameters(&m));
     let mut scaler = LossScaler::new(Precision::Fp32True, Device::Cpu);
-    let batches: Vec<Batch> = (0..=iters as i64).map(|i| batch(1000 * rank + i)).collect();
+    let batches: Vec<Batch> = (0..=iters as i64)
+        .map(|i| make_batch(1000 * rank + i))
+        .collect();
     let mut start = Instant::now();
     for (i, b) in batches.iter().enumerate() {
         if i == 1 {
@@ -108,12 +84,6 @@ fn iters() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// One rank of the 2-process row: prints its seconds.

@@ -59,20 +59,14 @@ use forge_core::{Batch, ForgeModel};
 mod bench_blank;
 use bench_blank::BenchBlank;
 
+mod common;
+use common::{CELLS, HEADS, HIDDEN, LAYERS, LR, MAX_LEN, VOCAB, load_average, make_batch};
+
 /// Largest acceptable slowdown of the freshly generated model against
 /// `transformer_encoder` (train step and encode): models made with
 /// forge-gen get the same packed speed as the reference models.
 const BLANK_SLOWDOWN: f64 = 1.05;
 
-const VOCAB: i64 = 20_000;
-const HIDDEN: i64 = 256;
-const LAYERS: i64 = 4;
-const HEADS: i64 = 8;
-const CELLS: i64 = 16;
-const MIN_LEN: i64 = 128;
-const MAX_LEN: i64 = 512;
-const MASK_RATIO: f64 = 0.15;
-const LR: f64 = 1e-4;
 /// Largest acceptable |forge - PyTorch| for the loss and the embeddings
 /// (float32, different but equivalent kernels and summation orders).
 const AGREEMENT: f64 = 1e-4;
@@ -508,12 +502,6 @@ fn matmul_rate(kind: Kind) -> f64 {
     2.0 * (n as f64).powi(3) / best
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -537,37 +525,6 @@ fn list(values: &[f64]) -> String {
 fn list_g(values: &[f64]) -> String {
     let parts: Vec<String> = values.iter().map(|v| format!("{:.0}", v / 1e9)).collect();
     parts.join(", ")
-}
-
-/// 16 cells with lengths spread evenly over 128..=512 tokens (CLS first),
-/// in shuffled order, padded to the longest; `MASK_RATIO` of each cell's
-/// genes carry a label, 80% of those replaced by the MASK token.
-fn make_batch(seed: i64) -> Batch {
-    tch::manual_seed(seed);
-    let opts = (Kind::Int64, Device::Cpu);
-    let spread: Vec<i64> = (0..CELLS)
-        .map(|i| MIN_LEN + (i * (MAX_LEN - MIN_LEN) + (CELLS - 1) / 2) / (CELLS - 1))
-        .collect();
-    let lengths = Tensor::from_slice(&spread).index_select(0, &Tensor::randperm(CELLS, opts));
-    let longest = lengths.max().int64_value(&[]);
-    let positions = Tensor::arange(longest, opts).unsqueeze(0);
-    let real = positions.lt_tensor(&lengths.unsqueeze(1));
-    let genes = positions.gt(0).logical_and(&real);
-    let mask = real.to_kind(Kind::Int64);
-    let ids = Tensor::randint_low(4, VOCAB, [CELLS, longest], opts)
-        .where_self(&positions.gt(0), &Tensor::from(3i64))
-        * &mask;
-    let uniform = || Tensor::rand([CELLS, longest], (Kind::Float, Device::Cpu));
-    let values = uniform() * genes.to_kind(Kind::Float);
-    let chosen = uniform().lt(MASK_RATIO).logical_and(&genes);
-    let labels = ids.where_self(&chosen, &Tensor::from(-100i64));
-    let to_mask = chosen.logical_and(&uniform().lt(0.8));
-    let ids = ids.where_self(&to_mask.logical_not(), &Tensor::from(2i64));
-    Batch::builder(ids, mask)
-        .values(values)
-        .labels(labels)
-        .build()
-        .expect("valid batch")
 }
 
 /// The PyTorch side, a python process driven one repetition at a time.
